@@ -1,0 +1,130 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Protocol constants.
+const (
+	// Magic opens every connection: the client's first four bytes.
+	Magic = "CALC"
+	// Version is the protocol version this package speaks, sent by the
+	// client right after Magic.
+	Version = 1
+	// PrefaceSize is the size of the client's connection preface.
+	PrefaceSize = len(Magic) + 1
+	// LengthSize is the size of a frame's length prefix.
+	LengthSize = 4
+	// HeaderSize is the size of the fixed frame header after the length
+	// prefix: kind, flags and call id.
+	HeaderSize = 6
+	// FrameOverhead is the bytes every frame adds to its payload.
+	FrameOverhead = LengthSize + HeaderSize
+)
+
+// Default limits; each can be changed per server or client.
+const (
+	// DefaultMaxMessageSize is the largest message, after decompression.
+	DefaultMaxMessageSize = 4 << 20
+	// DefaultMaxFrameSize is the largest value of a length prefix: a
+	// maximum-size message plus 16 KiB for its header and metadata.
+	DefaultMaxFrameSize = DefaultMaxMessageSize + 16<<10
+	// DefaultCompressThreshold is the message size at and above which a
+	// sender tries snappy; it keeps the compressed form only if smaller.
+	DefaultCompressThreshold = 256
+)
+
+// Kind is a frame kind.
+type Kind uint8
+
+// The frame kinds of protocol v1.
+const (
+	KindSettings  Kind = 0x01 // server → client, once, after the preface
+	KindRequest   Kind = 0x02 // client → server: opens a call
+	KindMessage   Kind = 0x03 // either way: one message of a streaming call
+	KindHalfClose Kind = 0x04 // client → server: no more messages on a stream
+	KindResponse  Kind = 0x05 // server → client: a unary call's response, status OK
+	KindStatus    Kind = 0x06 // server → client: a call's final google.rpc.Status
+	KindCancel    Kind = 0x07 // client → server: cancel a call
+	KindPing      Kind = 0x08 // either way: 8 opaque bytes to echo
+	KindPong      Kind = 0x09 // either way: the echo of a ping
+	KindGoAway    Kind = 0x0A // server → client: no new calls; last accepted id and why
+)
+
+var kindNames = [...]string{
+	KindSettings: "SETTINGS", KindRequest: "REQUEST", KindMessage: "MESSAGE",
+	KindHalfClose: "HALF_CLOSE", KindResponse: "RESPONSE", KindStatus: "STATUS",
+	KindCancel: "CANCEL", KindPing: "PING", KindPong: "PONG", KindGoAway: "GOAWAY",
+}
+
+// Known reports whether k is a kind of protocol v1.
+func (k Kind) Known() bool { return int(k) < len(kindNames) && kindNames[k] != "" }
+
+// String returns the kind's name, or its hex value if unknown.
+func (k Kind) String() string {
+	if k.Known() {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("0x%02X", uint8(k))
+}
+
+// Flags are a frame's flag bits.
+type Flags uint8
+
+// The frame flags. FlagCompressed applies to REQUEST, MESSAGE and RESPONSE
+// frames; the others to REQUEST frames only.
+const (
+	FlagCompressed Flags = 0x01 // the message is a snappy block
+	FlagMethodName Flags = 0x02 // the request binds its method ref to a name
+	FlagDeadline   Flags = 0x04 // the request carries a deadline budget
+	FlagMetadata   Flags = 0x08 // the request carries metadata
+)
+
+// Frame is one decoded frame. Payload aliases the Reader's buffer and is
+// valid only until the next call to ReadFrame or Release.
+type Frame struct {
+	Kind    Kind
+	Flags   Flags
+	ID      uint32
+	Payload []byte
+}
+
+// Errors reported by the frame layer. Each ends a connection: after one of
+// them a reader cannot find the next frame boundary.
+var (
+	ErrBadMagic        = errors.New("wire: bad connection preface magic")
+	ErrFrameTooLarge   = errors.New("wire: frame length exceeds the max frame size")
+	ErrFrameTooSmall   = errors.New("wire: frame length smaller than the frame header")
+	ErrUnknownKind     = errors.New("wire: unknown frame kind")
+	ErrTruncated       = errors.New("wire: truncated frame")
+	ErrMessageTooLarge = errors.New("wire: message exceeds the max message size")
+	ErrCorruptMessage  = errors.New("wire: corrupt snappy message")
+	ErrBadHeader       = errors.New("wire: malformed request header")
+	ErrBadPayload      = errors.New("wire: malformed control payload")
+)
+
+// AppendFrame appends a frame with the given payload to dst.
+func AppendFrame(dst []byte, kind Kind, flags Flags, id uint32, payload []byte) []byte {
+	dst = AppendFrameHeader(dst, kind, flags, id, len(payload))
+	return append(dst, payload...)
+}
+
+// AppendFrameHeader appends the length prefix and header of a frame whose
+// payload of payloadLen bytes the caller appends next.
+func AppendFrameHeader(dst []byte, kind Kind, flags Flags, id uint32, payloadLen int) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(HeaderSize+payloadLen))
+	dst = append(dst, byte(kind), byte(flags))
+	return binary.BigEndian.AppendUint32(dst, id)
+}
+
+// PatchLength rewrites the length prefix of the frame starting at
+// dst[start:] to cover everything up to len(dst), for frames whose payload
+// was appended in place.
+func PatchLength(dst []byte, start int) {
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
+}
+
+// AppendPreface appends the client's connection preface for Version.
+func AppendPreface(dst []byte) []byte { return append(append(dst, Magic...), Version) }

@@ -1,0 +1,102 @@
+// Package interceptor holds the server interceptors that both of calc's
+// transports install: a structured access log and panic recovery. They are
+// plain grpc-go interceptors; the raw TCP server runs them exactly as a
+// grpc.Server does.
+package interceptor
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// UnaryLogging returns an interceptor that writes one log record per unary
+// call: method, peer, status code, duration and, on failure, the message.
+// Successful calls are logged at Debug level and failures at Info, so an
+// access log at the default level costs nothing on the hot path.
+func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		logCall(ctx, logger, info.FullMethod, start, err)
+		return resp, err
+	}
+}
+
+// StreamLogging returns an interceptor that writes one log record per stream
+// when it ends, like UnaryLogging.
+func StreamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(ss.Context(), logger, info.FullMethod, start, err)
+		return err
+	}
+}
+
+// logCall writes the access record for one call.
+func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
+	level := slog.LevelDebug
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	st := status.Convert(err)
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("code", st.Code().String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", st.Message()))
+	}
+	logger.LogAttrs(ctx, level, "call", attrs...)
+}
+
+// UnaryRecovery returns an interceptor that turns a panic in the handler into
+// an INTERNAL status, logging the panic value and stack at Error level.
+func UnaryRecovery(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer recoverTo(ctx, logger, info.FullMethod, &err)
+		return handler(ctx, req)
+	}
+}
+
+// StreamRecovery returns the streaming form of UnaryRecovery.
+func StreamRecovery(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer recoverTo(ss.Context(), logger, info.FullMethod, &err)
+		return handler(srv, ss)
+	}
+}
+
+// recoverTo recovers a panic into *err as an INTERNAL status.
+func recoverTo(ctx context.Context, logger *slog.Logger, method string, err *error) {
+	if r := recover(); r != nil {
+		logger.LogAttrs(ctx, slog.LevelError, "panic in handler",
+			slog.String("method", method), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		*err = status.Errorf(codes.Internal, "internal error in %s", method)
+	}
+}
+
+// Unary returns calc's unary interceptor chain, outermost first: logging
+// wraps recovery, so a panic is logged as the INTERNAL call it became.
+func Unary(logger *slog.Logger) []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{UnaryLogging(logger), UnaryRecovery(logger)}
+}
+
+// Stream returns calc's stream interceptor chain, in the order of Unary.
+func Stream(logger *slog.Logger) []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{StreamLogging(logger), StreamRecovery(logger)}
+}
