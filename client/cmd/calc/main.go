@@ -1,0 +1,218 @@
+// Command calc is the calculator's command-line client.
+//
+//	calc 2 + 3                 prints 5
+//	calc '2 * (3 + 4)'         prints 14
+//	calc 7 / 2                 prints 3.5
+//	calc                       reads one expression per line (a REPL on a terminal)
+//	calc bench [flags]         load-tests a server (calc bench -h)
+//
+// Flags (before the expression):
+//
+//	--addr HOST:PORT     server address (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
+//	--transport T        tcp (calc's raw TCP protocol, the default) or grpc (env CALC_TRANSPORT)
+//	--compression C      grpc only: none, gzip or snappy (default none)
+//	--timeout D          per-call deadline (default 5s)
+//	--json               print one JSON object per result or error
+//
+// On an error calc prints the gRPC status code and message on stderr and
+// exits 1; with several expressions it goes on and exits 1 at the end.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+// cliConfig holds the common flags.
+type cliConfig struct {
+	addr, transport, compression string
+	timeout                      time.Duration
+	json                         bool
+}
+
+// addFlags registers the connection flags shared by calc and calc bench.
+func (c *cliConfig) addFlags(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&c.addr, "addr", getenv("CALC_ADDR"), "server `address` (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)")
+	def := getenv("CALC_TRANSPORT")
+	if def == "" {
+		def = "tcp"
+	}
+	fs.StringVar(&c.transport, "transport", def, "tcp or grpc (env CALC_TRANSPORT)")
+	fs.StringVar(&c.compression, "compression", "none", "grpc message compression: none, gzip or snappy")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-call deadline")
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+}
+
+// check validates the flags and fills in the default address.
+func (c *cliConfig) check() error {
+	switch c.transport {
+	case "tcp":
+		if c.addr == "" {
+			c.addr = "127.0.0.1:4000"
+		}
+		if c.compression != "none" {
+			return errors.New("--compression applies to --transport grpc only (raw TCP compresses large messages itself)")
+		}
+	case "grpc":
+		if c.addr == "" {
+			c.addr = "127.0.0.1:50051"
+		}
+		if c.compression != "none" && c.compression != "gzip" && c.compression != "snappy" {
+			return fmt.Errorf("unknown compression %q", c.compression)
+		}
+	default:
+		return fmt.Errorf("unknown transport %q (want tcp or grpc)", c.transport)
+	}
+	return nil
+}
+
+// negativeStart matches an argument that begins an expression with a minus
+// sign, which the flag package would take for a flag.
+var negativeStart = regexp.MustCompile(`^-[0-9.(]`)
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(ctx, args[1:], stdout, stderr, getenv)
+	}
+	for i, a := range args {
+		if negativeStart.MatchString(a) {
+			args = append(append(args[:i:i], "--"), args[i:]...)
+			break
+		}
+	}
+	var cfg cliConfig
+	fs := flag.NewFlagSet("calc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: calc [flags] [expression]    (no expression: read expressions from stdin)\n       calc bench [flags]")
+		fs.PrintDefaults()
+	}
+	cfg.addFlags(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := cfg.check(); err != nil {
+		fmt.Fprintln(stderr, "calc:", err)
+		return 2
+	}
+	client, closeFn, err := dial(ctx, cfg)
+	if err != nil {
+		printErr(stderr, stdout, cfg.json, "", err)
+		return 1
+	}
+	defer closeFn()
+	if fs.NArg() > 0 {
+		if !evaluate(ctx, client, cfg, strings.Join(fs.Args(), " "), stdout, stderr) {
+			return 1
+		}
+		return 0
+	}
+	return repl(ctx, client, cfg, stdin, stdout, stderr)
+}
+
+// repl evaluates one expression per line of stdin, prompting on a terminal.
+func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, stdin io.Reader, stdout, stderr io.Writer) int {
+	interactive := false
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			interactive = true
+		}
+	}
+	code := 0
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for {
+		if interactive {
+			fmt.Fprint(stdout, "> ")
+		}
+		if !sc.Scan() {
+			break
+		}
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if interactive && (line == "exit" || line == "quit") {
+			break
+		}
+		if !evaluate(ctx, client, cfg, line, stdout, stderr) {
+			code = 1
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(stderr, "calc: reading input:", err)
+		return 1
+	}
+	return code
+}
+
+// evaluate evaluates one expression and prints its result or error.
+func evaluate(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, expression string, stdout, stderr io.Writer) bool {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	resp, err := client.Evaluate(ctx, &calculatorv1.EvaluateRequest{Expression: expression})
+	if err != nil {
+		printErr(stderr, stdout, cfg.json, expression, err)
+		return false
+	}
+	if cfg.json {
+		_ = json.NewEncoder(stdout).Encode(map[string]any{"expression": expression, "result": resp.GetResult(), "exact": resp.GetExact()})
+		return true
+	}
+	fmt.Fprintln(stdout, resp.GetResult())
+	return true
+}
+
+// printErr prints a call's error: "CODE: message" on stderr, or a JSON
+// object on stdout with --json.
+func printErr(stderr, stdout io.Writer, asJSON bool, expression string, err error) {
+	st := status.Convert(err)
+	if asJSON {
+		out := map[string]any{"expression": expression, "code": codeName(st.Code().String()), "message": st.Message()}
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+				out["field"] = br.GetFieldViolations()[0].GetField()
+			}
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				out["reason"] = info.GetReason()
+				if off, ok := info.GetMetadata()["offset"]; ok {
+					out["offset"] = off
+				}
+			}
+		}
+		_ = json.NewEncoder(stdout).Encode(out)
+		return
+	}
+	fmt.Fprintf(stderr, "calc: %s: %s\n", codeName(st.Code().String()), st.Message())
+}
+
+// codeName turns grpc-go's code names ("InvalidArgument") into the
+// canonical form ("INVALID_ARGUMENT").
+func codeName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}

@@ -1,0 +1,503 @@
+// Package tcpconn is the Go client of calc's raw TCP protocol
+// (PROTOCOL.md). A *Conn implements grpc.ClientConnInterface, so the
+// generated gRPC client works over raw TCP unchanged:
+//
+//	conn, err := tcpconn.Dial(ctx, "127.0.0.1:4000", tcpconn.Options{})
+//	...
+//	client := calculatorv1.NewCalculatorServiceClient(conn)
+//	resp, err := client.Calculate(ctx, &calculatorv1.CalculateRequest{...})
+//
+// Calls from any number of goroutines are multiplexed on the one
+// connection and may complete in any order. A context's deadline travels to
+// the server as the call's budget and its cancellation sends CANCEL.
+// Errors are gRPC statuses (status.FromError, status.Code) with the same
+// codes and details the gRPC endpoint returns. When the server sends
+// GOAWAY, new calls and calls it did not accept fail with UNAVAILABLE and
+// match errors.Is(err, ErrNotProcessed): they are safe to retry on a new
+// connection.
+package tcpconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/calcrpc/calc/internal/wire"
+)
+
+// DefaultKeepaliveTimeout is how long a Conn waits for any frame after a
+// PING before it gives the connection up.
+const DefaultKeepaliveTimeout = 20 * time.Second
+
+// ErrNotProcessed is matched (errors.Is) by the error of a call the server
+// did not process because it had sent GOAWAY: retrying it is safe.
+var ErrNotProcessed = errors.New("tcpconn: call not processed by the server")
+
+// Options configures a Conn. The zero value means the documented defaults.
+type Options struct {
+	// KeepaliveInterval is how often the Conn pings the server; 0 means half
+	// the server's announced idle timeout (or no pings if it has none) and
+	// a negative value disables pings.
+	KeepaliveInterval time.Duration
+	// KeepaliveTimeout is how long to wait for a frame after a ping before
+	// closing the connection; 0 means DefaultKeepaliveTimeout.
+	KeepaliveTimeout time.Duration
+	// CompressThreshold is the message size at which requests are
+	// snappy-compressed; 0 means the server's announced threshold and a
+	// negative value disables compression.
+	CompressThreshold int
+	// MaxMessageSize caps a received message after decompression; 0 means
+	// wire.DefaultMaxMessageSize.
+	MaxMessageSize int
+}
+
+// Conn is a raw TCP connection to a calc server. It is safe for concurrent
+// use.
+type Conn struct {
+	nc        net.Conn
+	out       *wire.Writer
+	rd        *wire.Reader
+	opts      Options
+	threshold int
+	settings  wire.Settings
+	readerOut chan struct{} // closed when the reader goroutine exits
+	heard     chan struct{} // signalled on every frame received, for keepalive
+
+	mu      sync.Mutex
+	nextID  uint32
+	refs    map[string]uint32
+	pending map[uint32]*pending
+	err     error // set once: why the connection ended or drains
+	goAway  bool
+}
+
+// pending is a call waiting for its answer.
+type pending struct {
+	reply  proto.Message // unary: where the response goes
+	done   chan struct{} // unary: signalled once with err set
+	err    error
+	stream *clientStream // streaming calls
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan struct{}, 1)} }}
+
+// Dial connects to a calc raw TCP server at addr, sends the preface and
+// waits for the server's SETTINGS. ctx bounds the whole handshake.
+func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "tcpconn: dial %s: %v", addr, err)
+	}
+	c, err := NewConn(ctx, nc, opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewConn runs the client handshake on an established connection nc and
+// returns the Conn using it.
+func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = wire.DefaultMaxMessageSize
+	}
+	if opts.KeepaliveTimeout == 0 {
+		opts.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
+	c := &Conn{
+		nc:        nc,
+		out:       wire.NewWriter(nc),
+		rd:        wire.NewReader(nc, opts.MaxMessageSize+wire.DefaultMaxFrameSize-wire.DefaultMaxMessageSize),
+		opts:      opts,
+		readerOut: make(chan struct{}),
+		heard:     make(chan struct{}, 1),
+		refs:      map[string]uint32{},
+		pending:   map[uint32]*pending{},
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	err := c.handshake()
+	if !stop() || ctx.Err() != nil {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c.threshold = opts.CompressThreshold
+	if c.threshold == 0 {
+		c.threshold = int(c.settings.CompressThreshold)
+	}
+	go c.read()
+	if every := c.keepaliveInterval(); every > 0 {
+		go c.keepalive(every)
+	}
+	return c, nil
+}
+
+// handshake sends the preface and reads the server's first frame.
+func (c *Conn) handshake() error {
+	if _, err := c.nc.Write(wire.AppendPreface(nil)); err != nil {
+		return status.Errorf(codes.Unavailable, "tcpconn: sending preface: %v", err)
+	}
+	f, err := c.rd.ReadFrame()
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "tcpconn: reading server settings: %v", err)
+	}
+	switch f.Kind {
+	case wire.KindSettings:
+		c.settings, err = wire.ParseSettings(f.Payload)
+		if err != nil {
+			return status.Errorf(codes.Internal, "tcpconn: %v", err)
+		}
+		return nil
+	case wire.KindGoAway:
+		_, st, err := wire.ParseGoAway(f.Payload)
+		if err != nil {
+			return status.Errorf(codes.Internal, "tcpconn: %v", err)
+		}
+		return status.ErrorProto(st)
+	default:
+		return status.Errorf(codes.Internal, "tcpconn: server sent %s before SETTINGS", f.Kind)
+	}
+}
+
+func (c *Conn) keepaliveInterval() time.Duration {
+	switch {
+	case c.opts.KeepaliveInterval != 0:
+		return max(c.opts.KeepaliveInterval, 0)
+	case c.settings.IdleTimeout > 0:
+		return c.settings.IdleTimeout / 2
+	}
+	return 0
+}
+
+// Close closes the connection; calls in flight fail with CANCELLED.
+func (c *Conn) Close() error {
+	c.fail(status.Error(codes.Canceled, "tcpconn: connection closed by the client"))
+	c.out.CloseAfterFlush()
+	<-c.readerOut
+	return nil
+}
+
+// fail ends the connection with err, failing every pending call.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil || c.goAway {
+		c.err = err
+	}
+	calls := c.pending
+	c.pending = map[uint32]*pending{}
+	c.mu.Unlock()
+	_ = c.nc.Close()
+	for _, p := range calls {
+		p.finish(err)
+	}
+}
+
+// finish completes a pending call with err.
+func (p *pending) finish(err error) {
+	if p.stream != nil {
+		p.stream.end(err)
+		return
+	}
+	p.err = err
+	p.done <- struct{}{}
+}
+
+// start sends a REQUEST frame for method carrying msg (nil for a stream)
+// and registers p under its id. Ids are assigned inside the writer's lock,
+// so they reach the server in increasing order.
+func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending) (uint32, error) {
+	h := wire.RequestHeader{}
+	if d, ok := ctx.Deadline(); ok {
+		h.HasTimeout, h.Timeout = true, time.Until(d)
+		if h.Timeout <= 0 {
+			return 0, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+		}
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		for k, vs := range md {
+			for _, v := range vs {
+				h.Metadata = append(h.Metadata, k, v)
+			}
+		}
+	}
+	var id uint32
+	var startErr error
+	err := c.out.Send(func(b []byte) []byte {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.err != nil {
+			startErr = c.err
+			if c.goAway {
+				startErr = notProcessed(c.err)
+			}
+			return b
+		}
+		ref, bound := c.refs[method]
+		if !bound {
+			ref = uint32(len(c.refs) + 1)
+			c.refs[method] = ref
+			h.MethodName = method
+		}
+		h.MethodRef = ref
+		c.nextID++
+		id = c.nextID
+		c.pending[id] = p
+		start := len(b)
+		b = wire.AppendFrameHeader(b, wire.KindRequest, 0, id, 0)
+		b, flags := wire.AppendRequestHeader(b, &h)
+		b, mflags := wire.AppendMessage(b, msg, c.threshold)
+		b[start+wire.LengthSize+1] = byte(flags | mflags)
+		wire.PatchLength(b, start)
+		return b
+	})
+	if startErr != nil {
+		return 0, startErr
+	}
+	if err != nil {
+		return 0, c.closedErr(err)
+	}
+	return id, nil
+}
+
+// closedErr returns the error that ended the connection, or err.
+func (c *Conn) closedErr(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return status.Errorf(codes.Unavailable, "tcpconn: %v", err)
+}
+
+// take removes and returns the pending call id, or nil.
+func (c *Conn) take(id uint32) *pending {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[id]
+	delete(c.pending, id)
+	return p
+}
+
+// Invoke performs a unary call. It implements grpc.ClientConnInterface;
+// grpc.CallOptions are accepted and ignored.
+func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	req, ok := args.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "tcpconn: request type %T is not a proto.Message", args)
+	}
+	rep, ok := reply.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "tcpconn: reply type %T is not a proto.Message", reply)
+	}
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	buf := msgPool.Get().(*[]byte)
+	defer msgPool.Put(buf)
+	msg, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], req)
+	if err != nil {
+		return status.Errorf(codes.Internal, "tcpconn: marshal request: %v", err)
+	}
+	*buf = msg
+	p := pendingPool.Get().(*pending)
+	p.reply = rep
+	id, err := c.start(ctx, method, msg, p)
+	if err != nil {
+		p.reply = nil
+		pendingPool.Put(p)
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		if c.take(id) != nil { // still pending: abandon it
+			c.cancel(id)
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		<-p.done // the reader is completing it
+	}
+	err = p.err
+	p.reply, p.err = nil, nil
+	pendingPool.Put(p)
+	return err
+}
+
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// cancel sends CANCEL for call id.
+func (c *Conn) cancel(id uint32) {
+	_ = c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindCancel, 0, id, nil) })
+}
+
+// read is the reader goroutine: it completes calls as answers arrive.
+func (c *Conn) read() {
+	defer close(c.readerOut)
+	for {
+		f, err := c.rd.ReadFrame()
+		if err != nil {
+			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
+			return
+		}
+		select {
+		case c.heard <- struct{}{}:
+		default:
+		}
+		if err := c.dispatch(f); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+}
+
+// dispatch handles one frame from the server.
+func (c *Conn) dispatch(f wire.Frame) error {
+	switch f.Kind {
+	case wire.KindResponse:
+		p := c.take(f.ID)
+		if p == nil {
+			return nil // abandoned by its caller
+		}
+		if p.stream != nil {
+			p.finish(status.Errorf(codes.Internal, "tcpconn: RESPONSE frame on streaming call %d", f.ID))
+			return nil
+		}
+		msg, err := wire.DecodeMessage(nil, f.Payload, f.Flags, c.opts.MaxMessageSize)
+		if err == nil {
+			err = proto.Unmarshal(msg, p.reply)
+		}
+		if err != nil {
+			err = status.Errorf(codes.Internal, "tcpconn: decoding response: %v", err)
+		}
+		p.finish(err)
+	case wire.KindStatus:
+		st, err := wire.ParseStatus(f.Payload)
+		if err != nil {
+			return status.Errorf(codes.Internal, "tcpconn: %v", err)
+		}
+		if p := c.take(f.ID); p != nil {
+			if st.GetCode() == 0 && p.stream == nil {
+				p.finish(status.Error(codes.Internal, "tcpconn: unary call ended with OK status and no response"))
+			} else {
+				p.finish(status.ErrorProto(st))
+			}
+		}
+	case wire.KindMessage:
+		c.mu.Lock()
+		p := c.pending[f.ID]
+		c.mu.Unlock()
+		if p == nil || p.stream == nil {
+			return nil
+		}
+		msg, err := wire.DecodeMessage(nil, f.Payload, f.Flags, c.opts.MaxMessageSize)
+		if err != nil {
+			if c.take(f.ID) != nil {
+				c.cancel(f.ID)
+				p.finish(status.Errorf(codes.Internal, "tcpconn: decoding message: %v", err))
+			}
+			return nil
+		}
+		if f.Flags&wire.FlagCompressed == 0 {
+			msg = append([]byte(nil), msg...) // the frame's bytes are reused
+		}
+		p.stream.push(msg)
+	case wire.KindPing:
+		_ = c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPong, 0, 0, f.Payload) })
+	case wire.KindPong, wire.KindSettings:
+		if f.Kind == wire.KindSettings {
+			if s, err := wire.ParseSettings(f.Payload); err == nil {
+				c.mu.Lock()
+				c.settings = s
+				c.mu.Unlock()
+			}
+		}
+	case wire.KindGoAway:
+		last, st, err := wire.ParseGoAway(f.Payload)
+		if err != nil {
+			return status.Errorf(codes.Internal, "tcpconn: %v", err)
+		}
+		c.handleGoAway(last, st.GetCode(), st.GetMessage())
+	default:
+		return status.Errorf(codes.Internal, "tcpconn: unexpected %s frame from the server", f.Kind)
+	}
+	return nil
+}
+
+// handleGoAway fails new calls and the calls above last; the others are
+// still answered before the server closes.
+func (c *Conn) handleGoAway(last uint32, code int32, msg string) {
+	reason := fmt.Sprintf("tcpconn: server sent GOAWAY (%s: %s)", codes.Code(code), msg)
+	c.mu.Lock()
+	c.goAway = true
+	if c.err == nil {
+		c.err = status.Error(codes.Unavailable, reason)
+	}
+	var lost []*pending
+	for id, p := range c.pending {
+		if id > last {
+			lost = append(lost, p)
+			delete(c.pending, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range lost {
+		p.finish(notProcessed(status.Error(codes.Unavailable, reason)))
+	}
+}
+
+// notProcessedError is a call the server never processed.
+type notProcessedError struct{ st *status.Status }
+
+func notProcessed(err error) error { return &notProcessedError{status.Convert(err)} }
+
+func (e *notProcessedError) Error() string              { return e.st.Message() + " (call not processed; safe to retry)" }
+func (e *notProcessedError) GRPCStatus() *status.Status { return e.st }
+func (e *notProcessedError) Is(target error) bool       { return target == ErrNotProcessed }
+
+// keepalive pings every interval and closes the connection when nothing at
+// all is heard for KeepaliveTimeout after a ping.
+func (c *Conn) keepalive(every time.Duration) {
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.readerOut:
+			return
+		case <-c.heard:
+			t.Reset(every)
+			continue
+		case <-t.C:
+		}
+		err := c.out.Send(func(b []byte) []byte {
+			return wire.AppendFrame(b, wire.KindPing, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, 0})
+		})
+		if err != nil {
+			return
+		}
+		t.Reset(c.opts.KeepaliveTimeout)
+		select {
+		case <-c.readerOut:
+			return
+		case <-c.heard:
+			t.Reset(every)
+		case <-t.C:
+			c.fail(status.Errorf(codes.Unavailable, "tcpconn: no answer to keepalive ping within %v", c.opts.KeepaliveTimeout))
+			return
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package tcpconn
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/calcrpc/calc/internal/wire"
+)
+
+// NewStream opens a streaming call. It implements
+// grpc.ClientConnInterface; grpc.CallOptions are accepted and ignored.
+// Cancelling ctx cancels the call on the server too.
+func (c *Conn) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1)}
+	id, err := c.start(ctx, method, nil, &pending{stream: s})
+	if err != nil {
+		return nil, err
+	}
+	s.id = id
+	stop := context.AfterFunc(ctx, func() {
+		if c.take(id) != nil {
+			c.cancel(id)
+			s.end(status.FromContextError(ctx.Err()).Err())
+		}
+	})
+	s.mu.Lock()
+	s.stop = stop
+	ended := s.err != nil
+	s.mu.Unlock()
+	if ended {
+		stop()
+	}
+	return s, nil
+}
+
+// clientStream is a streaming call. Received messages queue without bound
+// (the server's sends are paced by what the client sent), so a client may
+// send a whole pipeline before it reads a single answer.
+type clientStream struct {
+	c   *Conn
+	ctx context.Context
+	id  uint32
+
+	mu    sync.Mutex
+	stop  func() bool // unregisters the context watch
+	queue [][]byte
+	err   error         // the call's end: io.EOF for OK, else its status
+	ready chan struct{} // signalled when queue or err changes
+}
+
+var _ grpc.ClientStream = (*clientStream)(nil)
+
+// push queues a received message.
+func (s *clientStream) push(msg []byte) {
+	s.mu.Lock()
+	s.queue = append(s.queue, msg)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// end records how the call ended: a nil or OK status error means io.EOF.
+func (s *clientStream) end(err error) {
+	if status.Code(err) == codes.OK {
+		err = io.EOF
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	stop := s.stop
+	s.mu.Unlock()
+	s.signal()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (s *clientStream) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// SendMsg sends m. After the call has ended it returns io.EOF; RecvMsg
+// then reports the call's status.
+func (s *clientStream) SendMsg(m any) error {
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "tcpconn: message type %T is not a proto.Message", m)
+	}
+	s.mu.Lock()
+	ended := s.err != nil
+	s.mu.Unlock()
+	if ended {
+		return io.EOF
+	}
+	if err := s.c.out.SendMessage(wire.KindMessage, s.id, msg, s.c.threshold); err != nil {
+		return io.EOF
+	}
+	return nil
+}
+
+// CloseSend half-closes the stream: the server sees the end of its input.
+func (s *clientStream) CloseSend() error {
+	_ = s.c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindHalfClose, 0, s.id, nil) })
+	return nil
+}
+
+// RecvMsg receives the next message into m; at the end of the call it
+// returns io.EOF for OK or the call's status error.
+func (s *clientStream) RecvMsg(m any) error {
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "tcpconn: message type %T is not a proto.Message", m)
+	}
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			b := s.queue[0]
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			if err := proto.Unmarshal(b, msg); err != nil {
+				return status.Errorf(codes.Internal, "tcpconn: decoding message: %v", err)
+			}
+			return nil
+		}
+		err := s.err
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		<-s.ready
+	}
+}
+
+// Header returns no metadata: protocol v1 carries no response headers.
+func (s *clientStream) Header() (metadata.MD, error) { return nil, nil }
+
+// Trailer returns no metadata, like Header.
+func (s *clientStream) Trailer() metadata.MD { return nil }
+
+// Context returns the call's context.
+func (s *clientStream) Context() context.Context { return s.ctx }

@@ -1,0 +1,161 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxPending is how many bytes a Writer queues before senders block: the
+// bound on a connection's output memory.
+const MaxPending = 256 << 10
+
+// maxPooledBuffer is the largest write buffer returned to the pool.
+const maxPooledBuffer = 64 << 10
+
+// ErrWriterClosed is returned by Send after CloseAfterFlush.
+var ErrWriterClosed = errors.New("wire: writer closed")
+
+var writeBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Writer coalesces frames from many goroutines into few writes. It has no
+// goroutine of its own: a sender that finds the Writer idle becomes the
+// flusher and writes out everything queued, including what others append
+// while it is inside the write call. An idle Writer holds no buffer. It is
+// safe for concurrent use.
+type Writer struct {
+	dst io.WriteCloser
+
+	mu       sync.Mutex
+	drained  sync.Cond // broadcast after each write
+	buf      *[]byte   // queued bytes; nil when idle
+	flushing bool
+	closing  bool // close dst once the queue drains
+	err      error
+}
+
+// NewWriter returns a Writer to dst. The first failed write closes dst and
+// makes every later Send fail with that error.
+func NewWriter(dst io.WriteCloser) *Writer {
+	w := &Writer{dst: dst}
+	w.drained.L = &w.mu
+	return w
+}
+
+// Send appends bytes with fn (typically a frame) and makes sure they are
+// written. It blocks while MaxPending bytes are queued, and returns the
+// Writer's error, without calling fn, once it has failed or closed. fn runs
+// with the Writer locked and must not call it.
+func (w *Writer) Send(fn func([]byte) []byte) error {
+	w.mu.Lock()
+	for w.flushing && w.err == nil && w.buf != nil && len(*w.buf) >= MaxPending {
+		w.drained.Wait()
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	if w.buf == nil {
+		w.buf = writeBufPool.Get().(*[]byte)
+	}
+	*w.buf = fn(*w.buf)
+	if w.flushing {
+		w.mu.Unlock()
+		return nil
+	}
+	w.flushing = true
+	return w.flush()
+}
+
+// SendMessage sends a frame of kind for call id carrying msg, compressed if
+// its size is at least threshold and compression saves space. Small
+// messages are marshalled straight into the queue.
+func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int) error {
+	size := proto.Size(msg)
+	if threshold > 0 && size >= threshold {
+		raw, err := proto.MarshalOptions{UseCachedSize: true}.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		return w.Send(func(b []byte) []byte {
+			start := len(b)
+			b = AppendFrameHeader(b, kind, 0, id, 0)
+			b, flags := AppendMessage(b, raw, threshold)
+			b[start+LengthSize+1] = byte(flags)
+			PatchLength(b, start)
+			return b
+		})
+	}
+	var merr error
+	err := w.Send(func(b []byte) []byte {
+		start := len(b)
+		b = AppendFrameHeader(b, kind, 0, id, size)
+		if b, merr = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); merr != nil {
+			return b[:start]
+		}
+		return b
+	})
+	if merr != nil {
+		return merr
+	}
+	return err
+}
+
+// flush writes the queue until it is empty. Called with w.mu held and
+// w.flushing set; returns with w.mu released and the error of this flush.
+func (w *Writer) flush() error {
+	var spare *[]byte
+	for w.buf != nil && len(*w.buf) > 0 && w.err == nil {
+		out := w.buf
+		w.buf = spare
+		if w.buf != nil {
+			*w.buf = (*w.buf)[:0]
+		}
+		w.mu.Unlock()
+		_, err := w.dst.Write(*out)
+		w.mu.Lock()
+		if err != nil {
+			w.err = err
+			_ = w.dst.Close()
+		}
+		spare = out
+		w.drained.Broadcast()
+	}
+	w.flushing = false
+	putBuf(spare)
+	putBuf(w.buf)
+	w.buf = nil
+	if w.closing && w.err == nil {
+		w.err = ErrWriterClosed
+		_ = w.dst.Close()
+	}
+	err := w.err
+	w.mu.Unlock()
+	if errors.Is(err, ErrWriterClosed) {
+		return nil // what was queued before the close was written
+	}
+	return err
+}
+
+// CloseAfterFlush closes the destination once everything queued has been
+// written; later Sends fail with ErrWriterClosed.
+func (w *Writer) CloseAfterFlush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closing = true
+	if !w.flushing && w.err == nil {
+		w.err = ErrWriterClosed
+		_ = w.dst.Close()
+	}
+}
+
+// putBuf returns a write buffer to the pool.
+func putBuf(b *[]byte) {
+	if b != nil && cap(*b) <= maxPooledBuffer {
+		*b = (*b)[:0]
+		writeBufPool.Put(b)
+	}
+}

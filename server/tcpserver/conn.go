@@ -1,0 +1,283 @@
+package tcpserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+
+	"github.com/calcrpc/calc/internal/wire"
+)
+
+// conn is one client connection. Its serve goroutine is the only reader;
+// calls run in goroutines of their own and answer through out.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	raw syscall.RawConn // nil when nc is not a syscall.Conn
+	rd  *wire.Reader
+	out *wire.Writer
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	slots chan struct{} // one token per call in flight
+	refs  map[uint32]*method
+	hdr   wire.RequestHeader
+	last  uint32 // highest call id accepted
+
+	mu       sync.Mutex
+	calls    map[uint32]*call
+	active   sync.WaitGroup // calls not yet answered
+	draining bool           // GOAWAY sent: no new calls
+	closed   bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{
+		srv:   s,
+		nc:    nc,
+		slots: make(chan struct{}, s.opts.MaxConcurrentCalls),
+		refs:  map[uint32]*method{},
+		calls: map[uint32]*call{},
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.rd = wire.NewReader(nc, s.opts.MaxFrameSize)
+	c.out = wire.NewWriter(deadlineWriter{nc, s.opts.WriteTimeout})
+	c.ctx, c.cancel = context.WithCancel(peer.NewContext(context.Background(),
+		&peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}))
+	return c
+}
+
+// connError is a protocol violation that ends the connection with a GOAWAY.
+type connError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *connError) Error() string { return e.msg }
+
+// serve runs the connection: handshake, then frames until the peer leaves
+// or breaks the protocol. Every accepted call is answered before the
+// connection closes.
+func (c *conn) serve() {
+	defer c.srv.untrack(c)
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.logger.Error("panic serving connection", "peer", c.nc.RemoteAddr().String(), "panic", r)
+		}
+		c.cancel()
+		c.active.Wait()
+		c.close()
+		c.rd.Release()
+	}()
+	if !c.handshake() {
+		return
+	}
+	err := c.readFrames()
+	var ce *connError
+	switch {
+	case errors.As(err, &ce):
+		c.goAway(ce.code, ce.msg)
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		c.goAway(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, wire.ErrFrameTooSmall), errors.Is(err, wire.ErrUnknownKind):
+		c.goAway(codes.InvalidArgument, err.Error())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.goAway(codes.DeadlineExceeded, "frame not completed within "+c.srv.opts.FrameTimeout.String())
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, wire.ErrTruncated) && !errors.Is(err, net.ErrClosed):
+		c.srv.logger.Debug("connection read failed", "peer", c.nc.RemoteAddr().String(), "error", err)
+	}
+}
+
+// handshake reads the preface and sends SETTINGS, or answers a stray client
+// and reports false.
+func (c *conn) handshake() bool {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.HandshakeTimeout))
+	version, got, err := wire.ReadPreface(c.nc)
+	switch {
+	case errors.Is(err, wire.ErrBadMagic):
+		if looksLikeHTTP(got) {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c.nc, httpRefusal)
+		}
+		return false
+	case err != nil:
+		return false
+	case version != wire.Version:
+		c.goAway(codes.FailedPrecondition, fmt.Sprintf("unsupported protocol version %d; this server speaks version %d", version, wire.Version))
+		return false
+	}
+	c.out.Send(func(b []byte) []byte { return append(b, c.srv.settings...) })
+	return true
+}
+
+// httpRefusal is what an HTTP client that dialled the raw TCP port reads.
+const httpRefusal = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 89\r\n\r\n" +
+	"This port speaks calc's raw TCP protocol (PROTOCOL.md); HTTP/2 gRPC is on the gRPC port.\n"
+
+// looksLikeHTTP reports whether the first bytes of a connection start an
+// HTTP/1 request.
+func looksLikeHTTP(b []byte) bool {
+	for _, m := range []string{"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN", "TRAC", "PRI "} {
+		if bytes.HasPrefix(b, []byte(m)) {
+			return true
+		}
+	}
+	return false
+}
+
+// readFrames reads and dispatches frames until an error.
+func (c *conn) readFrames() error {
+	opts := &c.srv.opts
+	for {
+		if !c.rd.HasFrame() {
+			if c.rd.Buffered() == 0 {
+				if err := c.waitIdle(); err != nil {
+					return err
+				}
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(opts.FrameTimeout))
+		}
+		f, err := c.rd.ReadFrame()
+		if err != nil {
+			return err
+		}
+		if err := c.dispatch(f); err != nil {
+			return err
+		}
+	}
+}
+
+// waitIdle releases the read buffer and waits until the connection is
+// readable. When the idle timeout passes with no call in flight it sends
+// GOAWAY and reports io.EOF.
+func (c *conn) waitIdle() error {
+	c.rd.Release()
+	for {
+		if c.srv.opts.IdleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
+		} else {
+			_ = c.nc.SetReadDeadline(time.Time{})
+		}
+		err := waitReadable(c.raw)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		c.mu.Lock()
+		busy := len(c.calls) > 0
+		c.mu.Unlock()
+		if !busy {
+			c.goAway(codes.OK, "idle timeout")
+			return io.EOF
+		}
+	}
+}
+
+// dispatch handles one frame.
+func (c *conn) dispatch(f wire.Frame) error {
+	switch f.Kind {
+	case wire.KindRequest:
+		return c.request(f)
+	case wire.KindMessage, wire.KindHalfClose:
+		if cl := c.lookup(f.ID); cl != nil && cl.stream != nil {
+			return cl.stream.deliver(c, f)
+		}
+	case wire.KindCancel:
+		if cl := c.lookup(f.ID); cl != nil {
+			cl.cancel()
+		}
+	case wire.KindPing:
+		if f.ID != 0 || len(f.Payload) > 64 {
+			return &connError{codes.InvalidArgument, "PING must have id 0 and at most 64 payload bytes"}
+		}
+		c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPong, 0, 0, f.Payload) })
+	case wire.KindPong:
+		if f.ID != 0 {
+			return &connError{codes.InvalidArgument, "PONG must have id 0"}
+		}
+	default:
+		return &connError{codes.InvalidArgument, fmt.Sprintf("a client may not send %s frames", f.Kind)}
+	}
+	return nil
+}
+
+// lookup returns the call in flight with id, or nil.
+func (c *conn) lookup(id uint32) *call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[id]
+}
+
+// goAway sends GOAWAY with the last accepted call id and stops accepting
+// calls; the connection closes once every accepted call is answered.
+func (c *conn) goAway(code codes.Code, msg string) {
+	c.mu.Lock()
+	if c.draining || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	idle := len(c.calls) == 0
+	last := c.last
+	c.mu.Unlock()
+	c.out.Send(func(b []byte) []byte {
+		return wire.AppendFrame(b, wire.KindGoAway, 0, 0, wire.AppendGoAway(nil, last, statusProto(code, msg)))
+	})
+	if code != codes.OK {
+		c.cancel() // an error: the accepted calls are cancelled, then answered
+	}
+	if idle {
+		c.close()
+	}
+}
+
+// finish forgets an answered call, closing a draining connection after its
+// last call.
+func (c *conn) finish(cl *call) {
+	c.mu.Lock()
+	delete(c.calls, cl.id)
+	closeNow := c.draining && len(c.calls) == 0
+	c.mu.Unlock()
+	<-c.slots
+	c.active.Done()
+	if closeNow {
+		c.close()
+	}
+}
+
+// close flushes what is queued and closes the socket, ending serve's read.
+func (c *conn) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.out.CloseAfterFlush()
+	c.cancel()
+}
+
+// deadlineWriter gives every write on a connection WriteTimeout to make
+// progress, so a peer that stops reading cannot hold a call forever.
+type deadlineWriter struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.Conn.Write(p)
+}
