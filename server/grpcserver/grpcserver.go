@@ -52,6 +52,12 @@ type Options struct {
 	// KeepaliveTimeout is how long the server waits for a ping's answer
 	// before closing the connection; 0 means DefaultKeepaliveTimeout (20 s).
 	KeepaliveTimeout time.Duration
+	// UnaryInterceptors run inside calc's logging and recovery
+	// interceptors, first outermost.
+	UnaryInterceptors []grpc.UnaryServerInterceptor
+	// StreamInterceptors run inside calc's stream logging and recovery,
+	// first outermost.
+	StreamInterceptors []grpc.StreamServerInterceptor
 }
 
 // Server is the gRPC endpoint. It implements grpc.ServiceRegistrar; every
@@ -71,8 +77,8 @@ func New(opts Options) *Server {
 		logger = slog.Default()
 	}
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(interceptor.Unary(logger)...),
-		grpc.ChainStreamInterceptor(interceptor.Stream(logger)...),
+		grpc.ChainUnaryInterceptor(append(interceptor.Unary(logger), opts.UnaryInterceptors...)...),
+		grpc.ChainStreamInterceptor(append(interceptor.Stream(logger), opts.StreamInterceptors...)...),
 		grpc.MaxRecvMsgSize(orDefault(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             orDefault(opts.KeepaliveMinTime, DefaultKeepaliveMinTime),
