@@ -465,7 +465,9 @@ type notProcessedError struct{ st *status.Status }
 
 func notProcessed(err error) error { return &notProcessedError{status.Convert(err)} }
 
-func (e *notProcessedError) Error() string              { return e.st.Message() + " (call not processed; safe to retry)" }
+func (e *notProcessedError) Error() string {
+	return e.st.Message() + " (call not processed; safe to retry)"
+}
 func (e *notProcessedError) GRPCStatus() *status.Status { return e.st }
 func (e *notProcessedError) Is(target error) bool       { return target == ErrNotProcessed }
 

@@ -35,12 +35,12 @@ func (c *conn) request(f wire.Frame) error {
 		return &connError{codes.InvalidArgument, fmt.Sprintf("REQUEST id %d is not above the last id %d", f.ID, c.last)}
 	}
 	c.mu.Lock()
-	draining := c.draining
-	c.mu.Unlock()
-	if draining {
+	if c.draining {
+		c.mu.Unlock()
 		return nil // not accepted: the client learns from GOAWAY's last id that it may retry
 	}
-	c.last = f.ID
+	c.last = f.ID // read under c.mu by goAway
+	c.mu.Unlock()
 	// Every accepted call holds a slot until answered; at the cap the reader
 	// waits here, which is the connection's backpressure.
 	c.slots <- struct{}{}

@@ -109,8 +109,7 @@ func (c *conn) handshake() bool {
 	switch {
 	case errors.Is(err, wire.ErrBadMagic):
 		if looksLikeHTTP(got) {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c.nc, httpRefusal)
+			c.refuseHTTP()
 		}
 		return false
 	case err != nil:
@@ -126,6 +125,21 @@ func (c *conn) handshake() bool {
 // httpRefusal is what an HTTP client that dialled the raw TCP port reads.
 const httpRefusal = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 89\r\n\r\n" +
 	"This port speaks calc's raw TCP protocol (PROTOCOL.md); HTTP/2 gRPC is on the gRPC port.\n"
+
+// refuseHTTP answers an HTTP client with a 400 and closes gracefully: the
+// write side first, then after discarding what the client still sends
+// (briefly), so the kernel does not reset the connection before the client
+// has read the answer.
+func (c *conn) refuseHTTP() {
+	_ = c.nc.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c.nc, httpRefusal); err != nil {
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 64<<10))
+	}
+}
 
 // looksLikeHTTP reports whether the first bytes of a connection start an
 // HTTP/1 request.

@@ -179,4 +179,3 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	logger.Info("stopped")
 	return nil
 }
-
