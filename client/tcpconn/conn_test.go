@@ -1,0 +1,194 @@
+package tcpconn_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/client/tcpconn"
+	"github.com/calcrpc/calc/internal/calltest"
+	"github.com/calcrpc/calc/internal/wire"
+	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/tcpserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var add = &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
+
+// TestShutdownDrains shuts the server down with calls in flight: they
+// complete, while new calls fail fast with UNAVAILABLE and ErrNotProcessed.
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	hold := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		entered <- struct{}{}
+		<-release
+		return handler(ctx, req)
+	}
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), Unary: []grpc.UnaryServerInterceptor{hold}})
+	conn := srv.DialTCP(t, tcpconn.Options{})
+	client := calculatorv1.NewCalculatorServiceClient(conn)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Calculate(context.Background(), add)
+			if err == nil && resp.GetResult() != 5 {
+				err = errors.New("wrong result")
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		<-entered
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- srv.TCP.Shutdown(context.Background()) }()
+	// Sent before or after the client reads GOAWAY, this call is never
+	// processed: the server ignores it, and GOAWAY's last id tells the client.
+	_, err := client.Calculate(context.Background(), add)
+	if status.Code(err) != codes.Unavailable || !errors.Is(err, tcpconn.ErrNotProcessed) {
+		t.Fatalf("new call after GOAWAY: %v; want UNAVAILABLE, not processed", err)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("in-flight call: %v", err)
+		}
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// fakeServer accepts one connection, answers the handshake and hands the
+// connection to serve.
+func fakeServer(t *testing.T, serve func(nc net.Conn, rd *wire.Reader)) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := lis.Accept()
+		lis.Close()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		var p [wire.PrefaceSize]byte
+		if _, err := nc.Read(p[:]); err != nil {
+			return
+		}
+		_, _ = nc.Write(wire.AppendFrame(nil, wire.KindSettings, 0, 0, wire.AppendSettings(nil, wire.Settings{CompressThreshold: 256})))
+		serve(nc, wire.NewReader(nc, 0))
+	}()
+	t.Cleanup(func() { lis.Close(); <-done })
+	return lis.Addr().String()
+}
+
+// TestGoAwayAboveLastID checks that calls above GOAWAY's last id fail as
+// not processed while the calls below it are still answered.
+func TestGoAwayAboveLastID(t *testing.T) {
+	addr := fakeServer(t, func(nc net.Conn, rd *wire.Reader) {
+		for range 3 { // three requests, ids 1..3
+			if _, err := rd.ReadFrame(); err != nil {
+				return
+			}
+		}
+		five, _ := proto.Marshal(&calculatorv1.CalculateResponse{Result: 5})
+		var b []byte
+		b = wire.AppendFrame(b, wire.KindGoAway, 0, 0, wire.AppendGoAway(nil, 1, &spb.Status{Message: "draining"}))
+		b = wire.AppendFrame(b, wire.KindResponse, 0, 1, five)
+		_, _ = nc.Write(b)
+	})
+	conn, err := tcpconn.Dial(context.Background(), addr, tcpconn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := calculatorv1.NewCalculatorServiceClient(conn)
+	results := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, results[i] = client.Calculate(context.Background(), add)
+		}()
+		time.Sleep(20 * time.Millisecond) // ids in order 1, 2, 3
+	}
+	wg.Wait()
+	ok, lost := 0, 0
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, tcpconn.ErrNotProcessed) && status.Code(err) == codes.Unavailable:
+			lost++
+		default:
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 || lost != 2 {
+		t.Fatalf("%d answered and %d not processed; want 1 and 2", ok, lost)
+	}
+}
+
+// TestIdleTimeoutAndKeepalive checks that the server closes an idle
+// connection and that the client's pings keep one open.
+func TestIdleTimeoutAndKeepalive(t *testing.T) {
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{IdleTimeout: 200 * time.Millisecond}})
+	quiet := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{KeepaliveInterval: -1}))
+	pinging := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{}))
+	time.Sleep(600 * time.Millisecond)
+	if _, err := quiet.Calculate(context.Background(), add); status.Code(err) != codes.Unavailable {
+		t.Errorf("idle connection without pings: %v; want UNAVAILABLE", err)
+	}
+	if _, err := pinging.Calculate(context.Background(), add); err != nil {
+		t.Errorf("connection kept alive by pings: %v", err)
+	}
+}
+
+// TestDialRefused checks the error of a server that refuses with GOAWAY.
+func TestDialRefused(t *testing.T) {
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{MaxConnections: 1}})
+	srv.DialTCP(t, tcpconn.Options{})
+	_, err := tcpconn.Dial(context.Background(), srv.TCPAddr, tcpconn.Options{})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("Dial past max connections: %v; want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := tcpconn.Dial(context.Background(), "127.0.0.1:1", tcpconn.Options{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Dial to a closed port: %v; want UNAVAILABLE", err)
+	}
+}
+
+// TestClosedConn checks calls on a closed connection.
+func TestClosedConn(t *testing.T) {
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	conn, err := tcpconn.Dial(context.Background(), srv.TCPAddr, tcpconn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if _, err := calculatorv1.NewCalculatorServiceClient(conn).Calculate(context.Background(), add); status.Code(err) != codes.Canceled {
+		t.Fatalf("call on a closed conn: %v; want CANCELLED", err)
+	}
+}
