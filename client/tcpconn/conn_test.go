@@ -58,8 +58,17 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- srv.TCP.Shutdown(context.Background()) }()
-	// Sent before or after the client reads GOAWAY, this call is never
-	// processed: the server ignores it, and GOAWAY's last id tells the client.
+	// Shutdown closes the listener, then sends GOAWAY: once dialling fails
+	// and GOAWAY has had time to cross loopback, a new call is refused.
+	for {
+		nc, err := net.Dial("tcp", srv.TCPAddr)
+		if err != nil {
+			break
+		}
+		nc.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
 	_, err := client.Calculate(context.Background(), add)
 	if status.Code(err) != codes.Unavailable || !errors.Is(err, tcpconn.ErrNotProcessed) {
 		t.Fatalf("new call after GOAWAY: %v; want UNAVAILABLE, not processed", err)
