@@ -201,3 +201,29 @@ func TestClosedConn(t *testing.T) {
 		t.Fatalf("call on a closed conn: %v; want CANCELLED", err)
 	}
 }
+
+// TestShutdownTimeoutAnswersCalls checks that calls still running when
+// Shutdown's context ends are answered CANCELLED before the connection
+// closes, not dropped.
+func TestShutdownTimeoutAnswersCalls(t *testing.T) {
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	client := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{}))
+	stream, err := client.CalculateStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: add}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.TCP.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("open stream after the shutdown timeout: %v, want CANCELLED from the server", err)
+	}
+}

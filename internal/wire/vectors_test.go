@@ -83,6 +83,9 @@ type server struct {
 
 func code(c int) *int { return &c }
 
+// serverOnly is calcd's answer to a frame only a server may send.
+var serverOnly = server{Answer: "GOAWAY", Code: code(3), Closes: true}
+
 // errorNames maps the package's errors to the names the vectors use.
 var errorNames = map[error]string{
 	wire.ErrBadMagic:        "BAD_MAGIC",
@@ -339,7 +342,7 @@ func writeVectors(t *testing.T) {
 			"Decode the frames in order with the given limits (defaults: max_frame_size 4210688, max_message_size 4194304); expect exactly `frames`, then end of input, or `error` after the listed frames.",
 			"Errors: BAD_MAGIC, FRAME_TOO_LARGE, FRAME_TOO_SMALL, UNKNOWN_KIND, TRUNCATED. message_error is the error decoding a frame's message: MESSAGE_TOO_LARGE, CORRUPT_MESSAGE, INVALID_PROTOBUF.",
 			"Compare messages by value: parse `message` (protobuf JSON) into message_type and compare with the decoded protobuf. Never compare re-encoded bytes: protobuf and snappy encodings are not canonical.",
-			"Method refs bind across the frames of one vector; message_type of a REQUEST follows from its method. `server` is what calcd answers to these bytes sent as a client, and whether it closes the connection.",
+			"Method refs bind across the frames of one vector; message_type of a REQUEST follows from its method. `server` is what calcd, configured with the vector's limits, answers to these bytes sent by a client after its preface (a frame only servers send is a protocol error), and whether it closes the connection.",
 		},
 		Vectors: definitions(t),
 	}
@@ -410,7 +413,7 @@ func definitions(t *testing.T) []vector {
 		{Name: "bad_magic_http", Description: "an HTTP/1.1 request sent to the raw TCP port", Preface: true, Hex: cat([]byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")), Error: "BAD_MAGIC", Server: server{Answer: "HTTP_400", Closes: true}},
 		{Name: "bad_magic_tls", Description: "the start of a TLS ClientHello", Preface: true, Hex: "160301020001", Error: "BAD_MAGIC", Server: server{Answer: "NOTHING", Closes: true}},
 		{Name: "settings", Description: "the server's SETTINGS frame with calcd's defaults", Hex: cat(wire.AppendFrame(nil, wire.KindSettings, 0, 0, wire.AppendSettings(nil, settings))),
-			Frames: []frame{{Kind: "SETTINGS", Settings: settingsMap(settings)}}, Server: server{Answer: "NONE"}},
+			Frames: []frame{{Kind: "SETTINGS", Settings: settingsMap(settings)}}, Server: serverOnly},
 		{Name: "calculate_first_call", Description: "Calculate(ADD, 2, 3) binding method ref 1 to its name", Hex: cat(request(bindCalc, 1, addMsg, 256)),
 			Frames: []frame{{Kind: "REQUEST", Flags: 2, ID: 1, MethodRef: 1, MethodName: methodCalculate, MessageType: "calculator.v1.CalculateRequest", Message: jsonOf(t, add)}}, Server: ok},
 		{Name: "calculate_pipelined", Description: "three Calculate calls in one write: binding, with a 250 ms deadline, ref only", Hex: cat(
@@ -425,9 +428,9 @@ func definitions(t *testing.T) []vector {
 		{Name: "calculate_metadata", Description: "a Calculate call carrying metadata, as gRPC metadata", Hex: cat(request(wire.RequestHeader{MethodRef: 1, MethodName: methodCalculate, Metadata: []string{"authorization", "Bearer t0ken", "trace-bin", "\x00\x01"}}, 1, addMsg, 256)),
 			Frames: []frame{{Kind: "REQUEST", Flags: 10, ID: 1, MethodRef: 1, MethodName: methodCalculate, Metadata: [][2]string{{"authorization", "Bearer t0ken"}, {"trace-bin", "\x00\x01"}}, MessageType: "calculator.v1.CalculateRequest", Message: jsonOf(t, add)}}, Server: ok},
 		{Name: "calculate_response", Description: "the server's answer CalculateResponse{result: 5} to call 3", Hex: cat(wire.AppendFrame(nil, wire.KindResponse, 0, 3, mustMarshal(t, five))),
-			Frames: []frame{{Kind: "RESPONSE", ID: 3, MessageType: "calculator.v1.CalculateResponse", Message: jsonOf(t, five)}}, Server: server{Answer: "NONE"}},
+			Frames: []frame{{Kind: "RESPONSE", ID: 3, MessageType: "calculator.v1.CalculateResponse", Message: jsonOf(t, five)}}, Server: serverOnly},
 		{Name: "status_division_by_zero", Description: "a STATUS frame: INVALID_ARGUMENT with a BadRequest detail", Hex: cat(wire.AppendFrame(nil, wire.KindStatus, 0, 4, wire.AppendStatus(nil, &spb.Status{Code: 3, Message: "division by zero: 1 / 0", Details: []*anypb.Any{divSt}}))),
-			Frames: []frame{{Kind: "STATUS", ID: 4, Status: &status{Code: 3, Message: "division by zero: 1 / 0", DetailTypes: []string{"type.googleapis.com/google.rpc.BadRequest"}}}}, Server: server{Answer: "NONE"}},
+			Frames: []frame{{Kind: "STATUS", ID: 4, Status: &status{Code: 3, Message: "division by zero: 1 / 0", DetailTypes: []string{"type.googleapis.com/google.rpc.BadRequest"}}}}, Server: serverOnly},
 		{Name: "evaluate_compressed", Description: "an Evaluate request whose 401-byte expression is sent snappy-compressed", Hex: cat(request(wire.RequestHeader{MethodRef: 2, MethodName: methodEvaluate}, 1, mustMarshal(t, longExpr), 256)),
 			Frames: []frame{{Kind: "REQUEST", Flags: 3, ID: 1, MethodRef: 2, MethodName: methodEvaluate, MessageType: "calculator.v1.EvaluateRequest", Message: jsonOf(t, longExpr)}}, Server: ok},
 		{Name: "compress_at_threshold", Description: "a 256-byte message, exactly the threshold: compressed", Hex: cat(request(wire.RequestHeader{MethodRef: 2, MethodName: methodEvaluate}, 1, mustMarshal(t, atThreshold), 256)),
@@ -466,14 +469,14 @@ func definitions(t *testing.T) []vector {
 			Frames: []frame{
 				{Kind: "MESSAGE", ID: 5, MessageType: "calculator.v1.CalculateStreamResponse", Message: jsonOf(t, streamResp)},
 				{Kind: "STATUS", ID: 5, Status: &status{}},
-			}, Server: server{Answer: "NONE"}},
+			}, Server: serverOnly},
 		{Name: "ping_pong_cancel", Description: "a PING, a PONG and a CANCEL of call 9", Hex: cat(
 			wire.AppendFrame(nil, wire.KindPing, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, 42}),
 			wire.AppendFrame(nil, wire.KindPong, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, 42}),
 			wire.AppendFrame(nil, wire.KindCancel, 0, 9, nil)),
 			Frames: []frame{{Kind: "PING", PingHex: "000000000000002a"}, {Kind: "PONG", PingHex: "000000000000002a"}, {Kind: "CANCEL", ID: 9}}, Server: server{Answer: "PONG"}},
 		{Name: "goaway", Description: "a graceful GOAWAY: calls up to 7 will be answered", Hex: cat(wire.AppendFrame(nil, wire.KindGoAway, 0, 0, wire.AppendGoAway(nil, 7, &spb.Status{Message: "server shutting down"}))),
-			Frames: []frame{{Kind: "GOAWAY", LastID: u32(7), Status: &status{Message: "server shutting down"}}}, Server: server{Answer: "NONE"}},
+			Frames: []frame{{Kind: "GOAWAY", LastID: u32(7), Status: &status{Message: "server shutting down"}}}, Server: serverOnly},
 	}
 }
 

@@ -259,8 +259,9 @@ func (s *Server) refuse(nc net.Conn) {
 
 // Shutdown stops accepting, sends GOAWAY on every connection, lets
 // accepted calls finish and closes each connection when its last call is
-// answered. If ctx ends first, it cancels the remaining calls, closes every
-// connection and returns ctx's error. Serve returns ErrServerClosed.
+// answered. If ctx ends first, it cancels the remaining calls' contexts,
+// sends their answers, closes every connection and returns ctx's error.
+// Serve returns ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown.Store(true)
@@ -287,10 +288,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		// Cancel what is left: handlers see their contexts end and answer
+		// (CANCELLED, typically), and each connection closes after its last
+		// answer. A handler that ignores its context gets one more second.
 		for _, c := range conns {
-			c.close()
+			c.cancel()
 		}
-		<-done
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			for _, c := range conns {
+				c.close()
+			}
+			<-done
+		}
 		return ctx.Err()
 	}
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# run-conformance.sh --grpc HOST:PORT --tcp HOST:PORT
+#
+# Installs what the C++ client needs (Debian packages, only those missing),
+# configures and builds client/cpp/build (generated code included), runs the
+# unit tests (ctest), then runs calc-conformance against a calcd that is
+# already running: every case of testdata/conformance/cases.json over gRPC and
+# raw TCP, and every vector of testdata/wire/vectors.json. The last line is
+# the runner's "N passed, N failed"; the exit status is non-zero if anything
+# failed. It does not start calcd.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build="$here/build"
+
+if [ "$#" -eq 0 ]; then
+  echo "usage: $0 --grpc HOST:PORT --tcp HOST:PORT" >&2
+  exit 2
+fi
+
+# Debian bookworm packages: compilers and CMake (normally present), grpc++ and
+# protobuf with protoc and grpc_cpp_plugin, snappy, nlohmann-json, GoogleTest.
+packages=(g++ make cmake pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libsnappy-dev nlohmann-json3-dev libgtest-dev)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "cpp: installing ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
+fi
+cmake --build "$build" -j2 >&2
+
+unit=0
+(cd "$build" && ctest --output-on-failure --timeout 120 >&2) || unit=$?
+if [ "$unit" -ne 0 ]; then echo "cpp: unit tests (ctest) failed" >&2; fi
+
+rc=0
+"$build/calc-conformance" --cases "$repo/testdata/conformance/cases.json" \
+  --vectors "$repo/testdata/wire/vectors.json" "$@" || rc=$?
+if [ "$unit" -ne 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
+exit "$rc"

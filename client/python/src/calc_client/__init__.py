@@ -1,0 +1,17 @@
+"""calc_client: Python clients for calc's calculator.v1.CalculatorService.
+
+* :class:`GrpcClient` — gRPC (grpcio, asyncio API).
+* :class:`TcpClient` — calc's raw TCP protocol v1 (asyncio), see PROTOCOL.md.
+* :class:`CalcError` — what both raise for a non-OK status: a grpc.StatusCode
+  plus the decoded google.rpc.Status with its BadRequest / ErrorInfo details.
+* :mod:`calc_client.wire` — the sans-IO framing layer; :mod:`calc_client.pb`
+  re-exports the generated messages.
+* ``python -m calc_client.conformance --grpc HOST:PORT --tcp HOST:PORT`` runs
+  the shared conformance cases and wire vectors.
+"""
+from .errors import CalcError
+from .grpc_client import GrpcClient, GrpcStream
+from .tcp import TcpClient, TcpStream
+
+__all__ = ["CalcError", "GrpcClient", "GrpcStream", "TcpClient", "TcpStream"]
+__version__ = "0.1.0"

@@ -1,0 +1,320 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/client/tcpconn"
+	_ "github.com/calcrpc/calc/internal/grpcsnappy"
+)
+
+// bin holds the calcd and calc binaries built for these tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "calcd-test")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	for _, pkg := range []string{".", "../../../client/cmd/calc"} {
+		cmd := exec.Command("go", "build", "-race", "-o", dir, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			panic("building " + pkg + ": " + err.Error())
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running calcd.
+type process struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	tcpAddr  string
+	logs     *bytes.Buffer
+	exited   chan struct{} // closed when the process has exited
+	exitErr  error         // cmd.Wait's result, set before exited closes
+}
+
+// startCalcd runs the real calcd on free loopback ports and waits until
+// both endpoints listen.
+func startCalcd(t *testing.T, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "calcd"))
+	cmd.Env = append(os.Environ(), append([]string{"CALCD_GRPC_ADDR=127.0.0.1:0", "CALCD_TCP_ADDR=127.0.0.1:0", "CALCD_LOG_LEVEL=debug"}, env...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, logs: new(bytes.Buffer), exited: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.logs.Write(append(line, '\n'))
+			var rec struct{ Msg, Transport, Addr string }
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+				switch rec.Transport {
+				case "grpc":
+					p.grpcAddr = rec.Addr
+				case "tcp":
+					p.tcpAddr = rec.Addr
+					close(ready)
+				}
+			}
+		}
+		p.exitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("calcd did not start:\n%s", p.logs)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+func (p *process) grpcConn(t *testing.T, opts ...grpc.DialOption) *grpc.ClientConn {
+	conn, err := grpc.NewClient(p.grpcAddr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func (p *process) tcpConn(t *testing.T) *tcpconn.Conn {
+	conn, err := tcpconn.Dial(context.Background(), p.tcpAddr, tcpconn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestReflectionListsServices(t *testing.T) {
+	p := startCalcd(t)
+	stream, err := reflectionpb.NewServerReflectionClient(p.grpcConn(t)).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"calculator.v1.CalculatorService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
+	}
+}
+
+func TestCompressedGRPC(t *testing.T) {
+	p := startCalcd(t)
+	for _, name := range []string{"snappy", "gzip"} {
+		client := calculatorv1.NewCalculatorServiceClient(p.grpcConn(t, grpc.WithDefaultCallOptions(grpc.UseCompressor(name))))
+		long := strings.Repeat("1 + ", 500) + "1" // large enough to be worth compressing
+		resp, err := client.Evaluate(context.Background(), &calculatorv1.EvaluateRequest{Expression: long})
+		if err != nil || resp.GetResult() != "501" {
+			t.Errorf("%s: %v, %v", name, resp, err)
+		}
+	}
+}
+
+// TestPipelined10k pipelines 10,000 calculations on one CalculateStream
+// over each transport, sending them all before reading any answer.
+func TestPipelined10k(t *testing.T) {
+	p := startCalcd(t)
+	clients := map[string]calculatorv1.CalculatorServiceClient{
+		"tcp":  calculatorv1.NewCalculatorServiceClient(p.tcpConn(t)),
+		"grpc": calculatorv1.NewCalculatorServiceClient(p.grpcConn(t)),
+	}
+	const n = 10000
+	for tr, client := range clients {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		stream, err := client.CalculateStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for i := 1; i <= n; i++ {
+				if err := stream.Send(&calculatorv1.CalculateStreamRequest{Id: uint64(i), Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_MULTIPLY, Lhs: int64(i), Rhs: int64(i)}}); err != nil {
+					return
+				}
+			}
+			stream.CloseSend()
+		}()
+		for i := 1; i <= n; i++ {
+			resp, err := stream.Recv()
+			if err != nil || resp.GetId() != uint64(i) || resp.GetResult() != int64(i)*int64(i) {
+				t.Fatalf("%s: response %d: %v, %v", tr, i, resp, err)
+			}
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: end of stream: %v", tr, err)
+		}
+		cancel()
+	}
+}
+
+// TestSIGTERMDrains sends SIGTERM with a stream open on each transport: the
+// health service reports NOT_SERVING, the open calls complete, and calcd
+// exits 0.
+func TestSIGTERMDrains(t *testing.T) {
+	p := startCalcd(t)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watch, err := healthpb.NewHealthClient(p.grpcConn(t)).Watch(watchCtx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before SIGTERM: %v, %v", resp, err)
+	}
+	check, err := healthpb.NewHealthClient(p.grpcConn(t)).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "calculator.v1.CalculatorService"})
+	if err != nil || check.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check: %v, %v", check, err)
+	}
+	streams := map[string]calculatorv1.CalculatorService_CalculateStreamClient{}
+	for tr, client := range map[string]calculatorv1.CalculatorServiceClient{
+		"tcp":  calculatorv1.NewCalculatorServiceClient(p.tcpConn(t)),
+		"grpc": calculatorv1.NewCalculatorServiceClient(p.grpcConn(t)),
+	} {
+		s, err := client.CalculateStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Recv(); err != nil || r.GetResult() != 2 {
+			t.Fatalf("%s: %v %v", tr, r, err)
+		}
+		streams[tr] = s
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health after SIGTERM: %v, %v", resp, err)
+	}
+	stopWatch() // a watch is a call in flight too: the drain would wait for it
+	for tr, s := range streams { // in-flight calls still complete
+		if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: 2, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 2}}); err != nil {
+			t.Fatalf("%s: send while draining: %v", tr, err)
+		}
+		if r, err := s.Recv(); err != nil || r.GetResult() != 4 {
+			t.Fatalf("%s: while draining: %v %v", tr, r, err)
+		}
+		s.CloseSend()
+		if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: stream end while draining: %v", tr, err)
+		}
+	}
+	select {
+	case <-p.exited:
+		if p.exitErr != nil {
+			t.Fatalf("calcd exited with %v:\n%s", p.exitErr, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("calcd did not exit after SIGTERM")
+	}
+}
+
+// TestCLI runs the calc command against calcd over both transports.
+func TestCLI(t *testing.T) {
+	p := startCalcd(t)
+	tests := []struct {
+		args   []string
+		stdin  string
+		stdout string
+		stderr string
+		code   int
+	}{
+		{args: []string{"2", "+", "3"}, stdout: "5\n"},
+		{args: []string{"2 * (3 + 4)"}, stdout: "14\n"},
+		{args: []string{"7", "/", "2"}, stdout: "3.5\n"},
+		{args: []string{"-2", "^", "2"}, stdout: "-4\n"},
+		{args: []string{"1", "/", "0"}, stderr: "calc: INVALID_ARGUMENT: division by zero at offset 2\n", code: 1},
+		{args: []string{"--json", "1/3"}, stdout: `{"exact":false,"expression":"1/3","result":"0.3333333333333333333333333333333333"}` + "\n"},
+		{stdin: "1 + 1\n\n2 * 3\n(1\n", stdout: "2\n6\n", stderr: "calc: INVALID_ARGUMENT: unbalanced '(' at offset 0\n", code: 1},
+	}
+	for _, transport := range []string{"tcp", "grpc"} {
+		addr := p.tcpAddr
+		if transport == "grpc" {
+			addr = p.grpcAddr
+		}
+		for _, tt := range tests {
+			t.Run(transport+"/"+strings.Join(tt.args, " "), func(t *testing.T) {
+				cmd := exec.Command(filepath.Join(bin, "calc"), append([]string{"--transport", transport, "--addr", addr}, tt.args...)...)
+				cmd.Stdin = strings.NewReader(tt.stdin)
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				code := 0
+				var exit *exec.ExitError
+				if errors.As(err, &exit) {
+					code = exit.ExitCode()
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if stdout.String() != tt.stdout || stderr.String() != tt.stderr || code != tt.code {
+					t.Fatalf("got stdout %q stderr %q exit %d; want %q %q %d", stdout.String(), stderr.String(), code, tt.stdout, tt.stderr, tt.code)
+				}
+			})
+		}
+	}
+}
+
+// TestFlagsOverrideEnvironment checks calcd's configuration and its error
+// for a bad value.
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	out, err := exec.Command(filepath.Join(bin, "calcd"), "--log-level", "loud").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `invalid log level "loud"`) {
+		t.Fatalf("bad log level: %v, %s", err, out)
+	}
+	cmd := exec.Command(filepath.Join(bin, "calcd"), "--tcp-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "CALCD_TCP_ADDR=256.0.0.1:1", "CALCD_GRPC_ADDR=127.0.0.1:0", "CALCD_SHUTDOWN_TIMEOUT=nope")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `invalid shutdown timeout "nope"`) {
+		t.Fatalf("bad env value: %v, %s", err, out)
+	}
+}
