@@ -114,7 +114,7 @@ func expectFrames(t *testing.T, rd *wire.Reader, want []answer, closes bool) {
 		}
 	}
 	if closes {
-		if f, err := rd.ReadFrame(); !errors.Is(err, io.EOF) {
+		if f, err := rd.ReadFrame(); !errors.Is(err, io.EOF) && (err == nil || !isReset(err)) {
 			t.Fatalf("want the server to close; got %v %v", f.Kind, err)
 		}
 	}
@@ -226,7 +226,7 @@ func randomBytes(n int) []byte {
 }
 
 // isReset reports a connection reset, which a close with unread input
-// causes.
+// causes: a close, as far as a client is concerned.
 func isReset(err error) bool { return strings.Contains(err.Error(), "connection reset") }
 
 func TestSlowClients(t *testing.T) {
@@ -328,9 +328,6 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for { // the server notices the closes asynchronously
-		nc, rd := dial(t, srv.TCPAddr, true)
-		_ = rd
-		nc.Close()
 		if time.Now().After(deadline) {
 			t.Fatal("server did not free its connection slots")
 		}

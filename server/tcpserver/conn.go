@@ -23,7 +23,7 @@ import (
 type conn struct {
 	srv *Server
 	nc  net.Conn
-	raw syscall.RawConn // nil when nc is not a syscall.Conn
+	ready *readiness
 	rd  *wire.Reader
 	out *wire.Writer
 
@@ -50,9 +50,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		refs:  map[uint32]*method{},
 		calls: map[uint32]*call{},
 	}
+	var raw syscall.RawConn
 	if sc, ok := nc.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
+		raw, _ = sc.SyscallConn()
 	}
+	c.ready = newReadiness(raw)
 	c.rd = wire.NewReader(nc, s.opts.MaxFrameSize)
 	c.out = wire.NewWriter(deadlineWriter{nc, s.opts.WriteTimeout})
 	c.ctx, c.cancel = context.WithCancel(peer.NewContext(context.Background(),
@@ -185,7 +187,7 @@ func (c *conn) waitIdle() error {
 		} else {
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
-		err := waitReadable(c.raw)
+		err := c.ready.wait()
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}

@@ -4,6 +4,11 @@ package tcpserver
 
 import "syscall"
 
-// waitReadable returns at once on platforms without a readiness wait; the
-// read that follows blocks instead, holding its buffer while it waits.
-func waitReadable(syscall.RawConn) error { return nil }
+// readiness is a no-op on platforms without a readiness wait: the read that
+// follows blocks instead, holding its buffer while it waits.
+type readiness struct{}
+
+func newReadiness(syscall.RawConn) *readiness { return &readiness{} }
+
+// wait returns at once.
+func (*readiness) wait() error { return nil }

@@ -4,21 +4,34 @@ package tcpserver
 
 import "syscall"
 
-// waitReadable blocks until rc has bytes to read without reading them. On
-// Windows the runtime answers a RawConn.Read callback that reports "not
-// ready" with a zero-byte overlapped WSARecv on the IOCP, which completes
-// once data has arrived: the form of IOCP's classic zero-byte read that
-// keeps an idle connection free of buffers.
-func waitReadable(rc syscall.RawConn) error {
-	if rc == nil {
-		return nil
-	}
-	waited := false
-	return rc.Read(func(uintptr) bool {
-		if waited {
+// readiness waits until a connection has bytes to read without reading
+// them. On Windows the runtime answers a RawConn.Read callback that reports
+// "not ready" with a zero-byte overlapped WSARecv on the IOCP, which
+// completes once data has arrived: the form of IOCP's classic zero-byte read
+// that keeps an idle connection free of buffers.
+type readiness struct {
+	rc     syscall.RawConn // nil when the connection has no socket
+	waited bool
+	check  func(fd uintptr) bool
+}
+
+func newReadiness(rc syscall.RawConn) *readiness {
+	r := &readiness{rc: rc}
+	r.check = func(uintptr) bool {
+		if r.waited {
 			return true
 		}
-		waited = true
+		r.waited = true
 		return false
-	})
+	}
+	return r
+}
+
+// wait blocks until the connection is readable or its read deadline passes.
+func (r *readiness) wait() error {
+	if r.rc == nil {
+		return nil
+	}
+	r.waited = false
+	return r.rc.Read(r.check)
 }

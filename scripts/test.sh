@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# test.sh runs every test of calc, installing what it needs itself:
+#   1. schema: buf format, buf lint, buf breaking against the previous commit,
+#      and a regeneration of gen/ that must change nothing;
+#   2. Go: gofmt, go vet (also for windows and darwin), go test -race of every
+#      package (unit, fuzz corpora, loopback and process tests, goroutine-leak
+#      checks), a short fuzzing run of each parser, and one pass of every
+#      benchmark as a smoke test;
+#   3. interop: Java, Python, Node/TypeScript and C++ clients against a real
+#      calcd over gRPC and raw TCP (scripts/interop.sh), and the C# template.
+# Set FUZZTIME (default 10s) to fuzz longer.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "tools (pinned buf and protoc plugins)"
+source scripts/tools.sh
+
+step "schema: buf format, lint, breaking"
+buf format -d --exit-code
+buf lint
+if git rev-parse -q --verify HEAD~1 >/dev/null; then
+  buf breaking --against '.git#ref=HEAD~1'
+else
+  echo "no previous commit: nothing to compare the schema against" >&2
+fi
+
+step "generated code is current"
+buf generate
+if ! git diff --exit-code --stat -- gen/ || [ -n "$(git status --porcelain -- gen/)" ]; then
+  echo "gen/ differs from what buf generate produces: run scripts/generate.sh and commit" >&2
+  exit 1
+fi
+
+step "gofmt and go vet (linux, windows, darwin)"
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^gen/'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+GOOS=windows go vet ./...
+GOOS=darwin go vet ./...
+
+step "go test -race"
+go test -race -count=1 ./...
+
+step "allocation budgets (without the race detector, which allocates itself)"
+go test -count=1 -run 'Allocs' ./...
+
+step "fuzzing each parser for ${FUZZTIME:-10s}"
+go test -run '^$' -fuzz '^FuzzReadFrame$' -fuzztime "${FUZZTIME:-10s}" ./internal/wire
+go test -run '^$' -fuzz '^FuzzEvaluate$' -fuzztime "${FUZZTIME:-10s}" ./internal/expr
+go test -run '^$' -fuzz '^FuzzCalculate$' -fuzztime "${FUZZTIME:-10s}" ./internal/arith
+
+step "benchmarks, one pass each"
+go test -run '^$' -bench . -benchtime 1x ./...
+
+step "C# generation template"
+bash client/csharp/generate.sh
+
+step "interop: every language's client against calcd"
+bash scripts/interop.sh
