@@ -276,3 +276,25 @@ func BenchmarkCompress4K(b *testing.B) {
 		}
 	}
 }
+
+func TestWriterCork(t *testing.T) {
+	dst := &countingWriter{}
+	w := wire.NewWriter(dst)
+	frame := func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPing, 0, 0, nil) }
+	w.Cork()
+	for range 10 {
+		_ = w.Send(frame)
+	}
+	if dst.writes != 0 {
+		t.Fatalf("%d writes while corked", dst.writes)
+	}
+	if err := w.Uncork(); err != nil || dst.writes != 1 || dst.buf.Len() != 10*wire.FrameOverhead {
+		t.Fatalf("Uncork: %v, %d writes of %d bytes; want 1 write of all 10 frames", err, dst.writes, dst.buf.Len())
+	}
+	w.Cork()
+	_ = w.Send(frame)
+	w.CloseAfterFlush() // flushes what a cork held, then closes
+	if dst.writes != 2 || dst.buf.Len() != 11*wire.FrameOverhead {
+		t.Fatalf("CloseAfterFlush dropped corked frames: %d writes, %d bytes", dst.writes, dst.buf.Len())
+	}
+}

@@ -32,6 +32,7 @@ type Writer struct {
 	drained  sync.Cond // broadcast after each write
 	buf      *[]byte   // queued bytes; nil when idle
 	flushing bool
+	corked   bool // queue without writing until Uncork (or MaxPending)
 	closing  bool // close dst once the queue drains
 	err      error
 }
@@ -62,9 +63,34 @@ func (w *Writer) Send(fn func([]byte) []byte) error {
 		w.buf = writeBufPool.Get().(*[]byte)
 	}
 	*w.buf = fn(*w.buf)
-	if w.flushing {
+	if w.flushing || w.corked && len(*w.buf) < MaxPending {
 		w.mu.Unlock()
 		return nil
+	}
+	w.flushing = true
+	return w.flush()
+}
+
+// Cork makes Send queue frames without writing them until Uncork, or until
+// MaxPending bytes are queued. A server corks while it works through a
+// burst of requests, so their answers leave in one write.
+func (w *Writer) Cork() {
+	w.mu.Lock()
+	w.corked = true
+	w.mu.Unlock()
+}
+
+// Uncork ends Cork and writes what was queued meanwhile.
+func (w *Writer) Uncork() error {
+	w.mu.Lock()
+	w.corked = false
+	if w.flushing || w.err != nil || w.buf == nil || len(*w.buf) == 0 {
+		err := w.err
+		w.mu.Unlock()
+		if errors.Is(err, ErrWriterClosed) {
+			return nil
+		}
+		return err
 	}
 	w.flushing = true
 	return w.flush()
@@ -144,12 +170,18 @@ func (w *Writer) flush() error {
 // written; later Sends fail with ErrWriterClosed.
 func (w *Writer) CloseAfterFlush() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closing = true
-	if !w.flushing && w.err == nil {
+	w.closing, w.corked = true, false
+	switch {
+	case w.flushing: // the flusher closes when done
+	case w.err == nil && w.buf != nil && len(*w.buf) > 0:
+		w.flushing = true
+		_ = w.flush() // closes once written
+		return
+	case w.err == nil:
 		w.err = ErrWriterClosed
 		_ = w.dst.Close()
 	}
+	w.mu.Unlock()
 }
 
 // putBuf returns a write buffer to the pool.

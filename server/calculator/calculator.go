@@ -24,6 +24,12 @@ import (
 // service attaches.
 const ErrorDomain = "calculator.v1"
 
+// CheapMethods are the service's methods whose handlers are pure arithmetic
+// bounded to microseconds: a transport may run them without a goroutine of
+// their own (tcpserver.Options.InlineMethods). Evaluate is not one of them:
+// an expression at the limits takes milliseconds.
+var CheapMethods = []string{calculatorv1.CalculatorService_Calculate_FullMethodName}
+
 // Service implements calculatorv1.CalculatorServiceServer. The zero value is
 // ready to use and it is safe for concurrent use.
 type Service struct {

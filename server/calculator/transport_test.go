@@ -15,6 +15,7 @@ import (
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/calltest"
 	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/tcpserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,7 +28,7 @@ func TestCasesOverBothTransports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{InlineMethods: calculator.CheapMethods}})
 	clients := srv.Clients(t)
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {

@@ -28,6 +28,7 @@ const calculate = "/calculator.v1.CalculatorService/Calculate"
 // server is shut down, checks that no goroutine leaked.
 func start(t *testing.T, opts tcpserver.Options) *calltest.Servers {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	opts.InlineMethods = calculator.CheapMethods // as calcd runs
 	return calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: opts})
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -16,16 +18,23 @@ import (
 	"github.com/calcrpc/calc/internal/wire"
 )
 
-// call is one accepted call.
+// call is one accepted call, and its handler's context (callctx.go).
 type call struct {
 	c      *conn
 	id     uint32
 	m      *method
-	ctx    context.Context
-	cancel context.CancelFunc
 	msg    []byte        // unary: the request message, owned by the call
 	stream *serverStream // streaming calls only
 	inline [64]byte      // storage for small request messages
+
+	parent      context.Context // the connection's, or it with metadata
+	deadline    time.Time
+	hasDeadline bool
+	ctxMu       sync.Mutex
+	done        chan struct{} // made on the first Done
+	err         error         // why the context ended
+	stopParent  func() bool   // made on the first Done
+	timer       *time.Timer   // made on the first Done, with a deadline
 }
 
 // request accepts a REQUEST frame: it checks the id, resolves the method,
@@ -40,6 +49,7 @@ func (c *conn) request(f wire.Frame) error {
 		return nil // not accepted: the client learns from GOAWAY's last id that it may retry
 	}
 	c.last = f.ID // read under c.mu by goAway
+	c.open++
 	c.mu.Unlock()
 	// Every accepted call holds a slot until answered; at the cap the reader
 	// waits here, which is the connection's backpressure.
@@ -75,36 +85,41 @@ func (c *conn) request(f wire.Frame) error {
 			return nil
 		}
 	}
-	ctx := c.ctx
+	cl.parent = c.ctx
 	if c.hdr.HasTimeout {
 		if c.hdr.Timeout <= 0 {
 			cl.fail(codes.DeadlineExceeded, "deadline budget of 0 already expired")
 			return nil
 		}
-		ctx, cl.cancel = context.WithTimeout(ctx, c.hdr.Timeout)
-	} else {
-		ctx, cl.cancel = context.WithCancel(ctx)
+		cl.deadline, cl.hasDeadline = time.Now().Add(c.hdr.Timeout), true
 	}
 	if len(c.hdr.Metadata) > 0 {
 		md := make(metadata.MD, len(c.hdr.Metadata)/2)
 		for i := 0; i+1 < len(c.hdr.Metadata); i += 2 {
 			md.Append(c.hdr.Metadata[i], c.hdr.Metadata[i+1])
 		}
-		ctx = metadata.NewIncomingContext(ctx, md)
+		cl.parent = metadata.NewIncomingContext(cl.parent, md)
 	}
-	cl.ctx = ctx
-	if m.stream != nil {
+	switch {
+	case m.stream != nil:
 		cl.stream = &serverStream{call: cl, recv: make(chan []byte, StreamBuffer)}
-	}
-	c.mu.Lock()
-	c.calls[cl.id] = cl
-	c.mu.Unlock()
-	if m.stream != nil {
+		c.track(cl)
 		go cl.runStream()
-	} else {
+	case m.inline:
+		cl.runInline()
+	default:
+		c.track(cl)
 		go cl.runUnary()
 	}
 	return nil
+}
+
+// track registers a call that runs in a goroutine of its own, so CANCEL,
+// MESSAGE and HALF_CLOSE frames can find it.
+func (c *conn) track(cl *call) {
+	c.mu.Lock()
+	c.calls[cl.id] = cl
+	c.mu.Unlock()
 }
 
 var (
@@ -148,10 +163,29 @@ func (c *conn) decode(dst, payload []byte, flags wire.Flags) ([]byte, error) {
 	return append(dst, msg...), nil
 }
 
-// runUnary runs a unary call's handler and answers it.
+// runUnary runs a unary call's handler in the call's own goroutine and
+// answers it.
 func (cl *call) runUnary() {
-	defer cl.cancel()
-	resp, err := cl.m.unary.Handler(cl.m.impl, cl.ctx, cl.decodeRequest, cl.c.srv.unary)
+	cl.respond(cl.m.unary.Handler(cl.m.impl, cl, cl.decodeRequest, cl.c.srv.unary))
+}
+
+// runInline runs a unary call's handler on the connection's goroutine, for
+// methods registered as inline: no goroutine, no per-call closures. The
+// request decoder and the interceptor chain are the connection's, built
+// once, and valid because inline calls run one at a time.
+func (cl *call) runInline() {
+	c := cl.c
+	c.inlineCall = cl
+	icpt := c.srv.unary
+	if icpt != nil {
+		icpt = c.inlineChain
+	}
+	cl.respond(cl.m.unary.Handler(cl.m.impl, cl, c.inlineDecode, icpt))
+	c.inlineCall = nil
+}
+
+// respond answers a unary call with the handler's result.
+func (cl *call) respond(resp any, err error) {
 	if err != nil {
 		cl.failErr(err)
 		return
@@ -169,16 +203,20 @@ func (cl *call) runUnary() {
 }
 
 // decodeRequest unmarshals the call's request message into v.
-func (cl *call) decodeRequest(v any) error {
+func (cl *call) decodeRequest(v any) error { return unmarshalRequest(cl.msg, v) }
+
+// unmarshalRequest unmarshals a request message into v.
+func unmarshalRequest(msg []byte, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "request type %T is not a proto.Message", v)
 	}
-	if err := proto.Unmarshal(cl.msg, m); err != nil {
+	if err := proto.Unmarshal(msg, m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "invalid request message: %v", err)
 	}
 	return nil
 }
+
 
 // failErr ends the call with err's status.
 func (cl *call) failErr(err error) { cl.end(statusOf(err).Proto()) }
@@ -201,7 +239,6 @@ func (cl *call) end(st *spb.Status) {
 // runStream runs a streaming call's handler and ends the call with its
 // status.
 func (cl *call) runStream() {
-	defer cl.cancel()
 	m := cl.m
 	var err error
 	if icpt := cl.c.srv.stream; icpt != nil {
@@ -243,17 +280,17 @@ func (s *serverStream) deliver(c *conn, f wire.Frame) error {
 	}
 	select {
 	case s.recv <- msg:
-	case <-s.call.ctx.Done():
+	case <-s.call.Done():
 	}
 	return nil
 }
 
 // Context returns the call's context.
-func (s *serverStream) Context() context.Context { return s.call.ctx }
+func (s *serverStream) Context() context.Context { return s.call }
 
 // SendMsg sends m as a MESSAGE frame.
 func (s *serverStream) SendMsg(m any) error {
-	if err := s.call.ctx.Err(); err != nil {
+	if err := s.call.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
 	msg, ok := m.(proto.Message)
@@ -283,11 +320,11 @@ func (s *serverStream) RecvMsg(m any) error {
 			return status.Errorf(codes.InvalidArgument, "invalid stream message: %v", err)
 		}
 		return nil
-	case <-s.call.ctx.Done():
+	case <-s.call.Done():
 		if s.bad != nil {
 			return statusOf(s.bad).Err()
 		}
-		return status.FromContextError(s.call.ctx.Err()).Err()
+		return status.FromContextError(s.call.Err()).Err()
 	}
 }
 

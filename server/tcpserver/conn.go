@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 
@@ -35,10 +36,21 @@ type conn struct {
 	hdr   wire.RequestHeader
 	last  uint32 // highest call id accepted
 
+	// State of the inline call running on the reader goroutine, if any:
+	// its decoder and interceptor chain are built once per connection.
+	inlineCall   *call
+	inlineDecode func(any) error
+	inlineChain  grpc.UnaryServerInterceptor
+	inlineNext   grpc.UnaryHandler
+	chainInfo    *grpc.UnaryServerInfo
+	chainFinal   grpc.UnaryHandler
+	chainAt      int
+
 	mu       sync.Mutex
-	calls    map[uint32]*call
-	active   sync.WaitGroup // calls not yet answered
-	draining bool           // GOAWAY sent: no new calls
+	calls    map[uint32]*call // calls running in goroutines of their own
+	open     int              // accepted calls not yet answered, inline ones too
+	active   sync.WaitGroup   // calls not yet answered
+	draining bool             // GOAWAY sent: no new calls
 	closed   bool
 }
 
@@ -56,6 +68,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.ready = newReadiness(raw)
 	c.rd = wire.NewReader(nc, s.opts.MaxFrameSize)
+	c.inlineDecode = func(v any) error { return unmarshalRequest(c.inlineCall.msg, v) }
+	c.inlineChain = c.runChain
+	c.inlineNext = c.chainNext
 	c.out = wire.NewWriter(deadlineWriter{nc, s.opts.WriteTimeout})
 	c.ctx, c.cancel = context.WithCancel(peer.NewContext(context.Background(),
 		&peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}))
@@ -88,6 +103,7 @@ func (c *conn) serve() {
 		return
 	}
 	err := c.readFrames()
+	_ = c.out.Uncork() // whatever the burst answered leaves now
 	var ce *connError
 	switch {
 	case errors.As(err, &ce):
@@ -157,8 +173,13 @@ func looksLikeHTTP(b []byte) bool {
 // readFrames reads and dispatches frames until an error.
 func (c *conn) readFrames() error {
 	opts := &c.srv.opts
+	corked := false
 	for {
 		if !c.rd.HasFrame() {
+			if corked { // the burst is done: its answers leave in one write
+				_ = c.out.Uncork()
+				corked = false
+			}
 			if c.rd.Buffered() == 0 {
 				if err := c.waitIdle(); err != nil {
 					return err
@@ -169,6 +190,10 @@ func (c *conn) readFrames() error {
 		f, err := c.rd.ReadFrame()
 		if err != nil {
 			return err
+		}
+		if !corked {
+			c.out.Cork()
+			corked = true
 		}
 		if err := c.dispatch(f); err != nil {
 			return err
@@ -192,7 +217,7 @@ func (c *conn) waitIdle() error {
 			return err
 		}
 		c.mu.Lock()
-		busy := len(c.calls) > 0
+		busy := c.open > 0
 		c.mu.Unlock()
 		if !busy {
 			c.goAway(codes.OK, "idle timeout")
@@ -245,7 +270,7 @@ func (c *conn) goAway(code codes.Code, msg string) {
 		return
 	}
 	c.draining = true
-	idle := len(c.calls) == 0
+	idle := c.open == 0
 	last := c.last
 	c.mu.Unlock()
 	c.out.Send(func(b []byte) []byte {
@@ -262,15 +287,37 @@ func (c *conn) goAway(code codes.Code, msg string) {
 // finish forgets an answered call, closing a draining connection after its
 // last call.
 func (c *conn) finish(cl *call) {
+	cl.cancel() // the call's context ends with the call
 	c.mu.Lock()
 	delete(c.calls, cl.id)
-	closeNow := c.draining && len(c.calls) == 0
+	c.open--
+	closeNow := c.draining && c.open == 0
 	c.mu.Unlock()
 	<-c.slots
 	c.active.Done()
 	if closeNow {
 		c.close()
 	}
+}
+
+// runChain runs the server's unary interceptors around an inline call with
+// no per-call closure: chainNext walks the chain with an index kept on the
+// connection, restored on return so an interceptor may call its handler
+// more than once.
+func (c *conn) runChain(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	c.chainInfo, c.chainFinal, c.chainAt = info, handler, 0
+	return c.chainNext(ctx, req)
+}
+
+func (c *conn) chainNext(ctx context.Context, req any) (any, error) {
+	ics := c.srv.opts.UnaryInterceptors
+	i := c.chainAt
+	if i == len(ics) {
+		return c.chainFinal(ctx, req)
+	}
+	c.chainAt = i + 1
+	defer func() { c.chainAt = i }()
+	return ics[i](ctx, req, c.chainInfo, c.inlineNext)
 }
 
 // close flushes what is queued and closes the socket, ending serve's read.

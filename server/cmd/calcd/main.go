@@ -131,6 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Logger:             tcpLogger,
 		UnaryInterceptors:  interceptor.Unary(tcpLogger),
 		StreamInterceptors: interceptor.Stream(tcpLogger),
+		InlineMethods:      calculator.CheapMethods,
 		MaxConnections:     cfg.maxConns,
 	})
 	calculatorv1.RegisterCalculatorServiceServer(tcpSrv, svc)
