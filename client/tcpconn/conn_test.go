@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/client/tcpconn"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/calltest"
 	"github.com/calcrpc/calc/internal/wire"
 	"github.com/calcrpc/calc/server/calculator"

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/client/tcpconn"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/tcpserver"
 )

@@ -27,7 +27,7 @@ const calculate = "/calculator.v1.CalculatorService/Calculate"
 // start serves the calculator on loopback and, when the test ends and the
 // server is shut down, checks that no goroutine leaked.
 func start(t *testing.T, opts tcpserver.Options) *calltest.Servers {
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	t.Cleanup(func() { goleak.VerifyNone(t) })   // registered first, so it runs last
 	opts.InlineMethods = calculator.CheapMethods // as calcd runs
 	return calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: opts})
 }

@@ -217,7 +217,6 @@ func unmarshalRequest(msg []byte, v any) error {
 	return nil
 }
 
-
 // failErr ends the call with err's status.
 func (cl *call) failErr(err error) { cl.end(statusOf(err).Proto()) }
 

@@ -22,11 +22,11 @@ import (
 // conn is one client connection. Its serve goroutine is the only reader;
 // calls run in goroutines of their own and answer through out.
 type conn struct {
-	srv *Server
-	nc  net.Conn
+	srv   *Server
+	nc    net.Conn
 	ready *readiness
-	rd  *wire.Reader
-	out *wire.Writer
+	rd    *wire.Reader
+	out   *wire.Writer
 
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc

@@ -2,12 +2,341 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/calcrpc/calc/client/bench"
+	"github.com/calcrpc/calc/client/tcpconn"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 )
 
-// runBench is calc bench, the load tool.
-func runBench(_ context.Context, _ []string, _, stderr io.Writer, _ func(string) string) int {
-	fmt.Fprintln(stderr, "calc bench: not built yet")
-	return 2
+// benchUsage heads calc bench -h.
+const benchUsage = `usage: calc bench [flags]
+
+Load-tests a calc server and reports calls/s, latency percentiles (p50, p90,
+p99, p99.9, max), errors by code, bytes on the wire per call and client CPU
+per call. Closed loop by default (each caller sends its next call when the
+last returns); --rate makes it open loop. --idle N measures instead the
+server's memory per idle raw TCP connection.
+
+  calc bench --transport tcp --conns 1 --concurrency 64 --duration 10s
+  calc bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
+  calc bench --idle 10000 --server-pid $(pidof calcd)
+
+`
+
+// operands is the cycle of the calls' left operands (0 … 99): one-byte
+// varints, so a Calculate round trip has the size PROTOCOL.md gives.
+const operands = 100
+
+// benchDialTimeout bounds opening the connections and their first call.
+const benchDialTimeout = 10 * time.Second
+
+// idleHold is how long --idle keeps its connections open before reading
+// the server's RSS.
+const idleHold = time.Second
+
+// errReported marks an error the flag package has already printed.
+var errReported = errors.New("reported")
+
+// benchFlags is calc bench's command line.
+type benchFlags struct {
+	cli  cliConfig
+	load bench.Options
+	rpc  string
+	idle int
 }
+
+// parseBench parses and validates calc bench's arguments.
+func parseBench(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) (*benchFlags, error) {
+	var f benchFlags
+	fs := flag.NewFlagSet("calc bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	f.cli.addFlags(fs, getenv)
+	// Benchmark calls carry no deadline unless asked to, as in the wire
+	// sizes PROTOCOL.md gives.
+	f.cli.timeout = 0
+	t := fs.Lookup("timeout")
+	t.DefValue, t.Usage = "0s", "per-call deadline (0: calls carry none)"
+	f.load.AddFlags(fs)
+	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
+	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", errReported, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := f.cli.check(); err != nil {
+		return nil, err
+	}
+	if f.rpc != "calculate" && f.rpc != "evaluate" && f.rpc != "stream" {
+		return nil, fmt.Errorf("unknown --rpc %q (want calculate, evaluate or stream)", f.rpc)
+	}
+	if f.cli.timeout < 0 {
+		return nil, errors.New("--timeout must not be negative")
+	}
+	if err := f.load.Check(fs, f.rpc == "stream"); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.idle < 0:
+		return nil, errors.New("--idle must not be negative")
+	case f.idle > 0 && f.cli.transport != "tcp":
+		return nil, errors.New("--idle measures raw TCP connections: use --transport tcp")
+	case f.idle > 0 && f.load.ServerPID == 0:
+		return nil, errors.New("--idle needs --server-pid to read the server's RSS")
+	}
+	if err := f.load.CheckLoopback(ctx, f.cli.addr, f.load.ServerPprof); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// runBench is calc bench, the load tool.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	f, err := parseBench(ctx, args, stderr, getenv)
+	if err != nil {
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(stderr, "calc bench:", err)
+		}
+		return 2
+	}
+	if f.idle > 0 {
+		return benchIdle(ctx, f, stdout, stderr)
+	}
+	bc := new(bench.ByteCounter)
+	conns, closeAll, err := dialCounted(ctx, f.cli, f.load.Conns, bc)
+	if err != nil {
+		fmt.Fprintln(stderr, "calc bench:", err)
+		return 1
+	}
+	defer closeAll()
+	cfg := f.load.Config(bc, stderr)
+	var res *bench.Result
+	if f.rpc == "stream" {
+		res, err = bench.RunPipelined(ctx, cfg, f.load.Concurrency, f.load.Pipeline, func(ctx context.Context, i int) (bench.Pipe, error) {
+			return openStream(ctx, conns[i%len(conns)])
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "calc bench: opening streams:", err)
+			return 1
+		}
+	} else {
+		res = bench.RunUnary(ctx, cfg, f.load.Concurrency, func(w int) bench.CallFunc {
+			cc := conns[w%len(conns)]
+			if f.rpc == "evaluate" {
+				return evaluateCall(cc, f.cli.timeout)
+			}
+			return calculateCall(cc, f.cli.timeout)
+		})
+	}
+	if res.SnapshotErr != nil {
+		fmt.Fprintln(stderr, "calc bench: reading counters:", res.SnapshotErr)
+	}
+	rep := f.load.Report(f.cli.transport, f.rpc, f.cli.addr)
+	rep.Fill(res, f.load.ServerPID != 0 && res.SnapshotErr == nil, f.load.ServerPprof != "" && res.SnapshotErr == nil)
+	if err := f.load.Emit(stdout, rep, f.cli.json); err != nil {
+		fmt.Fprintln(stderr, "calc bench:", err)
+		return 1
+	}
+	if len(rep.Errors) > 0 || rep.Calls == 0 {
+		return 1
+	}
+	return 0
+}
+
+// benchIdle runs calc bench --idle.
+func benchIdle(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
+	icfg := bench.IdleConfig{Addr: f.cli.addr, Conns: f.idle, ServerPID: f.load.ServerPID, Hold: idleHold, Timeout: benchDialTimeout}
+	if f.load.Progress {
+		icfg.Progress = stderr
+	}
+	rep, err := bench.RunIdle(ctx, icfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "calc bench:", err)
+		return 1
+	}
+	if f.cli.json {
+		err = json.NewEncoder(stdout).Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil || len(rep.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// dialCounted opens n connections over the configured transport, counting
+// their bytes in bc, and makes one Calculate call on each so that
+// connection setup is done before the clock starts. It returns them with a
+// function that closes them all.
+func dialCounted(ctx context.Context, cfg cliConfig, n int, bc *bench.ByteCounter) ([]grpc.ClientConnInterface, func(), error) {
+	var conns []grpc.ClientConnInterface
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return bc.Wrap(nc), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, benchDialTimeout)
+	defer cancel()
+	for range n {
+		var cc grpc.ClientConnInterface
+		if cfg.transport == "tcp" {
+			nc, err := dialer(ctx, cfg.addr)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("dial %s: %w", cfg.addr, err)
+			}
+			c, err := tcpconn.NewConn(ctx, nc, tcpconn.Options{})
+			if err != nil {
+				nc.Close()
+				closeAll()
+				return nil, nil, err
+			}
+			cc, closers = c, append(closers, func() { c.Close() })
+		} else {
+			opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer)}
+			if cfg.compression != "none" {
+				opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(cfg.compression)))
+			}
+			c, err := grpc.NewClient(cfg.addr, opts...)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			cc, closers = c, append(closers, func() { c.Close() })
+		}
+		conns = append(conns, cc)
+		if err := calculateCall(cc, 0)(ctx); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("first call: %w", err)
+		}
+	}
+	return conns, closeAll, nil
+}
+
+// withTimeout returns ctx with a deadline timeout from now, or ctx itself
+// if timeout is 0.
+func withTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout == 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+// calculateCall returns a CallFunc making Calculate(ADD, i, 1) calls on cc,
+// i cycling through 0 … 99, and checking their results. A wrong result
+// counts as DATA_LOSS.
+func calculateCall(cc grpc.ClientConnInterface, timeout time.Duration) bench.CallFunc {
+	req := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Rhs: 1}
+	reply := new(calculatorv1.CalculateResponse)
+	var i int64
+	return func(ctx context.Context) error {
+		i = (i + 1) % operands
+		req.Lhs = i
+		ctx, cancel := withTimeout(ctx, timeout)
+		defer cancel()
+		if err := cc.Invoke(ctx, calculatorv1.CalculatorService_Calculate_FullMethodName, req, reply); err != nil {
+			return err
+		}
+		if reply.GetResult() != i+1 {
+			return status.Errorf(codes.DataLoss, "Calculate(ADD, %d, 1) = %d", i, reply.GetResult())
+		}
+		return nil
+	}
+}
+
+// evaluateCall returns a CallFunc making Evaluate("i + 1") calls on cc, i
+// cycling through 0 … 99, and checking their results.
+func evaluateCall(cc grpc.ClientConnInterface, timeout time.Duration) bench.CallFunc {
+	reqs := make([]*calculatorv1.EvaluateRequest, operands)
+	for i := range reqs {
+		reqs[i] = &calculatorv1.EvaluateRequest{Expression: strconv.Itoa(i) + " + 1"}
+	}
+	reply := new(calculatorv1.EvaluateResponse)
+	i := 0
+	return func(ctx context.Context) error {
+		i = (i + 1) % operands
+		ctx, cancel := withTimeout(ctx, timeout)
+		defer cancel()
+		if err := cc.Invoke(ctx, calculatorv1.CalculatorService_Evaluate_FullMethodName, reqs[i], reply); err != nil {
+			return err
+		}
+		if want := strconv.Itoa(i + 1); reply.GetResult() != want {
+			return status.Errorf(codes.DataLoss, "Evaluate(%q) = %q, want %s", reqs[i].GetExpression(), reply.GetResult(), want)
+		}
+		return nil
+	}
+}
+
+// streamPipe is a bench.Pipe over one CalculateStream: call id is the
+// stream message id and computes id%100 + 1.
+type streamPipe struct {
+	s    grpc.BidiStreamingClient[calculatorv1.CalculateStreamRequest, calculatorv1.CalculateStreamResponse]
+	req  *calculatorv1.CalculateStreamRequest
+	resp *calculatorv1.CalculateStreamResponse
+}
+
+// openStream opens a CalculateStream on cc.
+func openStream(ctx context.Context, cc grpc.ClientConnInterface) (*streamPipe, error) {
+	s, err := calculatorv1.NewCalculatorServiceClient(cc).CalculateStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &streamPipe{
+		s:    s,
+		req:  &calculatorv1.CalculateStreamRequest{Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Rhs: 1}},
+		resp: new(calculatorv1.CalculateStreamResponse),
+	}, nil
+}
+
+func (p *streamPipe) Send(id uint64) error {
+	p.req.Id = id
+	p.req.Calculation.Lhs = int64(id % operands)
+	return p.s.Send(p.req)
+}
+
+// Flush does nothing: both transports write what Send gives them.
+func (p *streamPipe) Flush() error { return nil }
+
+func (p *streamPipe) Recv() (uint64, codes.Code, error) {
+	if err := p.s.RecvMsg(p.resp); err != nil {
+		return 0, codes.OK, err
+	}
+	id := p.resp.GetId()
+	if e := p.resp.GetError(); e != nil {
+		return id, codes.Code(e.GetCode()), nil
+	}
+	if p.resp.GetResult() != int64(id%operands)+1 {
+		return id, codes.DataLoss, nil
+	}
+	return id, codes.OK, nil
+}
+
+func (p *streamPipe) CloseSend() error { return p.s.CloseSend() }

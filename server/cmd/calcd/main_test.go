@@ -22,8 +22,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
-	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/client/tcpconn"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	_ "github.com/calcrpc/calc/internal/grpcsnappy"
 )
 
@@ -236,7 +236,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health after SIGTERM: %v, %v", resp, err)
 	}
-	stopWatch() // a watch is a call in flight too: the drain would wait for it
+	stopWatch()                  // a watch is a call in flight too: the drain would wait for it
 	for tr, s := range streams { // in-flight calls still complete
 		if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: 2, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 2}}); err != nil {
 			t.Fatalf("%s: send while draining: %v", tr, err)
