@@ -1,0 +1,45 @@
+package calculator_test
+
+import (
+	"context"
+	"testing"
+
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/calltest"
+	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/tcpserver"
+)
+
+// BenchmarkCalculate is one Calculate round trip over loopback through each
+// transport, sequential (one call at a time) and parallel (GOMAXPROCS x 16
+// callers sharing one connection). Compare the transports within one run:
+//
+//	go test -run '^$' -bench Calculate -benchmem ./server/calculator
+func BenchmarkCalculate(b *testing.B) {
+	srv := calltest.Start(b, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{InlineMethods: calculator.CheapMethods}})
+	clients := srv.Clients(b)
+	req := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
+	for _, tr := range calltest.Transports {
+		client := clients[tr]
+		b.Run(tr+"/sequential", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Calculate(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tr+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Calculate(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
