@@ -44,6 +44,11 @@ func (c *conn) request(f wire.Frame) error {
 		return &connError{codes.InvalidArgument, fmt.Sprintf("REQUEST id %d is not above the last id %d", f.ID, c.last)}
 	}
 	c.mu.Lock()
+	// At MaxConcurrentCalls unanswered calls the reader waits here, reading
+	// nothing more: the connection's backpressure.
+	for c.open >= c.srv.opts.MaxConcurrentCalls {
+		c.answered.Wait()
+	}
 	if c.draining {
 		c.mu.Unlock()
 		return nil // not accepted: the client learns from GOAWAY's last id that it may retry
@@ -51,9 +56,6 @@ func (c *conn) request(f wire.Frame) error {
 	c.last = f.ID // read under c.mu by goAway
 	c.open++
 	c.mu.Unlock()
-	// Every accepted call holds a slot until answered; at the cap the reader
-	// waits here, which is the connection's backpressure.
-	c.slots <- struct{}{}
 	c.active.Add(1)
 	cl := &call{c: c, id: f.ID}
 	msg, err := wire.ParseRequestHeader(f.Flags, f.Payload, &c.hdr)
@@ -118,6 +120,9 @@ func (c *conn) request(f wire.Frame) error {
 // MESSAGE and HALF_CLOSE frames can find it.
 func (c *conn) track(cl *call) {
 	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[uint32]*call{}
+	}
 	c.calls[cl.id] = cl
 	c.mu.Unlock()
 }
@@ -130,9 +135,10 @@ var (
 // resolve returns the method a request header names, binding its ref first
 // if the header carries a name.
 func (c *conn) resolve(h *wire.RequestHeader) (*method, error) {
+	bound := c.bound(h.MethodRef)
 	if h.MethodName == "" {
-		if m := c.refs[h.MethodRef]; m != nil {
-			return m, nil
+		if bound != nil {
+			return bound, nil
 		}
 		return nil, fmt.Errorf("method ref %d is not bound on this connection", h.MethodRef)
 	}
@@ -140,17 +146,34 @@ func (c *conn) resolve(h *wire.RequestHeader) (*method, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w %s", errUnknownMethod, h.MethodName)
 	}
-	if old, ok := c.refs[h.MethodRef]; ok {
-		if old != m {
-			return nil, fmt.Errorf("method ref %d is already bound to %s", h.MethodRef, old.name)
+	if bound != nil {
+		if bound != m {
+			return nil, fmt.Errorf("method ref %d is already bound to %s", h.MethodRef, bound.name)
 		}
 		return m, nil
 	}
 	if len(c.refs) >= MaxMethodRefs {
 		return nil, errTooManyRefs
 	}
-	c.refs[h.MethodRef] = m
+	c.refs = append(c.refs, methodRef{h.MethodRef, m})
 	return m, nil
+}
+
+// methodRef is a connection's binding of a ref to a method.
+type methodRef struct {
+	ref uint32
+	m   *method
+}
+
+// bound returns the method bound to ref, or nil. Connections bind a few
+// refs, so a slice beats a map in time and in idle memory.
+func (c *conn) bound(ref uint32) *method {
+	for _, b := range c.refs {
+		if b.ref == ref {
+			return b.m
+		}
+	}
+	return nil
 }
 
 // decode returns a frame's message in storage the caller owns: dst's if it

@@ -31,10 +31,9 @@ type conn struct {
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 
-	slots chan struct{} // one token per call in flight
-	refs  map[uint32]*method
-	hdr   wire.RequestHeader
-	last  uint32 // highest call id accepted
+	refs []methodRef
+	hdr  wire.RequestHeader
+	last uint32 // highest call id accepted
 
 	// State of the inline call running on the reader goroutine, if any:
 	// its decoder and interceptor chain are built once per connection.
@@ -46,9 +45,13 @@ type conn struct {
 	chainFinal   grpc.UnaryHandler
 	chainAt      int
 
+	servedFrames bool      // this goroutine has served frames since its last idle wait
+	idleSince    time.Time // start of the current idle wait
+
 	mu       sync.Mutex
-	calls    map[uint32]*call // calls running in goroutines of their own
+	calls    map[uint32]*call // calls running in goroutines of their own; made on first use
 	open     int              // accepted calls not yet answered, inline ones too
+	answered sync.Cond        // signalled when open drops, on mu
 	active   sync.WaitGroup   // calls not yet answered
 	draining bool             // GOAWAY sent: no new calls
 	closed   bool
@@ -56,11 +59,8 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
-		srv:   s,
-		nc:    nc,
-		slots: make(chan struct{}, s.opts.MaxConcurrentCalls),
-		refs:  map[uint32]*method{},
-		calls: map[uint32]*call{},
+		srv: s,
+		nc:  nc,
 	}
 	var raw syscall.RawConn
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -68,6 +68,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.ready = newReadiness(raw)
 	c.rd = wire.NewReader(nc, s.opts.MaxFrameSize)
+	c.answered.L = &c.mu
+	c.idleSince = time.Now()
 	c.inlineDecode = func(v any) error { return unmarshalRequest(c.inlineCall.msg, v) }
 	c.inlineChain = c.runChain
 	c.inlineNext = c.chainNext
@@ -89,20 +91,45 @@ func (e *connError) Error() string { return e.msg }
 // or breaks the protocol. Every accepted call is answered before the
 // connection closes.
 func (c *conn) serve() {
-	defer c.srv.untrack(c)
+	if !c.handshake() {
+		c.shutdownConn()
+		return
+	}
+	c.run()
+}
+
+// run reads frames on the connection's current goroutine. When the
+// connection has been idle for shedStackAfter, run hands the connection to
+// a fresh goroutine and returns: the new goroutine's small stack is all an
+// idle connection keeps, whatever depth the last burst's handlers reached.
+func (c *conn) run() {
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.logger.Error("panic serving connection", "peer", c.nc.RemoteAddr().String(), "panic", r)
+			c.shutdownConn()
 		}
-		c.cancel()
-		c.active.Wait()
-		c.close()
-		c.rd.Release()
 	}()
-	if !c.handshake() {
+	err := c.readFrames()
+	if errors.Is(err, errShedStack) {
+		go c.resume()
 		return
 	}
-	err := c.readFrames()
+	c.end(err)
+}
+
+// resume is an idle connection's fresh goroutine: it waits for the next
+// burst with the smallest stack it can, then serves it.
+func (c *conn) resume() {
+	if err := c.waitIdle(); err != nil {
+		c.end(err)
+		return
+	}
+	c.run()
+}
+
+// end closes the connection after readFrames stopped with err, first
+// sending the GOAWAY that err calls for.
+func (c *conn) end(err error) {
 	_ = c.out.Uncork() // whatever the burst answered leaves now
 	var ce *connError
 	switch {
@@ -117,7 +144,25 @@ func (c *conn) serve() {
 	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, wire.ErrTruncated) && !errors.Is(err, net.ErrClosed):
 		c.srv.logger.Debug("connection read failed", "peer", c.nc.RemoteAddr().String(), "error", err)
 	}
+	c.shutdownConn()
 }
+
+// shutdownConn cancels the connection's calls, waits for their answers,
+// closes the connection and forgets it.
+func (c *conn) shutdownConn() {
+	c.cancel()
+	c.active.Wait()
+	c.close()
+	c.rd.Release()
+	c.srv.untrack(c)
+}
+
+// shedStackAfter is how long a connection waits idle before its reader moves
+// to a fresh goroutine (see run).
+const shedStackAfter = 100 * time.Millisecond
+
+// errShedStack is waitIdle's signal to move to a fresh goroutine.
+var errShedStack = errors.New("tcpserver: idle: move to a fresh goroutine")
 
 // handshake reads the preface and sends SETTINGS, or answers a stray client
 // and reports false.
@@ -194,6 +239,7 @@ func (c *conn) readFrames() error {
 		if !corked {
 			c.out.Cork()
 			corked = true
+			c.servedFrames = true
 		}
 		if err := c.dispatch(f); err != nil {
 			return err
@@ -202,19 +248,31 @@ func (c *conn) readFrames() error {
 }
 
 // waitIdle releases the read buffer and waits until the connection is
-// readable. When the idle timeout passes with no call in flight it sends
-// GOAWAY and reports io.EOF.
+// readable. After shedStackAfter of waiting on a goroutine that has served
+// frames, it returns errShedStack (see run). When the idle timeout passes
+// with no call in flight it sends GOAWAY and reports io.EOF.
 func (c *conn) waitIdle() error {
 	c.rd.Release()
+	if c.servedFrames {
+		c.idleSince = time.Now()
+	}
 	for {
-		if c.srv.opts.IdleTimeout > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.IdleTimeout))
-		} else {
-			_ = c.nc.SetReadDeadline(time.Time{})
+		var deadline time.Time
+		if idle := c.srv.opts.IdleTimeout; idle > 0 {
+			deadline = c.idleSince.Add(idle)
 		}
+		shed := c.servedFrames && (deadline.IsZero() || time.Until(deadline) > shedStackAfter)
+		if shed {
+			deadline = time.Now().Add(shedStackAfter)
+		}
+		_ = c.nc.SetReadDeadline(deadline)
 		err := c.ready.wait()
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
+		}
+		if shed {
+			c.servedFrames = false
+			return errShedStack
 		}
 		c.mu.Lock()
 		busy := c.open > 0
@@ -223,6 +281,7 @@ func (c *conn) waitIdle() error {
 			c.goAway(codes.OK, "idle timeout")
 			return io.EOF
 		}
+		c.idleSince = time.Now()
 	}
 }
 
@@ -293,7 +352,7 @@ func (c *conn) finish(cl *call) {
 	c.open--
 	closeNow := c.draining && c.open == 0
 	c.mu.Unlock()
-	<-c.slots
+	c.answered.Signal()
 	c.active.Done()
 	if closeNow {
 		c.close()
