@@ -71,6 +71,8 @@ type Conn struct {
 	settings  wire.Settings
 	readerOut chan struct{} // closed when the reader goroutine exits
 	heard     chan struct{} // signalled on every frame received, for keepalive
+	kick      chan struct{} // wakes the flusher
+	flusher   sync.Once     // starts the flusher on the first stream message
 
 	mu      sync.Mutex
 	nextID  uint32
@@ -122,6 +124,7 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		opts:      opts,
 		readerOut: make(chan struct{}),
 		heard:     make(chan struct{}, 1),
+		kick:      make(chan struct{}, 1),
 		refs:      map[string]uint32{},
 		pending:   map[uint32]*pending{},
 	}
@@ -470,6 +473,29 @@ func (e *notProcessedError) Error() string {
 }
 func (e *notProcessedError) GRPCStatus() *status.Status { return e.st }
 func (e *notProcessedError) Is(target error) bool       { return target == ErrNotProcessed }
+
+// kickFlusher makes sure queued stream messages are written soon, by the
+// connection's flusher goroutine (started on first use): the time it takes
+// to wake is the window in which a pipelining sender's messages gather.
+func (c *Conn) kickFlusher() {
+	c.flusher.Do(func() { go c.flush() })
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush is the flusher goroutine.
+func (c *Conn) flush() {
+	for {
+		select {
+		case <-c.kick:
+			_ = c.out.Flush()
+		case <-c.readerOut:
+			return
+		}
+	}
+}
 
 // keepalive pings every interval and closes the connection when nothing at
 // all is heard for KeepaliveTimeout after a ping.

@@ -105,9 +105,12 @@ func (s *clientStream) SendMsg(m any) error {
 	if ended {
 		return io.EOF
 	}
-	if err := s.c.out.SendMessage(wire.KindMessage, s.id, msg, s.c.threshold); err != nil {
+	// The message is queued and the connection's flusher writes it: a
+	// sender pipelining a stream gets many messages per write.
+	if err := s.c.out.SendMessage(wire.KindMessage, s.id, msg, s.c.threshold, true); err != nil {
 		return io.EOF
 	}
+	s.c.kickFlusher()
 	return nil
 }
 

@@ -298,3 +298,26 @@ func TestWriterCork(t *testing.T) {
 		t.Fatalf("CloseAfterFlush dropped corked frames: %d writes, %d bytes", dst.writes, dst.buf.Len())
 	}
 }
+
+func TestWriterQueueAndFlush(t *testing.T) {
+	dst := &countingWriter{}
+	w := wire.NewWriter(dst)
+	frame := func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPing, 0, 0, nil) }
+	for range 5 {
+		_ = w.Queue(frame)
+	}
+	if dst.writes != 0 {
+		t.Fatalf("Queue wrote: %d writes", dst.writes)
+	}
+	_ = w.Send(frame) // a Send writes what was queued before it too
+	if dst.writes != 1 || dst.buf.Len() != 6*wire.FrameOverhead {
+		t.Fatalf("Send: %d writes, %d bytes", dst.writes, dst.buf.Len())
+	}
+	_ = w.Queue(frame)
+	if err := w.Flush(); err != nil || dst.writes != 2 || dst.buf.Len() != 7*wire.FrameOverhead {
+		t.Fatalf("Flush: %v, %d writes, %d bytes", err, dst.writes, dst.buf.Len())
+	}
+	if err := w.Flush(); err != nil || dst.writes != 2 {
+		t.Fatalf("empty Flush: %v, %d writes", err, dst.writes)
+	}
+}

@@ -49,7 +49,14 @@ func NewWriter(dst io.WriteCloser) *Writer {
 // written. It blocks while MaxPending bytes are queued, and returns the
 // Writer's error, without calling fn, once it has failed or closed. fn runs
 // with the Writer locked and must not call it.
-func (w *Writer) Send(fn func([]byte) []byte) error {
+func (w *Writer) Send(fn func([]byte) []byte) error { return w.add(fn, true) }
+
+// Queue appends bytes with fn like Send but leaves writing them to a later
+// Send, Flush or Uncork, so a sender that knows more frames follow can have
+// them share a write. Past MaxPending queued bytes it writes at once.
+func (w *Writer) Queue(fn func([]byte) []byte) error { return w.add(fn, false) }
+
+func (w *Writer) add(fn func([]byte) []byte, write bool) error {
 	w.mu.Lock()
 	for w.flushing && w.err == nil && w.buf != nil && len(*w.buf) >= MaxPending {
 		w.drained.Wait()
@@ -63,9 +70,29 @@ func (w *Writer) Send(fn func([]byte) []byte) error {
 		w.buf = writeBufPool.Get().(*[]byte)
 	}
 	*w.buf = fn(*w.buf)
-	if w.flushing || w.corked && len(*w.buf) < MaxPending {
+	if w.flushing || (w.corked || !write) && len(*w.buf) < MaxPending {
 		w.mu.Unlock()
 		return nil
+	}
+	w.flushing = true
+	return w.flush()
+}
+
+// Flush writes what is queued, unless a write in progress will.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	return w.flushLocked()
+}
+
+// flushLocked is Flush with w.mu held; it releases it.
+func (w *Writer) flushLocked() error {
+	if w.flushing || w.err != nil || w.buf == nil || len(*w.buf) == 0 {
+		err := w.err
+		w.mu.Unlock()
+		if errors.Is(err, ErrWriterClosed) {
+			return nil
+		}
+		return err
 	}
 	w.flushing = true
 	return w.flush()
@@ -84,46 +111,38 @@ func (w *Writer) Cork() {
 func (w *Writer) Uncork() error {
 	w.mu.Lock()
 	w.corked = false
-	if w.flushing || w.err != nil || w.buf == nil || len(*w.buf) == 0 {
-		err := w.err
-		w.mu.Unlock()
-		if errors.Is(err, ErrWriterClosed) {
-			return nil
-		}
-		return err
-	}
-	w.flushing = true
-	return w.flush()
+	return w.flushLocked()
 }
 
 // SendMessage sends a frame of kind for call id carrying msg, compressed if
 // its size is at least threshold and compression saves space. Small
-// messages are marshalled straight into the queue.
-func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int) error {
+// messages are marshalled straight into the queue. With later set it
+// queues the frame as Queue does.
+func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int, later bool) error {
 	size := proto.Size(msg)
 	if threshold > 0 && size >= threshold {
 		raw, err := proto.MarshalOptions{UseCachedSize: true}.Marshal(msg)
 		if err != nil {
 			return err
 		}
-		return w.Send(func(b []byte) []byte {
+		return w.add(func(b []byte) []byte {
 			start := len(b)
 			b = AppendFrameHeader(b, kind, 0, id, 0)
 			b, flags := AppendMessage(b, raw, threshold)
 			b[start+LengthSize+1] = byte(flags)
 			PatchLength(b, start)
 			return b
-		})
+		}, !later)
 	}
 	var merr error
-	err := w.Send(func(b []byte) []byte {
+	err := w.add(func(b []byte) []byte {
 		start := len(b)
 		b = AppendFrameHeader(b, kind, 0, id, size)
 		if b, merr = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); merr != nil {
 			return b[:start]
 		}
 		return b
-	})
+	}, !later)
 	if merr != nil {
 		return merr
 	}

@@ -218,7 +218,7 @@ func (cl *call) respond(resp any, err error) {
 		cl.fail(codes.Internal, fmt.Sprintf("handler returned %T, not a proto.Message", resp))
 		return
 	}
-	if err := cl.c.out.SendMessage(wire.KindResponse, cl.id, msg, cl.c.srv.opts.CompressThreshold); err != nil {
+	if err := cl.c.out.SendMessage(wire.KindResponse, cl.id, msg, cl.c.srv.opts.CompressThreshold, false); err != nil {
 		cl.fail(codes.Internal, "encoding response: "+err.Error())
 		return
 	}
@@ -319,7 +319,11 @@ func (s *serverStream) SendMsg(m any) error {
 	if !ok {
 		return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
 	}
-	return s.call.c.out.SendMessage(wire.KindMessage, s.call.id, msg, s.call.c.srv.opts.CompressThreshold)
+	// While more received messages wait for the handler, its answer can
+	// wait to share a write with theirs; the answer to the last one goes out
+	// at once.
+	more := len(s.recv) > 0
+	return s.call.c.out.SendMessage(wire.KindMessage, s.call.id, msg, s.call.c.srv.opts.CompressThreshold, more)
 }
 
 // RecvMsg receives the next message into m, or io.EOF after the client's
