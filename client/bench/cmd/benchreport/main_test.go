@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/calcrpc/calc/client/bench"
+)
+
+// writeRun writes one raw result file.
+func writeRun(t *testing.T, dir, slug, name string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "raw", slug), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "raw", slug, name+".json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReport(t *testing.T) {
+	dir := t.TempDir()
+	allocs := 4.0
+	for i, cps := range []float64{30000, 10000, 20000} { // median 20,000
+		run := string(rune('1' + i))
+		writeRun(t, dir, "unary-c1", "tcp-"+run, bench.Report{Transport: "tcp", CallsPerSec: cps, P50US: cps / 1000, BytesPerCall: 29,
+			ServerAllocsPerCall: &allocs, Percentiles: []bench.Point{{P: 0, US: 10}, {P: 50, US: 20}}})
+		writeRun(t, dir, "unary-c1", "grpc-"+run, bench.Report{Transport: "grpc", CallsPerSec: cps / 4, P50US: 100})
+		writeRun(t, dir, "unary-c1", "floor-"+run, bench.Report{Transport: "floor", CallsPerSec: cps * 2, P50US: 10})
+	}
+	writeRun(t, dir, "unary-c64", "tcp-1", bench.Report{Transport: "tcp", CallsPerSec: 1, Errors: map[string]uint64{"UNAVAILABLE": 2}})
+	writeRun(t, dir, "idle-100", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100, Conns: 100, RSSPerConnBytes: 5000})
+	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "profiles", "tcp-unary-c64.txt"), []byte("flat flat%\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	if err := os.WriteFile(md, []byte("intro\n"+beginMarker+"\nold table\n"+endMarker+"\noutro\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := run(dir, "scripts/bench.sh", md); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "RESULTS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := string(data)
+	for _, want := range []string{
+		"| unary c=1, 1 conn | 20,000 | 5,000 | 40,000 | 4.00× | 20.0µs | 100µs | 10.0µs |",
+		"| unary c=1: tcp ≥ 2.5× grpc calls/s | 4.00× | yes |",
+		"| unary c=1: tcp p50 ≤ 1.5× floor p50 | 20.0µs vs 10.0µs: 2.00× | **no** |",
+		"| ≤ 4 KiB server RSS per idle connection | 5000 B | **no** |",
+		"| ≤ 40 bytes on the wire per Calculate round trip (tcp) | 29.0 B | yes |",
+		"| ≤ 5 server allocations per raw TCP unary call | 4.00 (worst: unary c=1, 1 conn; judged to one decimal) | yes |",
+		"UNAVAILABLE 2",
+		"![unary-c1](charts/unary-c1.svg)",
+		"`profiles/tcp-unary-c64.txt`",
+		"command: `scripts/bench.sh`",
+	} {
+		if !strings.Contains(results, want) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", want, results)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "charts", "unary-c1.svg")); err != nil {
+		t.Error(err)
+	}
+	data, err = os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(data); strings.Contains(s, "old table") || !strings.HasPrefix(s, "intro\n"+beginMarker+"\n| scenario") || !strings.HasSuffix(s, endMarker+"\noutro\n") {
+		t.Errorf("BENCHMARKS.md not spliced:\n%s", s)
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/calcrpc/calc/internal/calltest"
+	"github.com/calcrpc/calc/server/calculator"
+)
+
+func noEnv(string) string { return "" }
+
+func TestBenchFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"--transport", "udp"}, "unknown transport"},
+		{[]string{"--rpc", "divide"}, "unknown --rpc"},
+		{[]string{"--conns", "0"}, "--conns"},
+		{[]string{"--conns", "4", "--concurrency", "2"}, "below --conns"},
+		{[]string{"--pipeline", "0"}, "--pipeline"},
+		{[]string{"--concurrency", "8", "--pipeline", "4"}, "not both"},
+		{[]string{"--duration", "0s"}, "--duration must be positive"},
+		{[]string{"--warmup", "-1s"}, "--warmup"},
+		{[]string{"--count", "-1"}, "--count"},
+		{[]string{"--rate", "-5"}, "--rate"},
+		{[]string{"--timeout", "-1s"}, "--timeout"},
+		{[]string{"--server-pid", "-3"}, "--server-pid"},
+		{[]string{"--idle", "-1"}, "--idle"},
+		{[]string{"--idle", "10"}, "--server-pid"},
+		{[]string{"--idle", "10", "--server-pid", "1", "--transport", "grpc"}, "--transport tcp"},
+		{[]string{"--addr", "10.1.2.3:4000"}, "not a loopback address"},
+		{[]string{"--server-pprof", "192.168.1.1:6060"}, "not a loopback address"},
+		{[]string{"--compression", "gzip"}, "--compression applies to --transport grpc only"},
+		{[]string{"--transport", "grpc", "--compression", "brotli"}, "unknown compression"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--no-such-flag"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := runBench(context.Background(), tt.args, &stdout, &stderr, noEnv); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr %q lacks %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestBenchFlagDefaults(t *testing.T) {
+	tests := []struct {
+		args        []string
+		env         map[string]string
+		addr        string
+		concurrency int
+	}{
+		{nil, nil, "127.0.0.1:4000", 1},
+		{[]string{"--transport", "grpc"}, nil, "127.0.0.1:50051", 1},
+		{[]string{"--conns", "4"}, nil, "127.0.0.1:4000", 4},
+		{[]string{"--conns", "2", "--pipeline", "8"}, nil, "127.0.0.1:4000", 16},
+		{[]string{"--conns", "8", "--concurrency", "64"}, nil, "127.0.0.1:4000", 64},
+		{[]string{"--rpc", "stream", "--conns", "4", "--pipeline", "128"}, nil, "127.0.0.1:4000", 4},
+		{[]string{"--rpc", "stream", "--conns", "2", "--concurrency", "6", "--pipeline", "3"}, nil, "127.0.0.1:4000", 6},
+		{[]string{"--allow-remote", "--addr", "10.1.2.3:4000"}, nil, "10.1.2.3:4000", 1},
+		{nil, map[string]string{"CALC_ADDR": "localhost:7000", "CALC_TRANSPORT": "grpc"}, "localhost:7000", 1},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			f, err := parseBench(context.Background(), tt.args, &stderr, func(k string) string { return tt.env[k] })
+			if err != nil {
+				t.Fatalf("parseBench: %v (%s)", err, stderr.String())
+			}
+			if f.cli.addr != tt.addr || f.load.Concurrency != tt.concurrency || f.cli.timeout != 0 {
+				t.Fatalf("addr %q concurrency %d timeout %v; want %q, %d, 0", f.cli.addr, f.load.Concurrency, f.cli.timeout, tt.addr, tt.concurrency)
+			}
+		})
+	}
+}
+
+// TestBenchEndToEnd runs calc bench against both transports of an
+// in-process server.
+func TestBenchEndToEnd(t *testing.T) {
+	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	addrs := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}
+	pid := strconv.Itoa(os.Getpid())
+	onLinux := runtime.GOOS == "linux"
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"calculate", []string{"--conns", "2", "--concurrency", "4", "--duration", "300ms"}},
+		{"calculate count", []string{"--count", "200", "--duration", "300ms"}},
+		{"evaluate", []string{"--rpc", "evaluate", "--count", "100", "--duration", "300ms"}},
+		{"stream", []string{"--rpc", "stream", "--conns", "2", "--pipeline", "8", "--duration", "300ms"}},
+		{"stream count", []string{"--rpc", "stream", "--pipeline", "4", "--count", "300", "--duration", "300ms"}},
+		{"rate", []string{"--rate", "500", "--concurrency", "2", "--duration", "300ms", "--timeout", "5s"}},
+	}
+	for _, transport := range []string{"tcp", "grpc"} {
+		for _, tt := range tests {
+			t.Run(transport+" "+tt.name, func(t *testing.T) {
+				chart := filepath.Join(t.TempDir(), "chart.svg")
+				args := append([]string{"--transport", transport, "--addr", addrs[transport], "--warmup", "50ms", "--json", "--chart", chart}, tt.args...)
+				if onLinux {
+					args = append(args, "--server-pid", pid)
+				}
+				var stdout, stderr bytes.Buffer
+				code := runBench(context.Background(), args, &stdout, &stderr, noEnv)
+				if code != 0 {
+					t.Fatalf("exit %d; stderr: %s; stdout: %s", code, stderr.String(), stdout.String())
+				}
+				var rep struct {
+					Calls        uint64            `json:"calls"`
+					Errors       map[string]uint64 `json:"errors"`
+					Transport    string            `json:"transport"`
+					BytesPerCall float64           `json:"bytes_per_call"`
+					ServerCPU    *float64          `json:"server_cpu_us_per_call"`
+				}
+				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+					t.Fatalf("output is not one JSON object: %v\n%s", err, stdout.String())
+				}
+				if rep.Calls == 0 || len(rep.Errors) != 0 || rep.Transport != transport || rep.BytesPerCall <= 0 {
+					t.Fatalf("calls %d, errors %v, transport %q, bytes/call %v", rep.Calls, rep.Errors, rep.Transport, rep.BytesPerCall)
+				}
+				if strings.Contains(strings.Join(tt.args, " "), "--count") && rep.Calls > 300 {
+					t.Fatalf("%d calls, more than --count", rep.Calls)
+				}
+				if onLinux && rep.ServerCPU == nil {
+					t.Fatal("no server CPU figure with --server-pid")
+				}
+				if svg, err := os.ReadFile(chart); err != nil || !bytes.Contains(svg, []byte("<polyline")) {
+					t.Fatalf("chart: %v", err)
+				}
+			})
+		}
+	}
+
+	t.Run("text", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		code := runBench(context.Background(), []string{"--addr", srv.TCPAddr, "--count", "50", "--warmup", "0s", "--duration", "300ms"}, &stdout, &stderr, noEnv)
+		if code != 0 || !strings.Contains(stdout.String(), "calls/s") {
+			t.Fatalf("exit %d, output %q, stderr %q", code, stdout.String(), stderr.String())
+		}
+	})
+
+	t.Run("idle", func(t *testing.T) {
+		if !onLinux {
+			t.Skip("reads /proc")
+		}
+		var stdout, stderr bytes.Buffer
+		code := runBench(context.Background(), []string{"--addr", srv.TCPAddr, "--idle", "20", "--server-pid", pid, "--json"}, &stdout, &stderr, noEnv)
+		var rep struct {
+			Conns  int               `json:"conns"`
+			Errors map[string]uint64 `json:"errors"`
+			RSS    int64             `json:"rss_after_bytes"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || code != 0 {
+			t.Fatalf("exit %d, %v: %s %s", code, err, stdout.String(), stderr.String())
+		}
+		if rep.Conns != 20 || len(rep.Errors) != 0 || rep.RSS <= 0 {
+			t.Fatalf("idle: %+v", rep)
+		}
+	})
+
+	t.Run("unreachable", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		if code := runBench(context.Background(), []string{"--addr", "127.0.0.1:1", "--duration", "300ms"}, &stdout, &stderr, noEnv); code != 1 {
+			t.Fatalf("exit %d against a closed port, want 1", code)
+		}
+	})
+}
