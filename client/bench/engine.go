@@ -130,6 +130,7 @@ type run struct {
 	watchDone chan struct{} // closed when watch has returned
 	start     Counters      // read at t0 by watch
 	startErr  error
+	started0  bool // the start snapshot was taken at launch (no warm-up)
 }
 
 func newRun(cfg Config, workers int) *run {
@@ -154,6 +155,12 @@ func (r *run) shard(w int) *shard { return &r.shards[w%len(r.shards)] }
 // function stops the timer.
 func (r *run) launch(ctx context.Context, cancel context.CancelFunc) func() bool {
 	r.begin = time.Now()
+	if r.t0 <= 0 && r.cfg.Snapshot != nil {
+		// No warm-up: the window starts now, before any call, not whenever
+		// the watcher gets to run.
+		r.start, r.startErr = r.cfg.Snapshot()
+		r.started0 = true
+	}
 	go r.watch(ctx)
 	return time.AfterFunc(r.end+r.cfg.Drain, cancel).Stop
 }
@@ -242,7 +249,7 @@ func (r *run) watch(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	if r.cfg.Snapshot != nil {
+	if r.cfg.Snapshot != nil && !r.started0 {
 		r.start, r.startErr = r.cfg.Snapshot()
 	}
 	if r.cfg.Progress == nil {
