@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -53,7 +54,7 @@ func (cl *call) Err() error {
 }
 
 // String names the context for debugging.
-func (cl *call) String() string { return "tcpserver.call(" + cl.m.name + ")" }
+func (cl *call) String() string { return fmt.Sprintf("tcpserver.call(%d)", cl.id) }
 
 // checkLocked ends the context if its deadline passed or its connection
 // ended. Called with ctxMu held.

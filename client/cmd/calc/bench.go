@@ -7,17 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/client/bench"
-	"github.com/calcrpc/calc/client/tcpconn"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 )
 
@@ -195,43 +192,15 @@ func dialCounted(ctx context.Context, cfg cliConfig, n int, bc *bench.ByteCounte
 			c()
 		}
 	}
-	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return bc.Wrap(nc), nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, benchDialTimeout)
 	defer cancel()
 	for range n {
-		var cc grpc.ClientConnInterface
-		if cfg.transport == "tcp" {
-			nc, err := dialer(ctx, cfg.addr)
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("dial %s: %w", cfg.addr, err)
-			}
-			c, err := tcpconn.NewConn(ctx, nc, tcpconn.Options{})
-			if err != nil {
-				nc.Close()
-				closeAll()
-				return nil, nil, err
-			}
-			cc, closers = c, append(closers, func() { c.Close() })
-		} else {
-			opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer)}
-			if cfg.compression != "none" {
-				opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(cfg.compression)))
-			}
-			c, err := grpc.NewClient(cfg.addr, opts...)
-			if err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			cc, closers = c, append(closers, func() { c.Close() })
+		cc, closeFn, err := connect(ctx, cfg, bc.Wrap)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("dial %s: %w", cfg.addr, err)
 		}
+		closers = append(closers, closeFn)
 		conns = append(conns, cc)
 		if err := calculateCall(cc, 0)(ctx); err != nil {
 			closeAll()
