@@ -56,6 +56,47 @@ func (r *Reader) Release() {
 	}
 }
 
+// Fill reads once from the source into the buffer, taking a pooled buffer
+// if the Reader has none: a server waiting for a connection's next burst
+// calls it under a short read deadline. A timeout (an error with a
+// Timeout() bool method that reports true) that came with no bytes leaves
+// the Reader as it was, so the caller may wait again or Release; any other
+// error is the Reader's from then on.
+func (r *Reader) Fill() error {
+	if r.err != nil {
+		return r.endErr()
+	}
+	if r.buf == nil {
+		r.buf = readBufPool.Get().(*[]byte)
+	}
+	b := *r.buf
+	if r.end == len(b) {
+		if r.start == 0 {
+			return nil // full
+		}
+		r.end = copy(b, b[r.start:r.end])
+		r.start = 0
+	}
+	m, err := r.src.Read(b[r.end:])
+	r.end += m
+	if m == 0 && err != nil && isTimeout(err) {
+		return err
+	}
+	if err != nil {
+		r.err = err
+		if m == 0 {
+			return r.endErr()
+		}
+	}
+	return nil
+}
+
+// isTimeout reports whether err is a timeout.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
 // ReadPreface reads the client's connection preface and returns its version.
 // It reads exactly PrefaceSize bytes, failing with ErrBadMagic as soon as the
 // first four bytes are not Magic; the bytes read are returned either way so a

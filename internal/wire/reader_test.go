@@ -183,3 +183,39 @@ func FuzzReadFrame(f *testing.F) {
 		t.Fatal("reader did not stop")
 	})
 }
+
+// timeoutOnce fails its first read with a timeout, then reads from r.
+type timeoutOnce struct {
+	r     io.Reader
+	fired bool
+}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "i/o timeout" }
+func (timeoutError) Timeout() bool { return true }
+
+func (t *timeoutOnce) Read(p []byte) (int, error) {
+	if !t.fired {
+		t.fired = true
+		return 0, timeoutError{}
+	}
+	return t.r.Read(p)
+}
+
+func TestFillTimeoutIsNotSticky(t *testing.T) {
+	frame := wire.AppendFrame(nil, wire.KindPing, 0, 0, []byte("12345678"))
+	r := wire.NewReader(&timeoutOnce{r: bytes.NewReader(frame)}, 0)
+	if err := r.Fill(); !errors.As(err, new(timeoutError)) {
+		t.Fatalf("first Fill: %v, want the timeout", err)
+	}
+	if err := r.Fill(); err != nil || r.Buffered() != len(frame) {
+		t.Fatalf("second Fill: %v, %d bytes buffered", err, r.Buffered())
+	}
+	if f, err := r.ReadFrame(); err != nil || f.Kind != wire.KindPing {
+		t.Fatalf("ReadFrame after Fill: %v %v", f.Kind, err)
+	}
+	if err := r.Fill(); err != io.EOF {
+		t.Fatalf("Fill at the end: %v, want io.EOF", err)
+	}
+}

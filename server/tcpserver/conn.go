@@ -111,20 +111,10 @@ func (c *conn) run() {
 	}()
 	err := c.readFrames()
 	if errors.Is(err, errShedStack) {
-		go c.resume()
+		go c.run() // on a fresh, small stack: see awaitBurst and waitIdle
 		return
 	}
 	c.end(err)
-}
-
-// resume is an idle connection's fresh goroutine: it waits for the next
-// burst with the smallest stack it can, then serves it.
-func (c *conn) resume() {
-	if err := c.waitIdle(); err != nil {
-		c.end(err)
-		return
-	}
-	c.run()
 }
 
 // end closes the connection after readFrames stopped with err, first
@@ -161,7 +151,7 @@ func (c *conn) shutdownConn() {
 // to a fresh goroutine (see run).
 const shedStackAfter = 100 * time.Millisecond
 
-// errShedStack is waitIdle's signal to move to a fresh goroutine.
+// errShedStack is awaitBurst's signal to move to a fresh goroutine.
 var errShedStack = errors.New("tcpserver: idle: move to a fresh goroutine")
 
 // handshake reads the preface and sends SETTINGS, or answers a stray client
@@ -215,7 +205,10 @@ func looksLikeHTTP(b []byte) bool {
 	return false
 }
 
-// readFrames reads and dispatches frames until an error.
+// readFrames reads and dispatches frames until an error. Right after a
+// burst it reads the next one straight into the read buffer for up to
+// shedStackAfter; after that it hands the connection to a fresh goroutine
+// (errShedStack) that waits for readability without a buffer (waitIdle).
 func (c *conn) readFrames() error {
 	opts := &c.srv.opts
 	corked := false
@@ -226,7 +219,7 @@ func (c *conn) readFrames() error {
 				corked = false
 			}
 			if c.rd.Buffered() == 0 {
-				if err := c.waitIdle(); err != nil {
+				if err := c.awaitBurst(); err != nil {
 					return err
 				}
 			}
@@ -247,32 +240,42 @@ func (c *conn) readFrames() error {
 	}
 }
 
+// awaitBurst waits for the first bytes of the next burst. A goroutine that
+// has just served frames reads them directly, holding the read buffer, for
+// up to shedStackAfter: a busy connection pays no readiness check. Past
+// that, or on a fresh goroutine, it waits in waitIdle.
+func (c *conn) awaitBurst() error {
+	if !c.servedFrames {
+		return c.waitIdle()
+	}
+	c.idleSince = time.Now()
+	deadline := c.idleSince.Add(shedStackAfter)
+	if idle := c.srv.opts.IdleTimeout; idle > 0 && idle < shedStackAfter {
+		deadline = c.idleSince.Add(idle)
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	err := c.rd.Fill()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.servedFrames = false
+		return errShedStack
+	}
+	return err
+}
+
 // waitIdle releases the read buffer and waits until the connection is
-// readable. After shedStackAfter of waiting on a goroutine that has served
-// frames, it returns errShedStack (see run). When the idle timeout passes
-// with no call in flight it sends GOAWAY and reports io.EOF.
+// readable. When the idle timeout passes with no call in flight it sends
+// GOAWAY and reports io.EOF.
 func (c *conn) waitIdle() error {
 	c.rd.Release()
-	if c.servedFrames {
-		c.idleSince = time.Now()
-	}
 	for {
 		var deadline time.Time
 		if idle := c.srv.opts.IdleTimeout; idle > 0 {
 			deadline = c.idleSince.Add(idle)
 		}
-		shed := c.servedFrames && (deadline.IsZero() || time.Until(deadline) > shedStackAfter)
-		if shed {
-			deadline = time.Now().Add(shedStackAfter)
-		}
 		_ = c.nc.SetReadDeadline(deadline)
 		err := c.ready.wait()
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
-		}
-		if shed {
-			c.servedFrames = false
-			return errShedStack
 		}
 		c.mu.Lock()
 		busy := c.open > 0
