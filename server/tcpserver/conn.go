@@ -241,26 +241,32 @@ func (c *conn) readFrames() error {
 }
 
 // awaitBurst waits for the first bytes of the next burst. A goroutine that
-// has just served frames reads them directly, holding the read buffer, for
-// up to shedStackAfter: a busy connection pays no readiness check. Past
-// that, or on a fresh goroutine, it waits in waitIdle.
+// has just served frames first reads directly, holding the read buffer, for
+// up to hotReadWindow, so a busy connection pays no readiness check; then
+// it gives the buffer back and waits for readability; after shedStackAfter
+// of quiet it moves to a fresh goroutine (errShedStack). A fresh goroutine
+// waits in waitIdle.
 func (c *conn) awaitBurst() error {
 	if !c.servedFrames {
 		return c.waitIdle()
 	}
 	c.idleSince = time.Now()
-	deadline := c.idleSince.Add(shedStackAfter)
-	if idle := c.srv.opts.IdleTimeout; idle > 0 && idle < shedStackAfter {
-		deadline = c.idleSince.Add(idle)
+	_ = c.nc.SetReadDeadline(c.idleSince.Add(hotReadWindow))
+	if err := c.rd.Fill(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
 	}
-	_ = c.nc.SetReadDeadline(deadline)
-	err := c.rd.Fill()
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.servedFrames = false
-		return errShedStack
+	c.rd.Release()
+	_ = c.nc.SetReadDeadline(c.idleSince.Add(shedStackAfter))
+	if err := c.ready.wait(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
 	}
-	return err
+	c.servedFrames = false
+	return errShedStack
 }
+
+// hotReadWindow is how long a connection that just served a burst reads
+// directly for the next one before it gives its read buffer back.
+const hotReadWindow = time.Millisecond
 
 // waitIdle releases the read buffer and waits until the connection is
 // readable. When the idle timeout passes with no call in flight it sends
