@@ -82,7 +82,11 @@ func (c *conn) request(f wire.Frame) error {
 		return nil
 	}
 	if m.unary != nil {
-		if cl.msg, err = c.decode(cl.inline[:0], msg, f.Flags); err != nil {
+		decode := c.decode
+		if m.inline { // runs before the next ReadFrame: the frame's bytes may be used in place
+			decode = c.decodeInPlace
+		}
+		if cl.msg, err = decode(cl.inline[:0], msg, f.Flags); err != nil {
 			cl.failErr(err)
 			return nil
 		}
@@ -184,6 +188,13 @@ func (c *conn) decode(dst, payload []byte, flags wire.Flags) ([]byte, error) {
 		return msg, err
 	}
 	return append(dst, msg...), nil
+}
+
+// decodeInPlace returns a frame's message, decompressed into dst's storage
+// if compressed and otherwise the frame's own bytes, valid until the next
+// ReadFrame.
+func (c *conn) decodeInPlace(dst, payload []byte, flags wire.Flags) ([]byte, error) {
+	return wire.DecodeMessage(dst, payload, flags, c.srv.opts.MaxMessageSize)
 }
 
 // runUnary runs a unary call's handler in the call's own goroutine and
