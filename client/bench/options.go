@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"time"
 )
 
@@ -24,6 +25,7 @@ type Options struct {
 	ServerPID                    int
 	ServerPprof                  string
 	AllowRemote                  bool
+	CPUProfile                   string
 }
 
 // AddFlags registers the load flags on fs.
@@ -40,6 +42,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id: report its CPU per call (and RSS per connection with --idle); Linux")
 	fs.StringVar(&o.ServerPprof, "server-pprof", "", "server's net/http/pprof `address`: report its heap allocations per call")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a non-loopback server address")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the load tool's own CPU profile over the measured window to `FILE` (go tool pprof)")
 }
 
 // Check validates o after fs was parsed and fills in the concurrency, which
@@ -128,6 +131,9 @@ func (o *Options) Server() Server { return Server{PID: o.ServerPID, PprofAddr: o
 // and the server probes; progress lines go to progress with --progress.
 func (o *Options) Config(bc *ByteCounter, progress io.Writer) Config {
 	cfg := Config{Duration: o.Duration, Warmup: o.Warmup, Count: o.Count, Rate: o.Rate, Snapshot: Snapshotter(bc, o.Server())}
+	if o.CPUProfile != "" {
+		cfg.Snapshot = profiled(o.CPUProfile, cfg.Snapshot)
+	}
 	if o.Progress {
 		cfg.Progress = progress
 	}
@@ -171,5 +177,32 @@ func (r *Report) Series(name string) Series {
 		Label: fmt.Sprintf("%s: %s calls/s, p50 %s, p99 %s, p99.9 %s, max %s", name, FormatCount(r.CallsPerSec),
 			FormatMicros(r.P50US), FormatMicros(r.P99US), FormatMicros(r.P999US), FormatMicros(r.MaxUS)),
 		Points: r.Percentiles,
+	}
+}
+
+// profiled wraps snap, which the engine calls at the start and at the end of
+// the measured window, so that the process's CPU profile covers the window
+// and is written to path.
+func profiled(path string, snap func() (Counters, error)) func() (Counters, error) {
+	var f *os.File
+	return func() (Counters, error) {
+		if f == nil {
+			out, err := os.Create(path)
+			if err != nil {
+				return Counters{}, err
+			}
+			if err := pprof.StartCPUProfile(out); err != nil {
+				out.Close()
+				return Counters{}, err
+			}
+			f = out
+			return snap()
+		}
+		c, err := snap()
+		pprof.StopCPUProfile()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return c, err
 	}
 }

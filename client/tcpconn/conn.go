@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -326,14 +327,18 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 		pendingPool.Put(p)
 		return err
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		if c.take(id) != nil { // still pending: abandon it
-			c.cancel(id)
-			return status.FromContextError(ctx.Err()).Err()
+	if done := ctx.Done(); done == nil {
+		<-p.done // a context that never ends: no select needed
+	} else {
+		select {
+		case <-p.done:
+		case <-done:
+			if c.take(id) != nil { // still pending: abandon it
+				c.cancel(id)
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			<-p.done // the reader is completing it
 		}
-		<-p.done // the reader is completing it
 	}
 	err = p.err
 	p.reply, p.err = nil, nil
@@ -351,7 +356,15 @@ func (c *Conn) cancel(id uint32) {
 // read is the reader goroutine: it completes calls as answers arrive.
 func (c *Conn) read() {
 	defer close(c.readerOut)
+	corked := false
+	var answered int   // unary calls the burst answered
+	var firstID uint32 // the first id a request sent during the burst gets
 	for {
+		if corked && !c.rd.HasFrame() {
+			c.awaitCallers(firstID, answered)
+			_ = c.out.Uncork()
+			corked = false
+		}
 		f, err := c.rd.ReadFrame()
 		if err != nil {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
@@ -361,12 +374,46 @@ func (c *Conn) read() {
 		case c.heard <- struct{}{}:
 		default:
 		}
+		if !corked && c.rd.HasFrame() {
+			// A burst of answers: the requests their callers send next
+			// are queued and leave in one write after it (awaitCallers).
+			c.out.Cork()
+			corked, answered = true, 0
+			c.mu.Lock()
+			firstID = c.nextID + 1
+			c.mu.Unlock()
+		}
+		if f.Kind == wire.KindResponse || f.Kind == wire.KindStatus {
+			answered++
+		}
 		if err := c.dispatch(f); err != nil {
 			c.fail(err)
 			return
 		}
 	}
 }
+
+// maxCallerYields bounds how often the reader yields to the callers a burst
+// of answers woke (awaitCallers).
+const maxCallerYields = 4
+
+// awaitCallers yields the processor to the callers that a burst of answers
+// woke, until as many requests as the burst answered were sent since id
+// firstID or maxCallerYields passed, so a closed loop of callers sends its
+// next calls in one write instead of one write each. The Writer is corked
+// meanwhile; the caller uncorks after.
+func (c *Conn) awaitCallers(firstID uint32, answered int) {
+	for range maxCallerYields {
+		runtime.Gosched()
+		c.mu.Lock()
+		sent := int(c.nextID + 1 - firstID)
+		c.mu.Unlock()
+		if sent >= answered {
+			return
+		}
+	}
+}
+
 
 // dispatch handles one frame from the server.
 func (c *Conn) dispatch(f wire.Frame) error {
