@@ -47,6 +47,7 @@ type conn struct {
 
 	servedFrames bool      // this goroutine has served frames since its last idle wait
 	idleSince    time.Time // start of the current idle wait
+	park         parkState // guarded by the server's parker
 
 	mu       sync.Mutex
 	calls    map[uint32]*call // calls running in goroutines of their own; made on first use
@@ -73,7 +74,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.inlineDecode = func(v any) error { return unmarshalRequest(c.inlineCall.msg, v) }
 	c.inlineChain = c.runChain
 	c.inlineNext = c.chainNext
-	c.out = wire.NewWriter(deadlineWriter{nc, s.opts.WriteTimeout})
+	c.out = wire.NewWriter(connWriter{c})
 	c.ctx, c.cancel = context.WithCancel(peer.NewContext(context.Background(),
 		&peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}))
 	return c
@@ -99,9 +100,10 @@ func (c *conn) serve() {
 }
 
 // run reads frames on the connection's current goroutine. When the
-// connection has been idle for shedStackAfter, run hands the connection to
-// a fresh goroutine and returns: the new goroutine's small stack is all an
-// idle connection keeps, whatever depth the last burst's handlers reached.
+// connection has been idle for shedStackAfter, run hands it to the parker
+// (which gives it a new goroutine when it turns readable), or else to a
+// fresh goroutine, and returns: an idle connection keeps no stack, or the
+// smallest, whatever depth the last burst's handlers reached.
 func (c *conn) run() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -111,7 +113,11 @@ func (c *conn) run() {
 	}()
 	err := c.readFrames()
 	if errors.Is(err, errShedStack) {
-		go c.run() // on a fresh, small stack: see awaitBurst and waitIdle
+		// Idle: the parker holds the connection with no goroutine at all
+		// (Linux), or a fresh goroutine waits on a small stack.
+		if !c.srv.parker.park(c) {
+			go c.run()
+		}
 		return
 	}
 	c.end(err)
@@ -147,12 +153,12 @@ func (c *conn) shutdownConn() {
 	c.srv.untrack(c)
 }
 
-// shedStackAfter is how long a connection waits idle before its reader moves
-// to a fresh goroutine (see run).
+// shedStackAfter is how long a connection waits idle before its goroutine
+// parks it, or moves to a fresh goroutine (see run).
 const shedStackAfter = 100 * time.Millisecond
 
-// errShedStack is awaitBurst's signal to move to a fresh goroutine.
-var errShedStack = errors.New("tcpserver: idle: move to a fresh goroutine")
+// errShedStack is awaitBurst's signal to park or move to a fresh goroutine.
+var errShedStack = errors.New("tcpserver: idle: park, or move to a fresh goroutine")
 
 // handshake reads the preface and sends SETTINGS, or answers a stray client
 // and reports false.
@@ -172,6 +178,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.out.Send(func(b []byte) []byte { return append(b, c.srv.settings...) })
+	c.servedFrames = true // the first request is awaited like the next burst
 	return true
 }
 
@@ -206,9 +213,8 @@ func looksLikeHTTP(b []byte) bool {
 }
 
 // readFrames reads and dispatches frames until an error. Right after a
-// burst it reads the next one straight into the read buffer for up to
-// shedStackAfter; after that it hands the connection to a fresh goroutine
-// (errShedStack) that waits for readability without a buffer (waitIdle).
+// burst it waits for the next one (awaitBurst) for up to shedStackAfter;
+// after that it returns errShedStack, and run parks the connection.
 func (c *conn) readFrames() error {
 	opts := &c.srv.opts
 	corked := false
@@ -244,8 +250,9 @@ func (c *conn) readFrames() error {
 // has just served frames first reads directly, holding the read buffer, for
 // up to hotReadWindow, so a busy connection pays no readiness check; then
 // it gives the buffer back and waits for readability; after shedStackAfter
-// of quiet it moves to a fresh goroutine (errShedStack). A fresh goroutine
-// waits in waitIdle.
+// of quiet it reports errShedStack. A goroutine that has served nothing
+// yet (woken from the parker, or the fallback's fresh one) waits in
+// waitIdle.
 func (c *conn) awaitBurst() error {
 	if !c.servedFrames {
 		return c.waitIdle()
@@ -401,14 +408,18 @@ func (c *conn) close() {
 	c.cancel()
 }
 
-// deadlineWriter gives every write on a connection WriteTimeout to make
-// progress, so a peer that stops reading cannot hold a call forever.
-type deadlineWriter struct {
-	net.Conn
-	timeout time.Duration
+// connWriter is the socket as the connection's Writer sees it. Every write
+// gets WriteTimeout to make progress, so a peer that stops reading cannot
+// hold a call forever. Closing takes the connection out of the parker
+// first: the Writer is the only closer of the socket.
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	_ = w.c.nc.SetWriteDeadline(time.Now().Add(w.c.srv.opts.WriteTimeout))
+	return w.c.nc.Write(p)
 }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	_ = w.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.Conn.Write(p)
+func (w connWriter) Close() error {
+	w.c.srv.parker.unpark(w.c)
+	return w.c.nc.Close()
 }

@@ -1,0 +1,110 @@
+//go:build linux
+
+package tcpserver_test
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/wire"
+	"github.com/calcrpc/calc/server/tcpserver"
+)
+
+// waitGoroutines waits (at most 10 s) until the process runs at most n
+// goroutines, and fails the test with the count otherwise.
+func waitGoroutines(t *testing.T, n int, why string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d goroutines, want at most %d", why, runtime.NumGoroutine(), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// add sends Calculate(ADD, a, 1) as call id on a raw connection and checks
+// the answer.
+func add(t *testing.T, nc net.Conn, rd *wire.Reader, id uint32, a int64) {
+	t.Helper()
+	msg, _ := proto.Marshal(&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: a, Rhs: 1})
+	if _, err := nc.Write(request(id, calculate, 0, msg)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := rd.ReadFrame()
+	if err != nil || f.Kind != wire.KindResponse || f.ID != id {
+		t.Fatalf("call %d: %v %v %v", id, f.Kind, f.ID, err)
+	}
+	var resp calculatorv1.CalculateResponse
+	if err := proto.Unmarshal(f.Payload, &resp); err != nil || resp.GetResult() != a+1 {
+		t.Fatalf("call %d: %v %v", id, &resp, err)
+	}
+}
+
+// TestIdleConnectionsHoldNoGoroutine checks that on Linux an idle
+// connection is parked: the server runs no goroutine for it, wakes it when
+// a request arrives, notices when its peer leaves, and GOAWAYs it on
+// Shutdown.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	srv := start(t, tcpserver.Options{})
+	const n = 50
+	base := runtime.NumGoroutine()
+	type client struct {
+		nc net.Conn
+		rd *wire.Reader
+	}
+	clients := make([]client, n)
+	for i := range clients {
+		nc, rd := dial(t, srv.TCPAddr, true)
+		clients[i] = client{nc, rd}
+		add(t, nc, rd, 1, int64(i))
+	}
+	// Once idle, the 50 connections cost the parker's one goroutine.
+	waitGoroutines(t, base+1, "after one call each")
+	for i, c := range clients {
+		add(t, c.nc, c.rd, 2, int64(i)) // wakes the connection
+	}
+	waitGoroutines(t, base+1, "after a second call each")
+
+	// Peers that leave are noticed while parked: their connections close,
+	// and a third call on each of the others still works.
+	for _, c := range clients[:n/2] {
+		c.nc.Close()
+	}
+	for i, c := range clients[n/2:] {
+		add(t, c.nc, c.rd, 3, int64(i))
+	}
+	waitGoroutines(t, base+1, "after half the peers left")
+
+	// Shutdown sends every parked connection GOAWAY OK, then closes it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.TCP.Shutdown(ctx) }()
+	for _, c := range clients[n/2:] {
+		expectFrames(t, c.rd, []answer{{wire.KindGoAway, 0, codes.OK}}, true)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestParkedIdleTimeout checks that a parked connection still gets its idle
+// timeout: GOAWAY OK, then close.
+func TestParkedIdleTimeout(t *testing.T) {
+	srv := start(t, tcpserver.Options{IdleTimeout: 400 * time.Millisecond})
+	nc, rd := dial(t, srv.TCPAddr, true)
+	add(t, nc, rd, 1, 41)
+	start := time.Now()
+	expectFrames(t, rd, []answer{{wire.KindGoAway, 0, codes.OK}}, true)
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("closed after %v, before the idle timeout", waited)
+	}
+}
