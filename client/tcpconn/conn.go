@@ -361,7 +361,9 @@ func (c *Conn) read() {
 	var firstID uint32 // the first id a request sent during the burst gets
 	for {
 		if corked && !c.rd.HasFrame() {
-			c.awaitCallers(firstID, answered)
+			if answered > 1 {
+				c.awaitCallers(firstID, answered)
+			}
 			_ = c.out.Uncork()
 			corked = false
 		}

