@@ -7,7 +7,8 @@
 #
 # It builds calcd, calc, the echo floor and the report tool, starts one
 # calcd and one floor on free loopback ports, measures idle-connection
-# memory on the fresh calcd, then runs every load scenario RUNS times,
+# memory (10,000 connections, then 100,000 or as many as the hard open-file
+# limit allows, each on a fresh calcd of its own), runs every load scenario RUNS times,
 # interleaving the transports (tcp, grpc, floor, tcp, grpc, floor, …), and
 # reports medians. Servers are killed on exit.
 #
@@ -16,8 +17,6 @@
 #   BENCH_RUNS=3        runs per scenario and transport
 #   BENCH_QUICK=1       smoke test: 1 s runs, 1 run each, 1,000 idle connections,
 #                       results in /tmp/calc-bench-quick (not bench/results)
-#   BENCH_IDLE_BIG=1    also measure 100,000 idle connections (needs a hard
-#                       open-file limit above 100,000 for the shell)
 #   BENCH_OUT=DIR       where to write the results
 set -euo pipefail
 
@@ -32,11 +31,7 @@ else
   dur=${BENCH_DURATION:-10} runs=${BENCH_RUNS:-3} warm=1 idle_n=10000
   out=${BENCH_OUT:-bench/results}
 fi
-idle_sizes=("$idle_n")
-if [ "${BENCH_IDLE_BIG:-0}" = 1 ]; then
-  idle_sizes+=(100000)
-fi
-command="BENCH_DURATION=$dur BENCH_RUNS=$runs BENCH_QUICK=$quick BENCH_IDLE_BIG=${BENCH_IDLE_BIG:-0} scripts/bench.sh"
+command="BENCH_DURATION=$dur BENCH_RUNS=$runs BENCH_QUICK=$quick scripts/bench.sh"
 
 for tool in go curl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
@@ -81,7 +76,7 @@ addr_of() {
 nofile=$(ulimit -Hn)
 ulimit -n "$nofile"
 "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --pprof-addr 127.0.0.1:0 \
-  --max-connections 200000 --log-level info 2>"$work/calcd.log" &
+  --log-level info 2>"$work/calcd.log" &
 calcd_pid=$!
 pids+=("$calcd_pid")
 "$bin/echofloor" serve --addr 127.0.0.1:0 2>"$work/floor.log" &
@@ -145,17 +140,32 @@ load() {
   printf '%14.0f calls/s  p50 %9.1fµs  p99 %9.1fµs\n' "$(field "$file" calls_per_sec)" "$(field "$file" p50_us)" "$(field "$file" p99_us)" >&2 || true
 }
 
-# 1. Idle memory, on the fresh calcd.
-for n in "${idle_sizes[@]}"; do
-  if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((n + 512)) ]; then
-    echo "bench: idle $n skipped: the hard open-file limit is $nofile (raise it with ulimit -Hn as root)" >&2
-    continue
+# 1. Idle memory: 10,000 connections, then 100,000 or as many as the hard
+# open-file limit lets one process hold. Each size gets a calcd of its own,
+# fresh, so that no run reuses memory an earlier one freed.
+idle_sizes=("$idle_n")
+if [ "$quick" != 1 ]; then
+  big=100000
+  if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((big + 1024)) ]; then
+    big=$((nofile - 1024))
+    echo "bench: the hard open-file limit is $nofile: the largest idle run is $big connections, not 100,000" >&2
   fi
+  if [ "$big" -gt "$idle_n" ]; then
+    idle_sizes+=("$big")
+  fi
+fi
+for n in "${idle_sizes[@]}"; do
   mkdir -p "$out/raw/idle-$n"
   echo "bench: idle connections: $n" >&2
-  "$bin/calc" bench --transport tcp --addr "$tcp_addr" --idle "$n" --server-pid "$calcd_pid" --json \
+  "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --max-connections $((n + 100)) --log-level info \
+    2>"$work/idle-calcd.log" &
+  idle_pid=$!
+  pids+=("$idle_pid")
+  idle_addr=$(addr_of "$work/idle-calcd.log" tcp)
+  "$bin/calc" bench --transport tcp --addr "$idle_addr" --idle "$n" --server-pid "$idle_pid" --json \
     >"$out/raw/idle-$n/tcp-1.json" 2>"$work/err" || { echo "bench: idle $n failed:" >&2; cat "$work/err" >&2; }
-  check_servers
+  kill "$idle_pid"
+  wait "$idle_pid" 2>/dev/null || true
   [ -s "$out/raw/idle-$n/tcp-1.json" ] || rm -rf "$out/raw/idle-$n"
 done
 

@@ -416,7 +416,6 @@ func (c *Conn) awaitCallers(firstID uint32, answered int) {
 	}
 }
 
-
 // dispatch handles one frame from the server.
 func (c *Conn) dispatch(f wire.Frame) error {
 	switch f.Kind {

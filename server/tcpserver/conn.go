@@ -422,8 +422,8 @@ func (c *conn) close() {
 
 // connWriter is the socket as the connection's Writer sees it. Every write
 // gets WriteTimeout to make progress, so a peer that stops reading cannot
-// hold a call forever. Closing takes the connection out of the parker
-// first: the Writer is the only closer of the socket.
+// hold a call forever. The Writer is the only closer of the socket, and
+// closing goes through the parker (parker.closeConn).
 type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
@@ -431,7 +431,4 @@ func (w connWriter) Write(p []byte) (int, error) {
 	return w.c.nc.Write(p)
 }
 
-func (w connWriter) Close() error {
-	w.c.srv.parker.unpark(w.c)
-	return w.c.nc.Close()
-}
+func (w connWriter) Close() error { return w.c.srv.parker.closeConn(w.c) }

@@ -35,6 +35,7 @@ type parker struct {
 // parkState is a connection's place in the parker, guarded by parker.mu.
 type parkState struct {
 	parked bool
+	closed bool  // the socket is closed: never park
 	fd     int32 // the descriptor it is registered under, while parked
 }
 
@@ -51,7 +52,7 @@ func (p *parker) park(c *conn) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped || !p.start() {
+	if p.stopped || c.park.closed || !p.start() {
 		return false
 	}
 	var err error
@@ -69,13 +70,17 @@ func (p *parker) park(c *conn) bool {
 	return true
 }
 
-// unpark takes c out of the parker, if it is parked, and runs it on a
-// fresh goroutine. It is called before c's socket is closed, so the
-// descriptor the epoll instance knows c by is never another socket's.
-func (p *parker) unpark(c *conn) {
+// closeConn closes c's socket, first taking c out of the parker if it is
+// parked (and running it on a fresh goroutine, which sees the socket
+// closed). Both happen under the parker's lock and c is never parked
+// again, so the descriptor the epoll instance knows c by is never another
+// socket's.
+func (p *parker) closeConn(c *conn) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.wakeLocked(c)
+	c.park.closed = true
+	return c.nc.Close()
 }
 
 // wakeLocked removes a parked c and gives it a goroutine; p.mu is held.

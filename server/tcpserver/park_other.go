@@ -17,8 +17,8 @@ func newParker(time.Duration) *parker { return &parker{} }
 // park reports false: the connection's goroutine waits itself.
 func (*parker) park(*conn) bool { return false }
 
-// unpark has nothing to do.
-func (*parker) unpark(*conn) {}
+// closeConn closes c's socket.
+func (*parker) closeConn(c *conn) error { return c.nc.Close() }
 
 // stop has nothing to do.
 func (*parker) stop() {}

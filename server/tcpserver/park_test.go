@@ -4,6 +4,7 @@ package tcpserver_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"runtime"
 	"testing"
@@ -106,5 +107,56 @@ func TestParkedIdleTimeout(t *testing.T) {
 	expectFrames(t, rd, []answer{{wire.KindGoAway, 0, codes.OK}}, true)
 	if waited := time.Since(start); waited < 300*time.Millisecond {
 		t.Fatalf("closed after %v, before the idle timeout", waited)
+	}
+}
+
+// TestParkChurn races parking against requests, peers leaving and
+// Shutdown: 100 connections each make a call, idle long enough to be
+// parked (or just not), call again, and half of them leave; every call is
+// answered and nothing leaks (run it with -race).
+func TestParkChurn(t *testing.T) {
+	srv := start(t, tcpserver.Options{})
+	const n = 100
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- func() error {
+				nc, err := net.Dial("tcp", srv.TCPAddr)
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+				rd := wire.NewReader(nc, 0)
+				if _, err := nc.Write(wire.AppendPreface(nil)); err != nil {
+					return err
+				}
+				if _, err := rd.ReadFrame(); err != nil {
+					return err
+				}
+				msg, _ := proto.Marshal(&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: int64(i), Rhs: 1})
+				for id := uint32(1); id <= 3; id++ {
+					// Idle 0–250 ms: around the 100 ms at which a connection parks.
+					time.Sleep(time.Duration(i*int(id)%26) * 10 * time.Millisecond)
+					if _, err := nc.Write(request(id, calculate, 0, msg)); err != nil {
+						return err
+					}
+					f, err := rd.ReadFrame()
+					if err != nil || f.Kind != wire.KindResponse || f.ID != id {
+						return fmt.Errorf("conn %d call %d: %v %v %v", i, id, f.Kind, f.ID, err)
+					}
+					if i%2 == 0 && id == 2 {
+						time.Sleep(time.Duration(i%26) * 10 * time.Millisecond)
+						return nil // leaves, parked or not
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

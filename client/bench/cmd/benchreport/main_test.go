@@ -37,6 +37,7 @@ func TestReport(t *testing.T) {
 	}
 	writeRun(t, dir, "unary-c64", "tcp-1", bench.Report{Transport: "tcp", CallsPerSec: 1, Errors: map[string]uint64{"UNAVAILABLE": 2}})
 	writeRun(t, dir, "idle-100", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100, Conns: 100, RSSPerConnBytes: 5000})
+	writeRun(t, dir, "idle-100000", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100000, Conns: 100000, RSSPerConnBytes: 3000})
 	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,8 @@ func TestReport(t *testing.T) {
 		"| unary c=1, 1 conn | 20,000 | 5,000 | 40,000 | 4.00× | 20.0µs | 100µs | 10.0µs |",
 		"| unary c=1: tcp ≥ 2.5× grpc calls/s | 4.00× | yes |",
 		"| unary c=1: tcp p50 ≤ 1.5× floor p50 | 20.0µs vs 10.0µs: 2.00× | **no** |",
-		"| ≤ 4 KiB server RSS per idle connection | 5000 B | **no** |",
+		"| ≤ 4 KiB server RSS per idle connection | 5000 B (worst of the idle runs) | **no** |",
+		"| 100,000 idle connections held by one calcd | 100,000 held | yes |",
 		"| ≤ 40 bytes on the wire per Calculate round trip (tcp) | 29.0 B | yes |",
 		"| ≤ 5 server allocations per raw TCP unary call | 4.00 (worst: unary c=1, 1 conn; judged to one decimal) | yes |",
 		"UNAVAILABLE 2",
