@@ -130,6 +130,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 				var d net.Dialer
 				if len(sources) > 0 {
 					d.LocalAddr = &net.TCPAddr{IP: sources[i%len(sources)].AsSlice()}
+					d.Control = bindAddressNoPort
 				}
 				nc, err := idleConn(ctx, &d, cfg.Addr, hello, cfg.Timeout)
 				if err != nil {
