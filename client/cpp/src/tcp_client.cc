@@ -782,6 +782,20 @@ int Dial(const std::string& target, Clock::time_point deadline) {
   return fd;
 }
 
+// Handshake runs the protocol over fd, which it owns, and waits until
+// deadline for the server's SETTINGS; on failure it closes the connection.
+std::shared_ptr<detail::Connection> Handshake(int fd, const TcpClient::Options& options, Clock::time_point deadline) {
+  auto conn = std::make_shared<detail::Connection>(fd, options);
+  conn->Start();
+  try {
+    conn->WaitHandshake(deadline);
+  } catch (...) {
+    conn->Close();  // joins the threads
+    throw;
+  }
+  return conn;
+}
+
 }  // namespace
 
 TcpClient::TcpClient(std::shared_ptr<detail::Connection> conn) : conn_(std::move(conn)) {}
@@ -791,28 +805,11 @@ TcpClient::~TcpClient() { Close(); }
 std::unique_ptr<TcpClient> TcpClient::Connect(const std::string& target, const Options& options) {
   auto deadline = Clock::now() + options.connect_timeout;
   int fd = Dial(target, deadline);
-  auto conn = std::make_shared<detail::Connection>(fd, options);
-  conn->Start();
-  try {
-    conn->WaitHandshake(deadline);
-  } catch (...) {
-    conn->Close();  // joins the threads
-    throw;
-  }
-  return std::unique_ptr<TcpClient>(new TcpClient(std::move(conn)));
+  return std::unique_ptr<TcpClient>(new TcpClient(Handshake(fd, options, deadline)));
 }
 
 std::unique_ptr<TcpClient> TcpClient::Adopt(int fd, const Options& options) {
-  auto deadline = Clock::now() + options.connect_timeout;
-  auto conn = std::make_shared<detail::Connection>(fd, options);
-  conn->Start();
-  try {
-    conn->WaitHandshake(deadline);
-  } catch (...) {
-    conn->Close();  // joins the threads
-    throw;
-  }
-  return std::unique_ptr<TcpClient>(new TcpClient(std::move(conn)));
+  return std::unique_ptr<TcpClient>(new TcpClient(Handshake(fd, options, Clock::now() + options.connect_timeout)));
 }
 
 void TcpClient::StartUnary(CallContext& ctx, std::string_view method, std::string_view request,

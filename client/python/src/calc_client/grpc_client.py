@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import grpc
 from google.protobuf.message import Message
@@ -24,6 +24,7 @@ from .errors import CalcError
 from .gen.calculator.v1 import calculator_pb2 as pb
 from .gen.calculator.v1.calculator_pb2_grpc import CalculatorServiceStub
 from .service import CALCULATE_STREAM, Method
+from .stream import MessageReader
 
 __all__ = ["GrpcClient", "GrpcStream"]
 
@@ -109,7 +110,7 @@ class GrpcClient:
             raise _to_calc_error(e, deadline) from None
 
 
-class GrpcStream:
+class GrpcStream(MessageReader):
     """A streaming call with the same methods as :class:`calc_client.tcp.TcpStream`."""
 
     def __init__(self, call: grpc.aio.StreamStreamCall, deadline: float | None = None) -> None:
@@ -166,19 +167,6 @@ class GrpcStream:
             raise CalcError(code, "call cancelled by the client", transport="grpc")
         raise _to_calc_error(_Finished(code, await self.call.details(), await self.call.trailing_metadata()),
                              self._deadline)
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        msg = await self.recv()
-        if msg is None:
-            raise StopAsyncIteration
-        return msg
-
-    async def status(self) -> None:
-        while await self.recv() is not None:
-            pass
 
 
 class _Finished:

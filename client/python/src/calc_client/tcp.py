@@ -52,7 +52,7 @@ import collections
 import itertools
 import logging
 import struct
-from typing import AsyncIterator, Iterable
+from typing import Iterable
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -62,6 +62,7 @@ from . import wire
 from .errors import CalcError, code_from_number
 from .gen.calculator.v1 import calculator_pb2 as pb
 from .service import CALCULATE, CALCULATE_STREAM, EVALUATE, METHODS_BY_FULL_NAME, Method
+from .stream import MessageReader
 
 __all__ = ["TcpClient", "TcpStream"]
 
@@ -558,7 +559,7 @@ class TcpClient:
                 return
 
 
-class TcpStream:
+class TcpStream(MessageReader):
     """A streaming call (CalculateStream) on a :class:`TcpClient`.
 
     ``send()`` messages, ``half_close()`` when done, and ``recv()`` (or
@@ -639,20 +640,6 @@ class TcpStream:
                 self._waiter = None
 
     read = recv  # grpc.aio's name (which returns EOF instead of None)
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        msg = await self.recv()
-        if msg is None:
-            raise StopAsyncIteration
-        return msg
-
-    async def status(self) -> None:
-        """Wait for the end of the call, discarding unread messages; raises its error if not OK."""
-        while await self.recv() is not None:
-            pass
 
     def _push(self, msg: Message) -> None:
         self._messages.append(msg)

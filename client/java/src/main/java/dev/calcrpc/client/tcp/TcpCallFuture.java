@@ -36,23 +36,22 @@ public final class TcpCallFuture<T> extends CompletableFuture<T> {
    * TcpCallException; CANCELLED if the future was cancelled or the wait interrupted).
    */
   public T await() {
-    try {
-      return get();
-    } catch (ExecutionException e) {
-      throw asStatus(e.getCause());
-    } catch (CancellationException e) {
-      throw TcpCallException.local(Status.Code.CANCELLED, "call cancelled", e, false);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      cancel(false);
-      throw TcpCallException.local(Status.Code.CANCELLED, "interrupted", e, false);
-    }
+    return awaitResult(this::get, 0, null);
   }
 
   /** As {@link #await()}, giving up (and cancelling) after the timeout with DEADLINE_EXCEEDED. */
   public T await(long timeout, TimeUnit unit) {
+    return awaitResult(() -> get(timeout, unit), timeout, unit);
+  }
+
+  /** One wait for the result: {@link #get()} or {@link #get(long, TimeUnit)}. */
+  private interface Wait<T> {
+    T get() throws InterruptedException, ExecutionException, TimeoutException;
+  }
+
+  private T awaitResult(Wait<T> wait, long timeout, TimeUnit unit) {
     try {
-      return get(timeout, unit);
+      return wait.get();
     } catch (TimeoutException e) {
       cancel(false);
       throw TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "no answer within " + timeout + " " + unit, e, false);
