@@ -5,8 +5,8 @@
 #   client/java/run-conformance.sh --grpc 127.0.0.1:4001 --tcp 127.0.0.1:4000
 #
 # Installs what it needs (JDK 17 and Maven from Debian's packages, only if missing; the Maven
-# dependencies and the protoc binaries from Maven Central into ~/.m2), builds quietly (Maven's
-# log is shown only if the build fails), then runs the runner, whose last line is
+# dependencies and the protoc binaries from Maven Central into ~/.m2), builds and runs the unit
+# tests quietly (Maven's log is shown only if either fails), then runs the runner, whose last line is
 # "N passed, N failed"; the script's exit status is the runner's.
 set -euo pipefail
 
@@ -57,9 +57,9 @@ fi
 # resets, so its output goes to a log shown only on failure.
 log="$here/target/mvn-build.log"
 mkdir -p "$here/target"
-if ! mvn -B -q -ntp package -DskipTests >"$log" 2>&1; then
+if ! mvn -B -q -ntp package >"$log" 2>&1; then
   cat "$log" >&2
-  echo "run-conformance.sh: the Maven build failed (log above)" >&2
+  echo "run-conformance.sh: the Maven build or its unit tests failed (log above)" >&2
   exit 1
 fi
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run-conformance.sh installs the Node client's dependencies (npm ci from the
 # committed package-lock.json), generates the protobuf code with buf +
-# protoc-gen-es, compiles it with tsc, then runs the conformance runner
-# against a calcd that is already running:
+# protoc-gen-es, compiles it with tsc, runs its unit tests, then runs the
+# conformance runner against a calcd that is already running:
 #
 #   client/node/run-conformance.sh --grpc 127.0.0.1:50051 --tcp 127.0.0.1:4000
 #
@@ -71,5 +71,11 @@ if [ "$(cat dist/.calc-build-stamp 2>/dev/null || true)" != "$build_hash" ] || [
   echo "$build_hash" >dist/.calc-build-stamp
 fi
 
-# 3. Run.
+# 3. Unit tests (node:test; an in-process fake server and the wire vectors).
+if ! node --test dist/test/*.test.js >&2; then
+  echo "run-conformance: unit tests failed" >&2
+  exit 1
+fi
+
+# 4. Run.
 exec node dist/conformance.js "$@"
