@@ -163,7 +163,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	rep.Conns = int(opened.Load())
 	for c := range errs {
 		if n := errs[c].Load(); n > 0 {
-			rep.Errors[CodeName(codes.Code(c))] = n
+			rep.Errors[wire.CodeName(codes.Code(c))] = n
 		}
 	}
 	if rep.Conns > 0 {
@@ -199,13 +199,8 @@ func idleHello() ([]byte, error) {
 		return nil, err
 	}
 	b := wire.AppendPreface(nil)
-	start := len(b)
-	b = wire.AppendFrameHeader(b, wire.KindRequest, 0, 1, 0)
-	b, flags := wire.AppendRequestHeader(b, &wire.RequestHeader{MethodRef: 1, MethodName: calculatorv1.CalculatorService_Calculate_FullMethodName})
-	b = append(b, msg...)
-	b[start+wire.LengthSize+1] = byte(flags)
-	wire.PatchLength(b, start)
-	return b, nil
+	h := wire.RequestHeader{MethodRef: 1, MethodName: calculatorv1.CalculatorService_Calculate_FullMethodName}
+	return wire.AppendRequest(b, 1, &h, msg, 0), nil
 }
 
 // idleConn opens one connection, sends hello and waits for the call's

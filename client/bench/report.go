@@ -9,24 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
+	"github.com/calcrpc/calc/internal/wire"
 )
-
-// codeNames are the canonical names of the gRPC codes, as in
-// google/rpc/code.proto.
-var codeNames = [numCodes]string{
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-}
-
-// CodeName returns the canonical name of c, such as "UNAVAILABLE".
-func CodeName(c codes.Code) string {
-	if c < numCodes {
-		return codeNames[c]
-	}
-	return fmt.Sprintf("CODE_%d", uint32(c))
-}
 
 // Point is one point of a latency distribution: P percent of the calls took
 // at most US microseconds.
@@ -103,7 +87,7 @@ func (r *Report) Fill(res *Result, cpu, allocs bool) {
 	}
 	r.Errors = map[string]uint64{}
 	for c, n := range res.Errors {
-		r.Errors[CodeName(c)] = n
+		r.Errors[wire.CodeName(c)] = n
 	}
 	r.MeanUS, r.MaxUS = Micros(h.Mean()), Micros(h.Max())
 	r.P50US, r.P90US, r.P99US, r.P999US = Micros(h.Percentile(50)), Micros(h.Percentile(90)), Micros(h.Percentile(99)), Micros(h.Percentile(99.9))

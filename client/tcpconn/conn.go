@@ -262,13 +262,7 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 		c.nextID++
 		id = c.nextID
 		c.pending[id] = p
-		start := len(b)
-		b = wire.AppendFrameHeader(b, wire.KindRequest, 0, id, 0)
-		b, flags := wire.AppendRequestHeader(b, &h)
-		b, mflags := wire.AppendMessage(b, msg, c.threshold)
-		b[start+wire.LengthSize+1] = byte(flags | mflags)
-		wire.PatchLength(b, start)
-		return b
+		return wire.AppendRequest(b, id, &h, msg, c.threshold)
 	})
 	if startErr != nil {
 		return 0, startErr

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/wire"
 )
 
 // Case is one entry of the case file.
@@ -163,8 +164,8 @@ func checkError(err error, want *ExpectedError) error {
 		return fmt.Errorf("succeeded, want %s", want.Code)
 	}
 	st := status.Convert(err)
-	if CodeName(st.Code()) != want.Code {
-		return fmt.Errorf("code %s (%s), want %s", CodeName(st.Code()), st.Message(), want.Code)
+	if wire.CodeName(st.Code()) != want.Code {
+		return fmt.Errorf("code %s (%s), want %s", wire.CodeName(st.Code()), st.Message(), want.Code)
 	}
 	if want.Message != "" && st.Message() != want.Message {
 		return fmt.Errorf("message %q, want %q", st.Message(), want.Message)
@@ -187,22 +188,6 @@ func checkError(err error, want *ExpectedError) error {
 		return fmt.Errorf("offset %q, want %d", offset, *want.Offset)
 	}
 	return nil
-}
-
-// CodeName returns the canonical name of a code, "INVALID_ARGUMENT".
-func CodeName(c codes.Code) string {
-	names := map[codes.Code]string{
-		codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN", codes.InvalidArgument: "INVALID_ARGUMENT",
-		codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
-		codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
-		codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED", codes.OutOfRange: "OUT_OF_RANGE",
-		codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL", codes.Unavailable: "UNAVAILABLE",
-		codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
-	}
-	if n, ok := names[c]; ok {
-		return n
-	}
-	return c.String()
 }
 
 // outcomeOf summarizes a call's result.

@@ -21,14 +21,18 @@ import (
 
 	"github.com/golang/snappy"
 	"google.golang.org/grpc/encoding"
+
+	"github.com/calcrpc/calc/internal/wire"
 )
 
 // Name is the grpc-encoding name of the compressor.
 const Name = "snappy"
 
 // MaxDecodedLen is the largest decoded message the compressor will
-// decompress: a block claiming more is rejected before anything is
-// allocated. It matches calcd's default max receive size.
+// decompress: a block claiming more, or more than wire.MaxSnappyRatio
+// times its own size, is rejected before anything is allocated or decoded
+// (wire.CheckSnappy). It matches calcd's default max receive size.
+// grpc-go reports a compressor's error as INTERNAL.
 const MaxDecodedLen = 4 << 20
 
 func init() { encoding.RegisterCompressor(compressor{}) }
@@ -53,12 +57,9 @@ func (compressor) Decompress(r io.Reader) (io.Reader, error) {
 	if _, err := in.ReadFrom(r); err != nil {
 		return nil, err
 	}
-	n, err := snappy.DecodedLen(in.Bytes())
+	n, err := wire.CheckSnappy(in.Bytes(), MaxDecodedLen)
 	if err != nil {
 		return nil, fmt.Errorf("grpcsnappy: %w", err)
-	}
-	if n > MaxDecodedLen {
-		return nil, fmt.Errorf("grpcsnappy: decoded length %d exceeds %d", n, MaxDecodedLen)
 	}
 	out, err := snappy.Decode(make([]byte, n), in.Bytes())
 	if err != nil {

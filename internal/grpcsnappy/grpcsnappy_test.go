@@ -43,7 +43,10 @@ func TestRoundTripIsOneBlock(t *testing.T) {
 func TestDecompressRejects(t *testing.T) {
 	c := encoding.GetCompressor(grpcsnappy.Name)
 	for name, in := range map[string][]byte{
-		"bomb":    {0x80, 0x80, 0x80, 0x80, 0x04, 0x00, 0x61}, // claims 1 GiB
+		"bomb": {0x80, 0x80, 0x80, 0x80, 0x04, 0x00, 0x61}, // claims 1 GiB
+		// 23 bytes claiming 4 MiB, within MaxDecodedLen but far past what
+		// snappy can encode in 23 bytes: rejected before decoding.
+		"ratio":   append([]byte{0x80, 0x80, 0x80, 0x02}, bytes.Repeat([]byte{0xfe, 0xff, 0xff}, 6)...),
 		"corrupt": {0x0a, 0xff, 0xff, 0xff},
 		"varint":  {0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
 	} {

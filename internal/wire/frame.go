@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 )
 
 // Protocol constants.
@@ -105,25 +107,74 @@ var (
 	ErrBadPayload      = errors.New("wire: malformed control payload")
 )
 
-// AppendFrame appends a frame with the given payload to dst.
+// AppendFrame appends a frame with the given flags and payload to dst, as
+// is: for frames whose payload needs no encoding (PING, PONG, CANCEL,
+// HALF_CLOSE) and for tests that build frames byte by byte. The other
+// Append*Frame functions set the flags themselves.
 func AppendFrame(dst []byte, kind Kind, flags Flags, id uint32, payload []byte) []byte {
-	dst = AppendFrameHeader(dst, kind, flags, id, len(payload))
+	dst = appendFrameHeader(dst, kind, flags, id, len(payload))
 	return append(dst, payload...)
 }
 
-// AppendFrameHeader appends the length prefix and header of a frame whose
+// appendFrameHeader appends the length prefix and header of a frame whose
 // payload of payloadLen bytes the caller appends next.
-func AppendFrameHeader(dst []byte, kind Kind, flags Flags, id uint32, payloadLen int) []byte {
+func appendFrameHeader(dst []byte, kind Kind, flags Flags, id uint32, payloadLen int) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(HeaderSize+payloadLen))
 	dst = append(dst, byte(kind), byte(flags))
 	return binary.BigEndian.AppendUint32(dst, id)
 }
 
-// PatchLength rewrites the length prefix of the frame starting at
-// dst[start:] to cover everything up to len(dst), for frames whose payload
-// was appended in place.
-func PatchLength(dst []byte, start int) {
+// finishFrame completes the frame starting at dst[start:], whose payload
+// was appended in place after a header from appendFrameHeader: it sets the
+// flags byte and rewrites the length prefix to cover everything up to
+// len(dst).
+func finishFrame(dst []byte, start int, flags Flags) []byte {
+	dst[start+LengthSize+1] = byte(flags)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
+	return dst
+}
+
+// AppendRequest appends a whole REQUEST frame for call id: the header h,
+// then msg, snappy-compressed if it is at least threshold bytes long and
+// compression saves space (threshold <= 0 never compresses). The frame's
+// flags say what the header carries and whether msg is compressed.
+func AppendRequest(dst []byte, id uint32, h *RequestHeader, msg []byte, threshold int) []byte {
+	start := len(dst)
+	dst = appendFrameHeader(dst, KindRequest, 0, id, 0)
+	dst, hflags := AppendRequestHeader(dst, h)
+	dst, mflags := AppendMessage(dst, msg, threshold)
+	return finishFrame(dst, start, hflags|mflags)
+}
+
+// AppendMessageFrame appends a frame of kind (MESSAGE or RESPONSE) for call
+// id carrying the encoded message msg, compressed as AppendRequest does.
+func AppendMessageFrame(dst []byte, kind Kind, id uint32, msg []byte, threshold int) []byte {
+	start := len(dst)
+	dst = appendFrameHeader(dst, kind, 0, id, 0)
+	dst, flags := AppendMessage(dst, msg, threshold)
+	return finishFrame(dst, start, flags)
+}
+
+// AppendStatusFrame appends a STATUS frame ending call id with st.
+func AppendStatusFrame(dst []byte, id uint32, st *spb.Status) []byte {
+	start := len(dst)
+	dst = appendFrameHeader(dst, KindStatus, 0, id, 0)
+	dst = AppendStatus(dst, st)
+	return finishFrame(dst, start, 0)
+}
+
+// AppendGoAwayFrame appends a GOAWAY frame: no call above lastID will be
+// processed, for the reason st.
+func AppendGoAwayFrame(dst []byte, lastID uint32, st *spb.Status) []byte {
+	start := len(dst)
+	dst = appendFrameHeader(dst, KindGoAway, 0, 0, 0)
+	dst = AppendGoAway(dst, lastID, st)
+	return finishFrame(dst, start, 0)
+}
+
+// AppendSettingsFrame appends the SETTINGS frame announcing s.
+func AppendSettingsFrame(dst []byte, s Settings) []byte {
+	return AppendFrame(dst, KindSettings, 0, 0, AppendSettings(nil, s))
 }
 
 // AppendPreface appends the client's connection preface for Version.

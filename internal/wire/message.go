@@ -24,8 +24,8 @@ func AppendMessage(dst, msg []byte, threshold int) ([]byte, Flags) {
 
 // DecodeMessage returns the message in a frame's payload. An uncompressed
 // payload is returned as is; a compressed one is decoded into dst's storage
-// (grown if needed) after its decoded length has been checked against
-// maxMessage. Errors wrap ErrMessageTooLarge or ErrCorruptMessage.
+// (grown if needed) after its decoded length has been checked
+// (CheckSnappy). Errors wrap ErrMessageTooLarge or ErrCorruptMessage.
 func DecodeMessage(dst, payload []byte, flags Flags, maxMessage int) ([]byte, error) {
 	if flags&FlagCompressed == 0 {
 		if len(payload) > maxMessage {
@@ -33,18 +33,41 @@ func DecodeMessage(dst, payload []byte, flags Flags, maxMessage int) ([]byte, er
 		}
 		return payload, nil
 	}
-	n, err := snappy.DecodedLen(payload)
+	n, err := CheckSnappy(payload, maxMessage)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
-	}
-	if n > maxMessage {
-		return nil, fmt.Errorf("%w: decoded length %d > %d bytes", ErrMessageTooLarge, n, maxMessage)
+		return nil, err
 	}
 	out, err := snappy.Decode(growBy(dst[:0], n)[:n], payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
 	}
 	return out, nil
+}
+
+// MaxSnappyRatio bounds how much larger than its block a snappy message can
+// decode to. A snappy element never yields more than 64 bytes for its 3
+// (copy with a 2-byte offset, the best case), so a block of n bytes decodes
+// to fewer than 22n: a block that claims more is lying, and is rejected
+// before anything is allocated or decoded.
+const MaxSnappyRatio = 22
+
+// CheckSnappy returns the decoded length a snappy block claims, after
+// checking it against maxMessage and against MaxSnappyRatio times the
+// block's own size: whatever a block claims, rejecting it costs a varint
+// read. Errors wrap ErrMessageTooLarge (a claim over either bound: a
+// decompression bomb) or ErrCorruptMessage (no valid length).
+func CheckSnappy(block []byte, maxMessage int) (int, error) {
+	n, err := snappy.DecodedLen(block)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+	}
+	if n > maxMessage {
+		return 0, fmt.Errorf("%w: decoded length %d > %d bytes", ErrMessageTooLarge, n, maxMessage)
+	}
+	if n > MaxSnappyRatio*len(block)+MaxSnappyRatio {
+		return 0, fmt.Errorf("%w: a %d-byte snappy block claims %d decoded bytes, more than snappy can encode in it", ErrMessageTooLarge, len(block), n)
+	}
+	return n, nil
 }
 
 // growBy returns dst with room for n more bytes.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/calcrpc/calc/internal/wire"
 )
@@ -256,11 +257,7 @@ func BenchmarkAppendRequest(b *testing.B) {
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		out := wire.AppendFrameHeader(buf[:0], wire.KindRequest, 0, 1, 0)
-		out, flags := wire.AppendRequestHeader(out, &h)
-		out, _ = wire.AppendMessage(out, msg, 256)
-		out[5] = byte(flags)
-		wire.PatchLength(out, 0)
+		buf = wire.AppendRequest(buf[:0], 1, &h, msg, 256)
 	}
 }
 
@@ -299,25 +296,69 @@ func TestWriterCork(t *testing.T) {
 	}
 }
 
-func TestWriterQueueAndFlush(t *testing.T) {
+func TestWriterSendLaterAndFlush(t *testing.T) {
 	dst := &countingWriter{}
 	w := wire.NewWriter(dst)
 	frame := func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPing, 0, 0, nil) }
+	later := func() { _ = w.SendMessage(wire.KindMessage, 1, &spb.Status{}, 0, true) } // an empty message: a bare frame
 	for range 5 {
-		_ = w.Queue(frame)
+		later()
 	}
 	if dst.writes != 0 {
-		t.Fatalf("Queue wrote: %d writes", dst.writes)
+		t.Fatalf("SendMessage(later) wrote: %d writes", dst.writes)
 	}
 	_ = w.Send(frame) // a Send writes what was queued before it too
 	if dst.writes != 1 || dst.buf.Len() != 6*wire.FrameOverhead {
 		t.Fatalf("Send: %d writes, %d bytes", dst.writes, dst.buf.Len())
 	}
-	_ = w.Queue(frame)
+	later()
 	if err := w.Flush(); err != nil || dst.writes != 2 || dst.buf.Len() != 7*wire.FrameOverhead {
 		t.Fatalf("Flush: %v, %d writes, %d bytes", err, dst.writes, dst.buf.Len())
 	}
 	if err := w.Flush(); err != nil || dst.writes != 2 {
 		t.Fatalf("empty Flush: %v, %d writes", err, dst.writes)
+	}
+}
+
+func TestCheckSnappyRatio(t *testing.T) {
+	// The densest block snappy can make: all zeros, long copies.
+	for _, n := range []int{0, 1, 100, 64 << 10, 4 << 20} {
+		block := snappy.Encode(nil, make([]byte, n))
+		if got, err := wire.CheckSnappy(block, 4<<20); err != nil || got != n {
+			t.Errorf("%d zeros in a %d-byte block: %d, %v", n, len(block), got, err)
+		}
+	}
+	// 23 bytes claiming 4 MiB: within the message limit, not within what
+	// 23 bytes of snappy can hold.
+	bomb := append([]byte{0x80, 0x80, 0x80, 0x02}, bytes.Repeat([]byte{0xfe, 0xff, 0xff}, 6)...)
+	if _, err := wire.CheckSnappy(bomb, 4<<20); !errors.Is(err, wire.ErrMessageTooLarge) {
+		t.Errorf("bomb: %v, want ErrMessageTooLarge", err)
+	}
+	if _, err := wire.DecodeMessage(nil, bomb, wire.FlagCompressed, 4<<20); !errors.Is(err, wire.ErrMessageTooLarge) {
+		t.Errorf("DecodeMessage(bomb): %v, want ErrMessageTooLarge", err)
+	}
+}
+
+// BenchmarkDecodeBomb is what rejecting a 23-byte block that claims 4 MiB
+// costs; BenchmarkDecodeCalculate, decoding an ordinary message, is its peer.
+func BenchmarkDecodeBomb(b *testing.B) {
+	bomb := append([]byte{0x80, 0x80, 0x80, 0x02}, bytes.Repeat([]byte{0xfe, 0xff, 0xff}, 6)...)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.DecodeMessage(nil, bomb, wire.FlagCompressed, 4<<20); err == nil {
+			b.Fatal("accepted")
+		}
+	}
+}
+
+func BenchmarkDecodeCalculate(b *testing.B) {
+	msg := bytes.Repeat([]byte("2 * (3 + 4) - 10 / 4 + "), 12) // 276 bytes: compressed on the wire
+	block := snappy.Encode(nil, msg)
+	dst := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.DecodeMessage(dst, block, wire.FlagCompressed, 4<<20); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -51,11 +51,6 @@ func NewWriter(dst io.WriteCloser) *Writer {
 // with the Writer locked and must not call it.
 func (w *Writer) Send(fn func([]byte) []byte) error { return w.add(fn, true) }
 
-// Queue appends bytes with fn like Send but leaves writing them to a later
-// Send, Flush or Uncork, so a sender that knows more frames follow can have
-// them share a write. Past MaxPending queued bytes it writes at once.
-func (w *Writer) Queue(fn func([]byte) []byte) error { return w.add(fn, false) }
-
 func (w *Writer) add(fn func([]byte) []byte, write bool) error {
 	w.mu.Lock()
 	for w.flushing && w.err == nil && w.buf != nil && len(*w.buf) >= MaxPending {
@@ -116,8 +111,9 @@ func (w *Writer) Uncork() error {
 
 // SendMessage sends a frame of kind for call id carrying msg, compressed if
 // its size is at least threshold and compression saves space. Small
-// messages are marshalled straight into the queue. With later set it
-// queues the frame as Queue does.
+// messages are marshalled straight into the queue. With later set the
+// frame waits for a later Send, Flush or Uncork (or MaxPending queued
+// bytes), so a sender that knows more frames follow has them share a write.
 func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int, later bool) error {
 	size := proto.Size(msg)
 	if threshold > 0 && size >= threshold {
@@ -125,19 +121,12 @@ func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold 
 		if err != nil {
 			return err
 		}
-		return w.add(func(b []byte) []byte {
-			start := len(b)
-			b = AppendFrameHeader(b, kind, 0, id, 0)
-			b, flags := AppendMessage(b, raw, threshold)
-			b[start+LengthSize+1] = byte(flags)
-			PatchLength(b, start)
-			return b
-		}, !later)
+		return w.add(func(b []byte) []byte { return AppendMessageFrame(b, kind, id, raw, threshold) }, !later)
 	}
 	var merr error
 	err := w.add(func(b []byte) []byte {
 		start := len(b)
-		b = AppendFrameHeader(b, kind, 0, id, size)
+		b = appendFrameHeader(b, kind, 0, id, size)
 		if b, merr = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); merr != nil {
 			return b[:start]
 		}

@@ -259,13 +259,7 @@ func (cl *call) fail(code codes.Code, msg string) { cl.end(statusProto(code, msg
 
 // end sends the call's final STATUS and forgets it.
 func (cl *call) end(st *spb.Status) {
-	cl.c.out.Send(func(b []byte) []byte {
-		start := len(b)
-		b = wire.AppendFrameHeader(b, wire.KindStatus, 0, cl.id, 0)
-		b = wire.AppendStatus(b, st)
-		wire.PatchLength(b, start)
-		return b
-	})
+	cl.c.out.Send(func(b []byte) []byte { return wire.AppendStatusFrame(b, cl.id, st) })
 	cl.c.finish(cl)
 }
 

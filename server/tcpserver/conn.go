@@ -361,7 +361,7 @@ func (c *conn) goAway(code codes.Code, msg string) {
 	last := c.last
 	c.mu.Unlock()
 	c.out.Send(func(b []byte) []byte {
-		return wire.AppendFrame(b, wire.KindGoAway, 0, 0, wire.AppendGoAway(nil, last, statusProto(code, msg)))
+		return wire.AppendGoAwayFrame(b, last, statusProto(code, msg))
 	})
 	if code != codes.OK {
 		c.cancel() // an error: the accepted calls are cancelled, then answered

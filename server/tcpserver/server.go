@@ -182,7 +182,7 @@ func New(opts Options) *Server {
 		MaxConcurrentCalls: uint32(opts.MaxConcurrentCalls),
 		IdleTimeout:        max(opts.IdleTimeout, 0),
 	}
-	s.settings = wire.AppendFrame(nil, wire.KindSettings, 0, 0, wire.AppendSettings(nil, st))
+	s.settings = wire.AppendSettingsFrame(nil, st)
 	return s
 }
 
@@ -272,8 +272,7 @@ func (s *Server) untrack(c *conn) {
 func (s *Server) refuse(nc net.Conn) {
 	defer nc.Close()
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write(wire.AppendFrame(nil, wire.KindGoAway, 0, 0,
-		wire.AppendGoAway(nil, 0, statusProto(codes.ResourceExhausted, "too many connections"))))
+	_, _ = nc.Write(wire.AppendGoAwayFrame(nil, 0, statusProto(codes.ResourceExhausted, "too many connections")))
 }
 
 // Shutdown stops accepting, sends GOAWAY on every connection, lets

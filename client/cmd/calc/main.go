@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/wire"
 )
 
 func main() {
@@ -186,7 +187,7 @@ func evaluate(ctx context.Context, client calculatorv1.CalculatorServiceClient, 
 func printErr(stderr, stdout io.Writer, asJSON bool, expression string, err error) {
 	st := status.Convert(err)
 	if asJSON {
-		out := map[string]any{"expression": expression, "code": codeName(st.Code().String()), "message": st.Message()}
+		out := map[string]any{"expression": expression, "code": wire.CodeName(st.Code()), "message": st.Message()}
 		for _, d := range st.Details() {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
 				out["field"] = br.GetFieldViolations()[0].GetField()
@@ -201,18 +202,5 @@ func printErr(stderr, stdout io.Writer, asJSON bool, expression string, err erro
 		_ = json.NewEncoder(stdout).Encode(out)
 		return
 	}
-	fmt.Fprintf(stderr, "calc: %s: %s\n", codeName(st.Code().String()), st.Message())
-}
-
-// codeName turns grpc-go's code names ("InvalidArgument") into the
-// canonical form ("INVALID_ARGUMENT").
-func codeName(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
+	fmt.Fprintf(stderr, "calc: %s: %s\n", wire.CodeName(st.Code()), st.Message())
 }
