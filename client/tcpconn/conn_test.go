@@ -3,6 +3,7 @@ package tcpconn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -17,9 +18,9 @@ import (
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/internal/calltest"
 	"github.com/calcrpc/calc/internal/wire"
-	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/calcd"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
@@ -29,6 +30,8 @@ var add = &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATO
 
 // TestShutdownDrains shuts the server down with calls in flight: they
 // complete, while new calls fail fast with UNAVAILABLE and ErrNotProcessed.
+// The held calls are Evaluates, which the server runs in goroutines of
+// their own (Calculate runs inline: a held one would hold its connection).
 func TestShutdownDrains(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 8)
@@ -37,7 +40,7 @@ func TestShutdownDrains(t *testing.T) {
 		<-release
 		return handler(ctx, req)
 	}
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), Unary: []grpc.UnaryServerInterceptor{hold}})
+	srv := calcdtest.Start(t, calcd.Config{UnaryInterceptors: []grpc.UnaryServerInterceptor{hold}})
 	conn := srv.DialTCP(t, tcpconn.Options{})
 	client := calculatorv1.NewCalculatorServiceClient(conn)
 	var wg sync.WaitGroup
@@ -46,8 +49,8 @@ func TestShutdownDrains(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Calculate(context.Background(), add)
-			if err == nil && resp.GetResult() != 5 {
+			resp, err := client.Evaluate(context.Background(), &calculatorv1.EvaluateRequest{Expression: "2 + 3"})
+			if err == nil && resp.GetResult() != "5" {
 				err = errors.New("wrong result")
 			}
 			errs <- err
@@ -164,7 +167,7 @@ func TestGoAwayAboveLastID(t *testing.T) {
 // TestIdleTimeoutAndKeepalive checks that the server closes an idle
 // connection and that the client's pings keep one open.
 func TestIdleTimeoutAndKeepalive(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{IdleTimeout: 200 * time.Millisecond}})
+	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{IdleTimeout: 200 * time.Millisecond}})
 	quiet := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{KeepaliveInterval: -1}))
 	pinging := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{}))
 	time.Sleep(600 * time.Millisecond)
@@ -178,7 +181,7 @@ func TestIdleTimeoutAndKeepalive(t *testing.T) {
 
 // TestDialRefused checks the error of a server that refuses with GOAWAY.
 func TestDialRefused(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{MaxConnections: 1}})
+	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{MaxConnections: 1}})
 	srv.DialTCP(t, tcpconn.Options{})
 	_, err := tcpconn.Dial(context.Background(), srv.TCPAddr, tcpconn.Options{})
 	if status.Code(err) != codes.ResourceExhausted {
@@ -191,7 +194,7 @@ func TestDialRefused(t *testing.T) {
 
 // TestClosedConn checks calls on a closed connection.
 func TestClosedConn(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	srv := calcdtest.Start(t, calcd.Config{})
 	conn, err := tcpconn.Dial(context.Background(), srv.TCPAddr, tcpconn.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -202,28 +205,53 @@ func TestClosedConn(t *testing.T) {
 	}
 }
 
-// TestShutdownTimeoutAnswersCalls checks that calls still running when
-// Shutdown's context ends are answered CANCELLED before the connection
-// closes, not dropped.
+// TestShutdownTimeoutAnswersCalls checks a stream across a drain: after
+// GOAWAY it still works until Shutdown's context ends, and then it is
+// answered UNAVAILABLE before the connection closes, not dropped.
 func TestShutdownTimeoutAnswersCalls(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	srv := calcdtest.Start(t, calcd.Config{})
 	client := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{}))
 	stream, err := client.CalculateStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: add}); err != nil {
+	roundTrip := func(id uint64) error {
+		if err := stream.Send(&calculatorv1.CalculateStreamRequest{Id: id, Calculation: add}); err != nil {
+			return err
+		}
+		resp, err := stream.Recv()
+		if err == nil && (resp.GetId() != id || resp.GetResult() != 5) {
+			err = fmt.Errorf("answer %v", resp)
+		}
+		return err
+	}
+	if err := roundTrip(1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if err := srv.TCP.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	shut := make(chan error, 1)
+	go func() { shut <- srv.TCP.Shutdown(ctx) }()
+	for !isDraining(srv.TCPAddr) { // GOAWAY has been sent once the listener is closed
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := roundTrip(2); err != nil {
+		t.Fatalf("stream during the drain: %v", err)
+	}
+	if err := <-shut; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v, want context.DeadlineExceeded", err)
 	}
-	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
-		t.Fatalf("open stream after the shutdown timeout: %v, want CANCELLED from the server", err)
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("open stream after the drain deadline: %v, want UNAVAILABLE from the server", err)
 	}
+}
+
+// isDraining reports whether the server at addr no longer accepts.
+func isDraining(addr string) bool {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return true
+	}
+	nc.Close()
+	return false
 }

@@ -105,6 +105,7 @@ var (
 	ErrCorruptMessage  = errors.New("wire: corrupt snappy message")
 	ErrBadHeader       = errors.New("wire: malformed request header")
 	ErrBadPayload      = errors.New("wire: malformed control payload")
+	ErrBudgetExhausted = errors.New("wire: server-wide memory budget for large frames exhausted")
 )
 
 // AppendFrame appends a frame with the given flags and payload to dst, as

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // ReadBufferSize is the size of the pooled buffer a Reader borrows while
@@ -20,10 +21,56 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, ReadBufferSize);
 type Reader struct {
 	src      io.Reader
 	maxFrame int
+	budget   *Budget // shared by a server's Readers; nil means none
+	held     int     // bytes of budget held by the last large frame
 	buf      *[]byte // pooled; nil while released
 	start    int     // first unread byte in *buf
 	end      int     // end of buffered bytes in *buf
 	err      error   // sticky error from src, returned once buffered bytes run out
+}
+
+// Budget is a count of bytes that many Readers share for frames too large
+// for their pooled buffer: a server gives all its connections one Budget,
+// so that many connections each trickling a large frame cannot together
+// hold more than the budget's memory. A Reader takes from the budget as a
+// large frame's bytes arrive (never on the strength of a length prefix
+// alone) and gives it back when the frame is consumed. It is safe for
+// concurrent use.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a Budget of limit bytes.
+func NewBudget(limit int) *Budget { return &Budget{limit: int64(limit)} }
+
+// InUse returns the bytes currently taken from b.
+func (b *Budget) InUse() int { return int(b.used.Load()) }
+
+// take takes n bytes from b, or reports false and takes nothing.
+func (b *Budget) take(n int) bool {
+	if b.used.Add(int64(n)) > b.limit {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// give returns n bytes to b.
+func (b *Budget) give(n int) { b.used.Add(-int64(n)) }
+
+// SetBudget makes r take the memory of frames larger than ReadBufferSize
+// from b; when b cannot cover the next bytes of such a frame, ReadFrame
+// fails with ErrBudgetExhausted.
+func (r *Reader) SetBudget(b *Budget) { r.budget = b }
+
+// releaseHeld gives back the budget the last large frame held: its bytes
+// are no longer the caller's.
+func (r *Reader) releaseHeld() {
+	if r.held > 0 {
+		r.budget.give(r.held)
+		r.held = 0
+	}
 }
 
 // NewReader returns a Reader of src that rejects frames whose length prefix
@@ -50,6 +97,7 @@ func (r *Reader) HasFrame() bool {
 // A server calls it before waiting for the next burst of bytes, so an idle
 // connection holds no read buffer. Frames returned earlier become invalid.
 func (r *Reader) Release() {
+	r.releaseHeld()
 	if r.buf != nil && r.Buffered() == 0 {
 		readBufPool.Put(r.buf)
 		r.buf, r.start, r.end = nil, 0, 0
@@ -63,6 +111,7 @@ func (r *Reader) Release() {
 // the Reader as it was, so the caller may wait again or Release; any other
 // error is the Reader's from then on.
 func (r *Reader) Fill() error {
+	r.releaseHeld()
 	if r.err != nil {
 		return r.endErr()
 	}
@@ -122,6 +171,7 @@ func ReadPreface(src io.Reader) (version byte, got []byte, err error) {
 // payload byte is read, and a kind this package does not know gives
 // ErrUnknownKind, with the frame consumed.
 func (r *Reader) ReadFrame() (Frame, error) {
+	r.releaseHeld()
 	if err := r.fill(LengthSize); err != nil {
 		return Frame{}, err
 	}
@@ -194,26 +244,50 @@ func (r *Reader) endErr() error {
 }
 
 // readLarge reads a frame of total bytes that does not fit the pooled
-// buffer, growing its own buffer only as bytes arrive.
+// buffer, growing its own buffer only as bytes arrive, and taking each
+// growth from the budget first.
 func (r *Reader) readLarge(total int) ([]byte, error) {
-	dst := make([]byte, r.Buffered(), min(total, max(2*ReadBufferSize, r.Buffered())))
+	size := min(total, max(2*ReadBufferSize, r.Buffered()))
+	if !r.hold(size) {
+		return nil, fmt.Errorf("%w: a %d-byte frame", ErrBudgetExhausted, total)
+	}
+	dst := make([]byte, r.Buffered(), size)
 	copy(dst, (*r.buf)[r.start:r.end])
 	r.start, r.end = 0, 0
 	for empty := 0; len(dst) < total; {
 		if r.err != nil {
+			r.releaseHeld()
 			if errors.Is(r.err, io.EOF) {
 				return nil, fmt.Errorf("%w: stream ended %d bytes into a %d-byte frame", ErrTruncated, len(dst), total)
 			}
 			return nil, r.err
 		}
 		if len(dst) == cap(dst) {
-			dst = append(dst, make([]byte, min(cap(dst), total-len(dst)))...)[:len(dst)]
+			grow := min(cap(dst), total-len(dst))
+			if !r.hold(grow) {
+				r.releaseHeld()
+				return nil, fmt.Errorf("%w: a %d-byte frame, %d bytes in", ErrBudgetExhausted, total, len(dst))
+			}
+			dst = append(make([]byte, 0, cap(dst)+grow), dst...)
 		}
 		m, err := r.src.Read(dst[len(dst):min(cap(dst), total)])
 		dst = dst[:len(dst)+m]
 		r.noteRead(m, err, &empty)
 	}
 	return dst, nil
+}
+
+// hold takes n bytes from the budget for the frame being read, if r has a
+// budget, and reports whether it could.
+func (r *Reader) hold(n int) bool {
+	if r.budget == nil {
+		return true
+	}
+	if !r.budget.take(n) {
+		return false
+	}
+	r.held += n
+	return true
 }
 
 // noteRead records a read's error, and io.ErrNoProgress after 100

@@ -219,3 +219,50 @@ func TestFillTimeoutIsNotSticky(t *testing.T) {
 		t.Fatalf("Fill at the end: %v, want io.EOF", err)
 	}
 }
+
+// TestBudget checks that Readers sharing a Budget take from it only as a
+// large frame's bytes arrive, fail with ErrBudgetExhausted past it, and
+// give everything back when the frame is consumed or fails.
+func TestBudget(t *testing.T) {
+	big := wire.AppendFrame(nil, wire.KindPing, 0, 0, make([]byte, 100<<10)) // 100 KiB: not a pooled-buffer frame
+	b := wire.NewBudget(150 << 10)
+
+	r1 := wire.NewReader(bytes.NewReader(append(append([]byte{}, big...), big...)), 1<<20)
+	r1.SetBudget(b)
+	if _, err := r1.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	held := b.InUse()
+	if held < 100<<10 || held > 150<<10 {
+		t.Fatalf("a 100 KiB frame holds %d bytes of budget", held)
+	}
+	// A second reader's large frame does not fit what is left.
+	r2 := wire.NewReader(bytes.NewReader(big), 1<<20)
+	r2.SetBudget(b)
+	if _, err := r2.ReadFrame(); !errors.Is(err, wire.ErrBudgetExhausted) {
+		t.Fatalf("second frame: %v, want ErrBudgetExhausted", err)
+	}
+	if b.InUse() != held {
+		t.Fatalf("a refused frame kept %d bytes of budget", b.InUse()-held)
+	}
+	// Reading on gives the first frame's bytes back before taking more.
+	if _, err := r1.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	r1.Release()
+	if b.InUse() != 0 {
+		t.Fatalf("after Release: %d bytes in use", b.InUse())
+	}
+	// A frame cut short gives back what it took.
+	r3 := wire.NewReader(bytes.NewReader(big[:80<<10]), 1<<20)
+	r3.SetBudget(b)
+	if _, err := r3.ReadFrame(); !errors.Is(err, wire.ErrTruncated) || b.InUse() != 0 {
+		t.Fatalf("truncated: %v, %d bytes in use", err, b.InUse())
+	}
+	// A length prefix alone takes nothing.
+	r4 := wire.NewReader(bytes.NewReader([]byte{0, 0x40, 0, 0}), 8<<20)
+	r4.SetBudget(wire.NewBudget(1))
+	if _, err := r4.ReadFrame(); !errors.Is(err, wire.ErrBudgetExhausted) && !errors.Is(err, wire.ErrTruncated) {
+		t.Fatalf("prefix only: %v", err)
+	}
+}

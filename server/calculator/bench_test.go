@@ -5,9 +5,8 @@ import (
 	"testing"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/internal/calltest"
-	"github.com/calcrpc/calc/server/calculator"
-	"github.com/calcrpc/calc/server/tcpserver"
+	"github.com/calcrpc/calc/server/calcd"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
 
 // BenchmarkCalculate is one Calculate round trip over loopback through each
@@ -16,10 +15,10 @@ import (
 //
 //	go test -run '^$' -bench Calculate -benchmem ./server/calculator
 func BenchmarkCalculate(b *testing.B) {
-	srv := calltest.Start(b, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{InlineMethods: calculator.CheapMethods}})
+	srv := calcdtest.Start(b, calcd.Config{})
 	clients := srv.Clients(b)
 	req := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
-	for _, tr := range calltest.Transports {
+	for _, tr := range calcdtest.Transports {
 		client := clients[tr]
 		b.Run(tr+"/sequential", func(b *testing.B) {
 			b.ReportAllocs()

@@ -14,8 +14,8 @@ import (
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/calltest"
-	"github.com/calcrpc/calc/server/calculator"
-	"github.com/calcrpc/calc/server/tcpserver"
+	"github.com/calcrpc/calc/server/calcd"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,14 +28,14 @@ func TestCasesOverBothTransports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: tcpserver.Options{InlineMethods: calculator.CheapMethods}})
+	srv := calcdtest.Start(t, calcd.Config{})
 	clients := srv.Clients(t)
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			outcomes := map[string]calltest.Outcome{}
-			for _, tr := range calltest.Transports {
+			for _, tr := range calcdtest.Transports {
 				out, err := calltest.Run(ctx, clients[tr], c)
 				if err != nil {
 					t.Errorf("%s: %v", tr, err)
@@ -77,7 +77,7 @@ func (r *recorder) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 // the handler the caller's deadline and metadata.
 func TestDeadlineAndMetadataReachTheHandler(t *testing.T) {
 	rec := &recorder{deadline: map[string]time.Duration{}, auth: map[string]string{}}
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), Unary: []grpc.UnaryServerInterceptor{rec.unary}})
+	srv := calcdtest.Start(t, calcd.Config{UnaryInterceptors: []grpc.UnaryServerInterceptor{rec.unary}})
 	for tr, client := range srv.Clients(t) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr, "transport", tr)
@@ -87,7 +87,7 @@ func TestDeadlineAndMetadataReachTheHandler(t *testing.T) {
 			t.Fatalf("%s: %v", tr, err)
 		}
 	}
-	for _, tr := range calltest.Transports {
+	for _, tr := range calcdtest.Transports {
 		if d := rec.deadline[tr]; d < 59*time.Minute || d > time.Hour {
 			t.Errorf("%s: handler saw %v left of a 1h deadline", tr, d)
 		}
@@ -113,7 +113,7 @@ func (panicky) CalculateStream(calculatorv1.CalculatorService_CalculateStreamSer
 // TestPanicBecomesInternal checks the shared recovery interceptor on both
 // transports, and that the servers go on serving.
 func TestPanicBecomesInternal(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: panicky{}})
+	srv := calcdtest.Start(t, calcd.Config{Service: panicky{}})
 	for tr, client := range srv.Clients(t) {
 		for range 2 {
 			_, err := client.Calculate(context.Background(), &calculatorv1.CalculateRequest{})
@@ -136,7 +136,9 @@ func TestPanicBecomesInternal(t *testing.T) {
 }
 
 // TestCancelReachesTheHandler checks that cancelling a call cancels the
-// handler's context on both transports.
+// handler's context on both transports. It calls Evaluate, which raw TCP
+// runs in a goroutine of its own: the interceptor blocks, and an inline
+// method (Calculate) would block its connection's reader.
 func TestCancelReachesTheHandler(t *testing.T) {
 	started := make(chan struct{}, 2)
 	ended := make(chan error, 2)
@@ -146,12 +148,12 @@ func TestCancelReachesTheHandler(t *testing.T) {
 		ended <- ctx.Err()
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New(), Unary: []grpc.UnaryServerInterceptor{wait}})
+	srv := calcdtest.Start(t, calcd.Config{UnaryInterceptors: []grpc.UnaryServerInterceptor{wait}})
 	for tr, client := range srv.Clients(t) {
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() {
-			_, err := client.Calculate(ctx, &calculatorv1.CalculateRequest{})
+			_, err := client.Evaluate(ctx, &calculatorv1.EvaluateRequest{Expression: "1"})
 			errc <- err
 		}()
 		<-started

@@ -1,43 +1,57 @@
-// Package grpcserver is calc's gRPC endpoint: a grpc.Server with the shared
-// interceptors, grpc.health.v1, server reflection, gzip and snappy
-// encodings, keepalive enforcement and a max receive size, behind the same
-// Serve / Shutdown lifecycle as the raw TCP server.
+// Package grpcserver is calc's gRPC endpoint: a grpc.Server with panic
+// recovery and the access log always installed, grpc.health.v1, server
+// reflection, gzip and snappy encodings, keepalive enforcement, a max
+// receive size and stream limits per connection (announced as HTTP/2
+// MAX_CONCURRENT_STREAMS) and server-wide, behind the same Serve /
+// Shutdown lifecycle as the raw TCP server.
 package grpcserver
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip grpc-encoding
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // registers the snappy grpc-encoding
+	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/interceptor"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("grpcserver: server closed")
+// ErrServerClosed is returned by Serve after Shutdown. It is
+// endpoint.ErrServerClosed, the one every calc endpoint returns.
+var ErrServerClosed = endpoint.ErrServerClosed
 
 // Defaults for the zero Options.
 const (
-	DefaultMaxRecvMsgSize   = 4 << 20
-	DefaultKeepaliveMinTime = 10 * time.Second
-	DefaultKeepaliveTime    = 2 * time.Minute
-	DefaultKeepaliveTimeout = 20 * time.Second
+	DefaultMaxConcurrentStreams = 100
+	DefaultMaxStreams           = 10000
+	DefaultMaxRecvMsgSize       = 4 << 20
+	DefaultKeepaliveMinTime     = 10 * time.Second
+	DefaultKeepaliveTime        = 2 * time.Minute
+	DefaultKeepaliveTimeout     = 20 * time.Second
 )
 
 // Options configures a Server. The zero value means the documented defaults.
 type Options struct {
 	// Logger receives the access log and panics; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxConcurrentStreams caps the calls (unary or streaming: each is an
+	// HTTP/2 stream) open on one connection, announced to clients in HTTP/2
+	// SETTINGS; 0 means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams int
+	// MaxStreams caps the streaming calls open on the whole server; one
+	// past it fails with RESOURCE_EXHAUSTED. 0 means DefaultMaxStreams.
+	MaxStreams int
 	// MaxRecvMsgSize is the largest request message accepted, after
 	// decompression; 0 means DefaultMaxRecvMsgSize (4 MiB). Larger messages
 	// fail with RESOURCE_EXHAUSTED.
@@ -76,9 +90,11 @@ func New(opts Options) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	streams := &streamBudget{limit: int64(orDefault(opts.MaxStreams, DefaultMaxStreams))}
 	g := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(append(interceptor.Unary(logger), opts.UnaryInterceptors...)...),
-		grpc.ChainStreamInterceptor(append(interceptor.Stream(logger), opts.StreamInterceptors...)...),
+		grpc.ChainStreamInterceptor(append(append([]grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger)...), opts.StreamInterceptors...)...),
+		grpc.MaxConcurrentStreams(uint32(orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams))),
 		grpc.MaxRecvMsgSize(orDefault(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             orDefault(opts.KeepaliveMinTime, DefaultKeepaliveMinTime),
@@ -131,6 +147,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// streamBudget counts the streaming calls open on the server.
+type streamBudget struct {
+	limit int64
+	open  atomic.Int64
+}
+
+// intercept refuses a stream past the budget with RESOURCE_EXHAUSTED.
+func (b *streamBudget) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if b.open.Add(1) > b.limit {
+		b.open.Add(-1)
+		return status.Errorf(codes.ResourceExhausted, "the server has %d streams open, its limit", b.limit)
+	}
+	defer b.open.Add(-1)
+	return handler(srv, ss)
 }
 
 func orDefault[T comparable](v, def T) T {

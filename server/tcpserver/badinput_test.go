@@ -11,29 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/internal/calltest"
 	"github.com/calcrpc/calc/internal/wire"
-	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
 const calculate = "/calculator.v1.CalculatorService/Calculate"
 
-// start serves the calculator on loopback and, when the test ends and the
-// server is shut down, checks that no goroutine leaked.
-func start(t *testing.T, opts tcpserver.Options) *calltest.Servers {
-	t.Cleanup(func() { goleak.VerifyNone(t) })   // registered first, so it runs last
-	opts.InlineMethods = calculator.CheapMethods // as calcd runs
-	return calltest.Start(t, calltest.Options{Service: calculator.New(), TCP: opts})
-}
-
 // stillServes checks that a normal call on a new connection works.
-func stillServes(t *testing.T, srv *calltest.Servers) {
+func stillServes(t *testing.T, srv *testServer) {
 	t.Helper()
 	client := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconnOptions))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

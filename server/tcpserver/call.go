@@ -2,30 +2,30 @@ package tcpserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/calcrpc/calc/internal/wire"
 )
 
-// call is one accepted call, and its handler's context (callctx.go).
+// call is one accepted call, and its handler's context (callctx.go). It is
+// answered exactly once, by respond or end, which count it out of its
+// connection's in-flight counter.
 type call struct {
 	c      *conn
 	id     uint32
-	m      *method
+	m      *method       // nil for a call refused before its method was known
 	msg    []byte        // unary: the request message, owned by the call
 	stream *serverStream // streaming calls only
-	inline [64]byte      // storage for small request messages
+	small  [64]byte      // storage for small request messages
 
 	parent      context.Context // the connection's, or it with metadata
 	deadline    time.Time
@@ -37,185 +37,29 @@ type call struct {
 	timer       *time.Timer   // made on the first Done, with a deadline
 }
 
-// request accepts a REQUEST frame: it checks the id, resolves the method,
-// and starts the call, or answers it at once with a STATUS if it is bad.
-func (c *conn) request(f wire.Frame) error {
-	if f.ID == 0 || f.ID <= c.last {
-		return &connError{codes.InvalidArgument, fmt.Sprintf("REQUEST id %d is not above the last id %d", f.ID, c.last)}
-	}
-	c.mu.Lock()
-	// At MaxConcurrentCalls unanswered calls the reader waits here, reading
-	// nothing more: the connection's backpressure.
-	for c.open >= c.srv.opts.MaxConcurrentCalls {
-		c.answered.Wait()
-	}
-	if c.draining {
-		c.mu.Unlock()
-		return nil // not accepted: the client learns from GOAWAY's last id that it may retry
-	}
-	c.last = f.ID // read under c.mu by goAway
-	c.open++
-	c.mu.Unlock()
-	c.active.Add(1)
-	cl := &call{c: c, id: f.ID}
-	msg, err := wire.ParseRequestHeader(f.Flags, f.Payload, &c.hdr)
-	if err != nil {
-		cl.fail(codes.InvalidArgument, err.Error())
-		return nil
-	}
-	m, err := c.resolve(&c.hdr)
-	if err != nil {
-		if errors.Is(err, errTooManyRefs) {
-			cl.fail(codes.ResourceExhausted, err.Error())
-			return &connError{codes.ResourceExhausted, err.Error()}
-		}
-		code := codes.InvalidArgument
-		if errors.Is(err, errUnknownMethod) {
-			code = codes.Unimplemented
-		}
-		cl.fail(code, err.Error())
-		return nil
-	}
-	cl.m = m
-	if m.stream != nil && len(msg) > 0 {
-		cl.fail(codes.InvalidArgument, "a streaming REQUEST must not carry a message")
-		return nil
-	}
-	if m.unary != nil {
-		decode := c.decode
-		if m.inline { // runs before the next ReadFrame: the frame's bytes may be used in place
-			decode = c.decodeInPlace
-		}
-		if cl.msg, err = decode(cl.inline[:0], msg, f.Flags); err != nil {
-			cl.failErr(err)
-			return nil
-		}
-	}
-	cl.parent = c.ctx
-	if c.hdr.HasTimeout {
-		if c.hdr.Timeout <= 0 {
-			cl.fail(codes.DeadlineExceeded, "deadline budget of 0 already expired")
-			return nil
-		}
-		cl.deadline, cl.hasDeadline = time.Now().Add(c.hdr.Timeout), true
-	}
-	if len(c.hdr.Metadata) > 0 {
-		md := make(metadata.MD, len(c.hdr.Metadata)/2)
-		for i := 0; i+1 < len(c.hdr.Metadata); i += 2 {
-			md.Append(c.hdr.Metadata[i], c.hdr.Metadata[i+1])
-		}
-		cl.parent = metadata.NewIncomingContext(cl.parent, md)
-	}
-	switch {
-	case m.stream != nil:
-		cl.stream = &serverStream{call: cl, recv: make(chan []byte, StreamBuffer)}
-		c.track(cl)
-		go cl.runStream()
-	case m.inline:
-		cl.runInline()
-	default:
-		c.track(cl)
-		go cl.runUnary()
-	}
-	return nil
-}
-
-// track registers a call that runs in a goroutine of its own, so CANCEL,
-// MESSAGE and HALF_CLOSE frames can find it.
-func (c *conn) track(cl *call) {
-	c.mu.Lock()
-	if c.calls == nil {
-		c.calls = map[uint32]*call{}
-	}
-	c.calls[cl.id] = cl
-	c.mu.Unlock()
-}
-
-var (
-	errUnknownMethod = errors.New("unknown method")
-	errTooManyRefs   = fmt.Errorf("more than %d method refs bound on one connection", MaxMethodRefs)
-)
-
-// resolve returns the method a request header names, binding its ref first
-// if the header carries a name.
-func (c *conn) resolve(h *wire.RequestHeader) (*method, error) {
-	bound := c.bound(h.MethodRef)
-	if h.MethodName == "" {
-		if bound != nil {
-			return bound, nil
-		}
-		return nil, fmt.Errorf("method ref %d is not bound on this connection", h.MethodRef)
-	}
-	m := c.srv.methods[h.MethodName]
-	if m == nil {
-		return nil, fmt.Errorf("%w %s", errUnknownMethod, h.MethodName)
-	}
-	if bound != nil {
-		if bound != m {
-			return nil, fmt.Errorf("method ref %d is already bound to %s", h.MethodRef, bound.name)
-		}
-		return m, nil
-	}
-	if len(c.refs) >= MaxMethodRefs {
-		return nil, errTooManyRefs
-	}
-	c.refs = append(c.refs, methodRef{h.MethodRef, m})
-	return m, nil
-}
-
-// methodRef is a connection's binding of a ref to a method.
-type methodRef struct {
-	ref uint32
-	m   *method
-}
-
-// bound returns the method bound to ref, or nil. Connections bind a few
-// refs, so a slice beats a map in time and in idle memory.
-func (c *conn) bound(ref uint32) *method {
-	for _, b := range c.refs {
-		if b.ref == ref {
-			return b.m
-		}
-	}
-	return nil
-}
-
-// decode returns a frame's message in storage the caller owns: dst's if it
-// fits, else new memory. The frame's own bytes are reused by the reader.
-func (c *conn) decode(dst, payload []byte, flags wire.Flags) ([]byte, error) {
-	msg, err := wire.DecodeMessage(dst, payload, flags, c.srv.opts.MaxMessageSize)
-	if err != nil || flags&wire.FlagCompressed != 0 {
-		return msg, err
-	}
-	return append(dst, msg...), nil
-}
-
-// decodeInPlace returns a frame's message, decompressed into dst's storage
-// if compressed and otherwise the frame's own bytes, valid until the next
-// ReadFrame.
-func (c *conn) decodeInPlace(dst, payload []byte, flags wire.Flags) ([]byte, error) {
-	return wire.DecodeMessage(dst, payload, flags, c.srv.opts.MaxMessageSize)
-}
-
 // runUnary runs a unary call's handler in the call's own goroutine and
 // answers it.
 func (cl *call) runUnary() {
-	cl.respond(cl.m.unary.Handler(cl.m.impl, cl, cl.decodeRequest, cl.c.srv.unary))
+	cl.respond(cl.handleUnary(cl.decodeRequest, cl.c.srv.unary))
 }
 
-// runInline runs a unary call's handler on the connection's goroutine, for
-// methods registered as inline: no goroutine, no per-call closures. The
-// request decoder and the interceptor chain are the connection's, built
-// once, and valid because inline calls run one at a time.
-func (cl *call) runInline() {
-	c := cl.c
-	c.inlineCall = cl
-	icpt := c.srv.unary
-	if icpt != nil {
-		icpt = c.inlineChain
+// handleUnary runs the method's handler (the generated one, which decodes
+// the request and runs the interceptors). A panic anywhere in it becomes
+// an INTERNAL error, logged once with its stack, whatever interceptors are
+// installed: the transport recovers every call itself.
+func (cl *call) handleUnary(decode func(any) error, icpt grpc.UnaryServerInterceptor) (resp any, err error) {
+	defer cl.recoverHandler(&err)
+	return cl.m.unary.Handler(cl.m.impl, cl, decode, icpt)
+}
+
+// recoverHandler, deferred around a handler, turns its panic into an
+// INTERNAL error in *err.
+func (cl *call) recoverHandler(err *error) {
+	if r := recover(); r != nil {
+		cl.c.srv.logger.Error("panic in handler", "method", cl.m.name, "peer", cl.c.nc.RemoteAddr().String(),
+			"panic", r, "stack", string(debug.Stack()))
+		*err = status.Errorf(codes.Internal, "internal error in %s", cl.m.name)
 	}
-	cl.respond(cl.m.unary.Handler(cl.m.impl, cl, c.inlineDecode, icpt))
-	c.inlineCall = nil
 }
 
 // respond answers a unary call with the handler's result.
@@ -251,120 +95,94 @@ func unmarshalRequest(msg []byte, v any) error {
 	return nil
 }
 
-// failErr ends the call with err's status.
-func (cl *call) failErr(err error) { cl.end(statusOf(err).Proto()) }
+// failErr ends the call with err's status. A call cut off by the drain's
+// deadline answers UNAVAILABLE rather than the CANCELLED its handler saw.
+func (cl *call) failErr(err error) {
+	st := statusOf(err)
+	if st.Code() == codes.Canceled && context.Cause(cl.c.ctx) == errDrainDeadline {
+		st = status.Convert(errDrainDeadline)
+	}
+	cl.end(st.Proto())
+}
 
 // fail ends the call with a status of code and msg.
 func (cl *call) fail(code codes.Code, msg string) { cl.end(statusProto(code, msg)) }
 
-// end sends the call's final STATUS and forgets it.
+// end sends the call's final STATUS and counts it out.
 func (cl *call) end(st *spb.Status) {
 	cl.c.out.Send(func(b []byte) []byte { return wire.AppendStatusFrame(b, cl.id, st) })
 	cl.c.finish(cl)
 }
 
-// runStream runs a streaming call's handler and ends the call with its
-// status.
+// runStream runs a streaming call's handler, recovered like a unary one,
+// and ends the call with its status.
 func (cl *call) runStream() {
-	m := cl.m
-	var err error
-	if icpt := cl.c.srv.stream; icpt != nil {
-		err = icpt(m.impl, cl.stream, &m.sinfo, m.stream.Handler)
-	} else {
-		err = m.stream.Handler(m.impl, cl.stream)
-	}
-	if err != nil {
+	if err := cl.handleStream(); err != nil {
 		cl.failErr(err)
 		return
 	}
 	cl.end(&spb.Status{})
 }
 
-// serverStream is the grpc.ServerStream of a streaming call.
-type serverStream struct {
-	call *call
-	recv chan []byte // received messages; nil marks the client's half-close
-	eof  bool
-	bad  error // a received message that could not be decoded; set before the call is cancelled
+func (cl *call) handleStream() (err error) {
+	defer cl.recoverHandler(&err)
+	m := cl.m
+	if icpt := cl.c.srv.stream; icpt != nil {
+		return icpt(m.impl, cl.stream, &m.sinfo, m.stream.Handler)
+	}
+	return m.stream.Handler(m.impl, cl.stream)
 }
 
-var _ grpc.ServerStream = (*serverStream)(nil)
-
-// deliver hands a MESSAGE or HALF_CLOSE frame to the stream, waiting while
-// its buffer is full unless the call ends.
-func (s *serverStream) deliver(c *conn, f wire.Frame) error {
-	var msg []byte
-	if f.Kind == wire.KindMessage {
-		var err error
-		if msg, err = c.decode(nil, f.Payload, f.Flags); err != nil {
-			s.bad = err
-			s.call.cancel()
-			return nil
-		}
-		if msg == nil {
-			msg = []byte{}
-		}
-	}
-	select {
-	case s.recv <- msg:
-	case <-s.call.Done():
-	}
-	return nil
+// inlineRunner runs unary calls of inline methods on the connection's
+// goroutine, one at a time: no goroutine and no per-call closures. The
+// request decoder and the interceptor chain are built once per
+// connection, and valid because inline calls never overlap.
+type inlineRunner struct {
+	c      *conn
+	call   *call // the call running, if any
+	decode func(any) error
+	chain  grpc.UnaryServerInterceptor // runChain, bound once
+	next   grpc.UnaryHandler           // chainNext, bound once
+	info   *grpc.UnaryServerInfo
+	final  grpc.UnaryHandler
+	at     int // the next interceptor chainNext runs
 }
 
-// Context returns the call's context.
-func (s *serverStream) Context() context.Context { return s.call }
-
-// SendMsg sends m as a MESSAGE frame.
-func (s *serverStream) SendMsg(m any) error {
-	if err := s.call.Err(); err != nil {
-		return status.FromContextError(err).Err()
-	}
-	msg, ok := m.(proto.Message)
-	if !ok {
-		return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
-	}
-	// While more received messages wait for the handler, its answer can
-	// wait to share a write with theirs; the answer to the last one goes out
-	// at once.
-	more := len(s.recv) > 0
-	return s.call.c.out.SendMessage(wire.KindMessage, s.call.id, msg, s.call.c.srv.opts.CompressThreshold, more)
+func (r *inlineRunner) init(c *conn) {
+	r.c = c
+	r.decode = func(v any) error { return unmarshalRequest(r.call.msg, v) }
+	r.chain = r.runChain
+	r.next = r.chainNext
 }
 
-// RecvMsg receives the next message into m, or io.EOF after the client's
-// half-close.
-func (s *serverStream) RecvMsg(m any) error {
-	if s.eof {
-		return io.EOF
+// run runs cl and answers it.
+func (r *inlineRunner) run(cl *call) {
+	r.call = cl
+	icpt := r.c.srv.unary
+	if icpt != nil {
+		icpt = r.chain
 	}
-	select {
-	case b := <-s.recv:
-		if b == nil {
-			s.eof = true
-			return io.EOF
-		}
-		msg, ok := m.(proto.Message)
-		if !ok {
-			return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
-		}
-		if err := proto.Unmarshal(b, msg); err != nil {
-			return status.Errorf(codes.InvalidArgument, "invalid stream message: %v", err)
-		}
-		return nil
-	case <-s.call.Done():
-		if s.bad != nil {
-			return statusOf(s.bad).Err()
-		}
-		return status.FromContextError(s.call.Err()).Err()
-	}
+	resp, err := cl.handleUnary(r.decode, icpt)
+	r.call = nil
+	cl.respond(resp, err)
 }
 
-// SetHeader is accepted and ignored: protocol v1 carries no response
-// metadata.
-func (s *serverStream) SetHeader(metadata.MD) error { return nil }
+// runChain runs the server's unary interceptors around an inline call:
+// chainNext walks the chain with an index kept here, restored on return
+// (and on a panic's unwinding) so an interceptor may call its handler more
+// than once.
+func (r *inlineRunner) runChain(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	r.info, r.final, r.at = info, handler, 0
+	return r.chainNext(ctx, req)
+}
 
-// SendHeader is accepted and ignored, like SetHeader.
-func (s *serverStream) SendHeader(metadata.MD) error { return nil }
-
-// SetTrailer is ignored, like SetHeader.
-func (s *serverStream) SetTrailer(metadata.MD) {}
+func (r *inlineRunner) chainNext(ctx context.Context, req any) (any, error) {
+	ics := r.c.srv.opts.UnaryInterceptors
+	i := r.at
+	if i == len(ics) {
+		return r.final(ctx, req)
+	}
+	r.at = i + 1
+	defer func() { r.at = i }()
+	return ics[i](ctx, req, r.info, r.next)
+}

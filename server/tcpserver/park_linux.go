@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// parker holds idle connections without a goroutine each. A parked
+// parker is the Linux idler: it holds idle connections without a goroutine
+// each. A parked
 // connection's socket is registered, one-shot, in an epoll instance of the
 // parker's own (Go's netpoller keeps its registration in its own instance:
 // a socket may sit in both); one goroutine waits on it and gives a
@@ -16,8 +17,8 @@ import (
 // otherwise cost.
 //
 // The epoll instance is made on the first park. If that fails (a process
-// out of file descriptors), connections are never parked and wait in a
-// goroutine of their own, as on other platforms.
+// out of file descriptors), a connection that cannot be parked waits in a
+// goroutine of its own, as on other platforms.
 type parker struct {
 	idle time.Duration // Options.IdleTimeout; the sweep's period follows it
 
@@ -39,14 +40,21 @@ type parkState struct {
 	fd     int32 // the descriptor it is registered under, while parked
 }
 
-func newParker(idle time.Duration) *parker {
+func newIdler(idle time.Duration) idler {
 	return &parker{idle: idle, epfd: -1, conns: map[int32]*conn{}}
 }
 
-// park hands c's reading over to the parker; c's goroutine must return
-// right after. It reports false if c was not parked, and c's goroutine
-// must then go on waiting itself.
-func (p *parker) park(c *conn) bool {
+// park hands c's reading over to the parker; c's goroutine returns right
+// after. A connection that cannot be parked (no socket, the epoll instance
+// failed, the parker stopped) waits in a fresh goroutine instead.
+func (p *parker) park(c *conn) {
+	if !p.tryPark(c) {
+		go c.run()
+	}
+}
+
+// tryPark registers c in the epoll instance, or reports false.
+func (p *parker) tryPark(c *conn) bool {
 	if c.ready.rc == nil {
 		return false
 	}

@@ -4,21 +4,18 @@ package tcpserver
 
 import "time"
 
-// parker would hold idle connections without a goroutine each; it does so
-// on Linux only (park_linux.go). Elsewhere an idle connection waits in a
-// goroutine of its own, on a fresh 2 KiB stack.
-type parker struct{}
+// goroutineIdler is the idler where there is no epoll: an idle connection
+// waits in a goroutine of its own, started fresh so that it holds the
+// smallest stack, whatever depth the last burst's handlers reached.
+type goroutineIdler struct{}
 
-// parkState is a connection's place in the parker: none here.
+// parkState is a connection's place in the idler: none here.
 type parkState struct{}
 
-func newParker(time.Duration) *parker { return &parker{} }
+func newIdler(time.Duration) idler { return goroutineIdler{} }
 
-// park reports false: the connection's goroutine waits itself.
-func (*parker) park(*conn) bool { return false }
+func (goroutineIdler) park(c *conn) { go c.run() }
 
-// closeConn closes c's socket.
-func (*parker) closeConn(c *conn) error { return c.nc.Close() }
+func (goroutineIdler) closeConn(c *conn) error { return c.nc.Close() }
 
-// stop has nothing to do.
-func (*parker) stop() {}
+func (goroutineIdler) stop() {}

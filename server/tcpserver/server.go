@@ -11,26 +11,37 @@
 //	...
 //	srv.Shutdown(ctx)
 //
-// The engine is a goroutine per busy connection and, on Linux, none per
-// idle one.
-// A connection's goroutine reads a burst of frames in as few read calls as
-// fit a pooled buffer; runs each call in a goroutine of its own so a slow
-// handler never blocks its connection (or inline, for the cheap methods
-// named in Options.InlineMethods); and corks the answers so that a burst
-// gets them in one write. Answers are coalesced: the goroutine that finds
-// the write buffer idle writes out everything other calls appended
-// meanwhile, so a connection has no writer goroutine. After a burst the
-// goroutine reads on for a millisecond, then gives its read buffer back and
-// waits for readability; after 100 ms of quiet it hands the connection to
-// the server's parker and exits. On Linux the parker holds idle connections
-// in an epoll instance of its own and starts a goroutine again when one
-// turns readable; elsewhere an idle connection waits in a fresh goroutine,
-// on the smallest stack.
+// # The engine
+//
+// A connection is served by one goroutine while it is busy and, on Linux,
+// by none while it is idle. Its life has four stages, one file each:
+//
+//   - admission (admit.go): the server-wide budgets a new connection must
+//     fit: connections in all, connections per remote address, and
+//     connections still in the handshake (the oldest of which is dropped
+//     when a new one needs its place);
+//   - reading (read.go): the connection's goroutine reads a burst of frames
+//     in as few read calls as fit a pooled buffer, reads on directly for a
+//     millisecond after the burst, then waits for readability without a
+//     buffer, and after 100 ms of quiet hands the connection to the idler
+//     (idle.go) and exits;
+//   - dispatch (dispatch.go, call.go, stream.go): each frame is handled in
+//     turn; a unary call runs on the connection's goroutine when its method
+//     is one of Options.InlineMethods, in a goroutine of its own otherwise,
+//     and a stream always in its own. Every call is recovered: a panicking
+//     handler answers INTERNAL and the connection serves on;
+//   - writing (write.go): answers are coalesced by a wire.Writer; while a
+//     burst is served the writer is corked and flushed every 16 frames.
+//
+// Every accepted call is answered exactly once, then counted out of the
+// connection's one in-flight counter; a connection closes when its peer
+// has gone and that counter is zero.
 package tcpserver
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -42,19 +53,26 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/calcrpc/calc/internal/wire"
+	"github.com/calcrpc/calc/server/endpoint"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("tcpserver: server closed")
+// ErrServerClosed is returned by Serve after Shutdown. It is
+// endpoint.ErrServerClosed, the one every calc endpoint returns.
+var ErrServerClosed = endpoint.ErrServerClosed
 
 // Defaults for the zero Options.
 const (
-	DefaultMaxConnections     = 10000
-	DefaultMaxConcurrentCalls = 1024
-	DefaultHandshakeTimeout   = 10 * time.Second
-	DefaultFrameTimeout       = 10 * time.Second
-	DefaultIdleTimeout        = 5 * time.Minute
-	DefaultWriteTimeout       = 10 * time.Second
+	DefaultMaxConnections        = 10000
+	DefaultMaxConnectionsPerAddr = 1024
+	DefaultMaxHandshakes         = 1024
+	DefaultMaxConcurrentCalls    = 1024
+	DefaultMaxConcurrentStreams  = 100
+	DefaultMaxStreams            = 10000
+	DefaultMaxPendingFrameBytes  = 64 << 20
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultFrameTimeout          = 10 * time.Second
+	DefaultIdleTimeout           = 5 * time.Minute
+	DefaultWriteTimeout          = 10 * time.Second
 )
 
 // StreamBuffer is how many received messages a stream holds for its handler;
@@ -64,9 +82,11 @@ const StreamBuffer = 64
 // MaxMethodRefs is how many method refs a connection may bind.
 const MaxMethodRefs = 256
 
-// Options configures a Server. The zero value means the documented defaults.
+// Options configures a Server. The zero value of every field means the
+// documented default.
 type Options struct {
-	// Logger receives connection-level events; nil means slog.Default().
+	// Logger receives connection-level events and handler panics; nil
+	// means slog.Default().
 	Logger *slog.Logger
 	// UnaryInterceptors run around every unary call, first outermost, as
 	// with grpc.ChainUnaryInterceptor.
@@ -81,12 +101,40 @@ type Options struct {
 	// slow or blocking handler stalls its connection (CANCEL frames
 	// included). Other methods run in a goroutine per call.
 	InlineMethods []string
-	// MaxConnections caps open connections; a connection past it is sent
-	// GOAWAY RESOURCE_EXHAUSTED and closed. 0 means DefaultMaxConnections.
+
+	// MaxConnections caps connections past the handshake; one past it is
+	// sent GOAWAY RESOURCE_EXHAUSTED and closed. Connections still in the
+	// handshake do not count (see MaxHandshakes). 0 means
+	// DefaultMaxConnections.
 	MaxConnections int
-	// MaxConcurrentCalls caps calls in flight per connection; at the cap the
-	// server stops reading the connection. 0 means DefaultMaxConcurrentCalls.
+	// MaxConnectionsPerAddr caps the connections from one remote IP
+	// address, in the handshake or past it; one past it is sent GOAWAY
+	// RESOURCE_EXHAUSTED and closed. Behind a proxy every client shares the
+	// proxy's address: raise it there. 0 means DefaultMaxConnectionsPerAddr.
+	MaxConnectionsPerAddr int
+	// MaxHandshakes caps connections that have not yet sent their preface.
+	// When a new connection arrives at the cap, the oldest of them is
+	// closed to make room, so sockets that connect and say nothing cannot
+	// lock other clients out. 0 means DefaultMaxHandshakes.
+	MaxHandshakes int
+	// MaxConcurrentCalls caps calls in flight per connection, streams
+	// included; at the cap the server stops reading the connection until a
+	// call ends (backpressure). 0 means DefaultMaxConcurrentCalls.
 	MaxConcurrentCalls int
+	// MaxConcurrentStreams caps the streaming calls open on one
+	// connection; a stream past it is refused with RESOURCE_EXHAUSTED. 0
+	// means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams int
+	// MaxStreams caps the streaming calls open on the whole server; a
+	// stream past it is refused with RESOURCE_EXHAUSTED. 0 means
+	// DefaultMaxStreams.
+	MaxStreams int
+	// MaxPendingFrameBytes caps the memory that all connections together
+	// hold in frames too large for a pooled read buffer (16 KiB) while
+	// their bytes arrive. A connection whose frame finds the budget spent
+	// is sent GOAWAY RESOURCE_EXHAUSTED and closed; smaller frames are not
+	// affected. 0 means DefaultMaxPendingFrameBytes (64 MiB).
+	MaxPendingFrameBytes int
 	// MaxFrameSize caps a frame's length prefix; 0 means
 	// wire.DefaultMaxFrameSize.
 	MaxFrameSize int
@@ -97,6 +145,7 @@ type Options struct {
 	// snappy-compressed; 0 means wire.DefaultCompressThreshold and a
 	// negative value disables compression.
 	CompressThreshold int
+
 	// HandshakeTimeout bounds the wait for the client's preface; 0 means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
@@ -112,22 +161,56 @@ type Options struct {
 	WriteTimeout time.Duration
 }
 
+// withDefaults returns o with every zero field set to its default: the one
+// place defaults are filled.
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	def(&o.MaxConnections, DefaultMaxConnections)
+	def(&o.MaxConnectionsPerAddr, DefaultMaxConnectionsPerAddr)
+	def(&o.MaxHandshakes, DefaultMaxHandshakes)
+	def(&o.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
+	def(&o.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	def(&o.MaxStreams, DefaultMaxStreams)
+	def(&o.MaxPendingFrameBytes, DefaultMaxPendingFrameBytes)
+	def(&o.MaxFrameSize, wire.DefaultMaxFrameSize)
+	def(&o.MaxMessageSize, wire.DefaultMaxMessageSize)
+	def(&o.CompressThreshold, wire.DefaultCompressThreshold)
+	defDur(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	defDur(&o.FrameTimeout, DefaultFrameTimeout)
+	defDur(&o.IdleTimeout, DefaultIdleTimeout)
+	defDur(&o.WriteTimeout, DefaultWriteTimeout)
+	return o
+}
+
 // Server serves registered services over the raw TCP protocol.
 type Server struct {
-	opts     Options
+	opts     Options // defaults filled
 	logger   *slog.Logger
 	unary    grpc.UnaryServerInterceptor
 	stream   grpc.StreamServerInterceptor
 	settings []byte // the SETTINGS frame every connection gets
-
-	methods map[string]*method
-	parker  *parker // holds idle connections (park_linux.go)
+	methods  map[string]*method
+	idle     idler        // holds quiet connections (idle.go)
+	frames   *wire.Budget // memory of large frames being received, server-wide
+	streams  atomic.Int64 // open streams, server-wide
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
+	admission admission // guarded by mu (admit.go)
 	shutdown  atomic.Bool
-	connsDone chan struct{} // closed when conns drops to empty during shutdown
+	connsDone chan struct{} // closed when the last connection goes during shutdown
 }
 
 // method is one registered method.
@@ -142,47 +225,25 @@ type method struct {
 
 // New returns a Server configured by opts.
 func New(opts Options) *Server {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&opts.MaxConnections, DefaultMaxConnections)
-	def(&opts.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
-	def(&opts.MaxFrameSize, wire.DefaultMaxFrameSize)
-	def(&opts.MaxMessageSize, wire.DefaultMaxMessageSize)
-	def(&opts.CompressThreshold, wire.DefaultCompressThreshold)
-	defDur(&opts.HandshakeTimeout, DefaultHandshakeTimeout)
-	defDur(&opts.FrameTimeout, DefaultFrameTimeout)
-	defDur(&opts.IdleTimeout, DefaultIdleTimeout)
-	defDur(&opts.WriteTimeout, DefaultWriteTimeout)
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	s := &Server{
 		opts:      opts,
-		logger:    logger,
+		logger:    opts.Logger,
 		unary:     chainUnary(opts.UnaryInterceptors),
 		stream:    chainStream(opts.StreamInterceptors),
 		methods:   map[string]*method{},
 		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
-		parker:    newParker(opts.IdleTimeout),
+		admission: newAdmission(),
+		idle:      newIdler(opts.IdleTimeout),
+		frames:    wire.NewBudget(opts.MaxPendingFrameBytes),
 	}
-	st := wire.Settings{
+	s.settings = wire.AppendSettingsFrame(nil, wire.Settings{
 		MaxFrameSize:       uint32(opts.MaxFrameSize),
 		MaxMessageSize:     uint32(opts.MaxMessageSize),
 		CompressThreshold:  uint32(max(opts.CompressThreshold, 0)),
 		MaxConcurrentCalls: uint32(opts.MaxConcurrentCalls),
 		IdleTimeout:        max(opts.IdleTimeout, 0),
-	}
-	s.settings = wire.AppendSettingsFrame(nil, st)
+	})
 	return s
 }
 
@@ -235,66 +296,47 @@ func (s *Server) Serve(lis net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c, ok := s.track(nc)
-		if !ok {
-			go s.refuse(nc)
+		c, refusal := s.admit(nc)
+		if c == nil {
+			go s.refuse(nc, refusal)
 			continue
 		}
 		go c.serve()
 	}
 }
 
-// track registers a new connection, or reports false past MaxConnections
-// or after Shutdown.
-func (s *Server) track(nc net.Conn) (*conn, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown.Load() || len(s.conns) >= s.opts.MaxConnections {
-		return nil, false
-	}
-	c := newConn(s, nc)
-	s.conns[c] = struct{}{}
-	return c, true
-}
-
-// untrack forgets a closed connection.
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-	if len(s.conns) == 0 && s.connsDone != nil {
-		close(s.connsDone)
-		s.connsDone = nil
-	}
-}
-
-// refuse tells a connection past the limit why it is closed.
-func (s *Server) refuse(nc net.Conn) {
+// refuse closes a connection that was not admitted, first telling it why
+// with a GOAWAY when there is a reason to give.
+func (s *Server) refuse(nc net.Conn, reason string) {
 	defer nc.Close()
+	if reason == "" {
+		return
+	}
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write(wire.AppendGoAwayFrame(nil, 0, statusProto(codes.ResourceExhausted, "too many connections")))
+	_, _ = nc.Write(wire.AppendGoAwayFrame(nil, 0, statusProto(codes.ResourceExhausted, reason)))
 }
 
 // Shutdown stops accepting, sends GOAWAY on every connection, lets
 // accepted calls finish and closes each connection when its last call is
-// answered. If ctx ends first, it cancels the remaining calls' contexts,
-// sends their answers, closes every connection and returns ctx's error.
-// Serve returns ErrServerClosed.
+// answered; streams learn of the drain from the GOAWAY and may finish
+// their work. If ctx ends first, every call still running is ended with
+// UNAVAILABLE ("server shutting down"), each connection closes after its
+// last answer, and Shutdown returns ctx's error. A handler that ignores its
+// context's end gets two more seconds; if one is still running then,
+// Shutdown closes every connection and reports it. Serve returns
+// ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	defer s.parker.stop() // after the last connection has closed
+	defer s.idle.stop() // after the last connection has closed
 	s.mu.Lock()
 	s.shutdown.Store(true)
 	for lis := range s.listeners {
 		_ = lis.Close()
 	}
+	conns := s.admission.all()
 	var done chan struct{}
-	if len(s.conns) > 0 {
+	if len(conns) > 0 {
 		done = make(chan struct{})
 		s.connsDone = done
-	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -307,20 +349,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		// Cancel what is left: handlers see their contexts end and answer
-		// (CANCELLED, typically), and each connection closes after its last
-		// answer. A handler that ignores its context gets one more second.
-		for _, c := range conns {
-			c.cancel()
-		}
-		select {
-		case <-done:
-		case <-time.After(time.Second):
-			for _, c := range conns {
-				c.close()
-			}
-			<-done
-		}
-		return ctx.Err()
 	}
+	// The drain's deadline: what is left ends with UNAVAILABLE. Handlers see
+	// their contexts end and answer, and each connection closes after its
+	// last answer.
+	for _, c := range conns {
+		c.cancel(errDrainDeadline)
+	}
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-time.After(time.Second):
+	}
+	for _, c := range conns {
+		c.close()
+	}
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-time.After(time.Second):
+	}
+	s.mu.Lock()
+	left := len(s.admission.conns)
+	s.mu.Unlock()
+	return fmt.Errorf("tcpserver: %d connections still run handlers that ignore cancellation after the drain deadline", left)
 }

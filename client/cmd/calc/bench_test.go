@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/calcrpc/calc/internal/calltest"
-	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/calcd"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
 
 func noEnv(string) string { return "" }
@@ -91,7 +91,7 @@ func TestBenchFlagDefaults(t *testing.T) {
 // TestBenchEndToEnd runs calc bench against both transports of an
 // in-process server.
 func TestBenchEndToEnd(t *testing.T) {
-	srv := calltest.Start(t, calltest.Options{Service: calculator.New()})
+	srv := calcdtest.Start(t, calcd.Config{})
 	addrs := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}
 	pid := strconv.Itoa(os.Getpid())
 	onLinux := runtime.GOOS == "linux"

@@ -1,0 +1,106 @@
+package tcpserver
+
+import (
+	"context"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/calcrpc/calc/internal/wire"
+)
+
+// serverStream is the grpc.ServerStream of a streaming call.
+type serverStream struct {
+	call *call
+	recv chan []byte // received messages; nil marks the client's half-close
+	eof  bool
+	bad  error // a received message that could not be decoded; set before the call is cancelled
+}
+
+var _ grpc.ServerStream = (*serverStream)(nil)
+
+func newServerStream(cl *call) *serverStream {
+	return &serverStream{call: cl, recv: make(chan []byte, StreamBuffer)}
+}
+
+// deliver hands a MESSAGE or HALF_CLOSE frame to the stream, waiting while
+// its buffer is full unless the call ends.
+func (s *serverStream) deliver(f wire.Frame) {
+	var msg []byte
+	if f.Kind == wire.KindMessage {
+		var err error
+		if msg, err = s.call.c.decode(nil, f.Payload, f.Flags); err != nil {
+			s.bad = err
+			s.call.cancel()
+			return
+		}
+		if msg == nil {
+			msg = []byte{}
+		}
+	}
+	select {
+	case s.recv <- msg:
+	case <-s.call.Done():
+	}
+}
+
+// Context returns the call's context.
+func (s *serverStream) Context() context.Context { return s.call }
+
+// SendMsg sends m as a MESSAGE frame.
+func (s *serverStream) SendMsg(m any) error {
+	if err := s.call.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	msg, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
+	}
+	// While more received messages wait for the handler, its answer can
+	// wait to share a write with theirs; the answer to the last one goes out
+	// at once.
+	more := len(s.recv) > 0
+	return s.call.c.out.SendMessage(wire.KindMessage, s.call.id, msg, s.call.c.srv.opts.CompressThreshold, more)
+}
+
+// RecvMsg receives the next message into m, or io.EOF after the client's
+// half-close.
+func (s *serverStream) RecvMsg(m any) error {
+	if s.eof {
+		return io.EOF
+	}
+	select {
+	case b := <-s.recv:
+		if b == nil {
+			s.eof = true
+			return io.EOF
+		}
+		msg, ok := m.(proto.Message)
+		if !ok {
+			return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
+		}
+		if err := proto.Unmarshal(b, msg); err != nil {
+			return status.Errorf(codes.InvalidArgument, "invalid stream message: %v", err)
+		}
+		return nil
+	case <-s.call.Done():
+		if s.bad != nil {
+			return statusOf(s.bad).Err()
+		}
+		return status.FromContextError(s.call.Err()).Err()
+	}
+}
+
+// SetHeader is accepted and ignored: protocol v1 carries no response
+// metadata.
+func (s *serverStream) SetHeader(metadata.MD) error { return nil }
+
+// SendHeader is accepted and ignored, like SetHeader.
+func (s *serverStream) SendHeader(metadata.MD) error { return nil }
+
+// SetTrailer is ignored, like SetHeader.
+func (s *serverStream) SetTrailer(metadata.MD) {}
