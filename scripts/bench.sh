@@ -52,7 +52,7 @@ echo "bench: building" >&2
 go build -o "$bin/calcd" ./server/cmd/calcd
 go build -o "$bin/calc" ./client/cmd/calc
 go build -o "$bin/echofloor" ./scripts/echofloor
-go build -o "$bin/benchreport" ./client/bench/cmd/benchreport
+go build -o "$bin/benchreport" ./bench/cmd/benchreport
 
 # addr_of LOG TRANSPORT waits (at most 10 s) for the server's "listening"
 # record for TRANSPORT and prints its address.

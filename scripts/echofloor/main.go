@@ -36,7 +36,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/calcrpc/calc/client/bench"
+	"github.com/calcrpc/calc/bench"
 )
 
 // maxFrame is the largest frame the server echoes.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/calcrpc/calc/client/bench"
+	"github.com/calcrpc/calc/bench"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 )
 

@@ -27,7 +27,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/calcrpc/calc/client/bench"
+	"github.com/calcrpc/calc/bench"
 )
 
 // scenario is one row of the tables: a load every transport runs.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/calcrpc/calc/client/bench"
+	"github.com/calcrpc/calc/bench"
 )
 
 // writeRun writes one raw result file.
