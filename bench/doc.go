@@ -1,7 +1,7 @@
-// Package bench is the load-generation engine behind calc bench and the
-// echo floor (scripts/echofloor). It knows no RPC system: a load is a
-// function that makes one call (closed loop or fixed rate) or a Pipe that
-// keeps a window of calls in flight on one stream. The engine runs the
+// Package bench is the load-generation engine behind calc-bench (which
+// calc bench runs) and the echo floor (scripts/echofloor). It knows no RPC
+// system: a load is a function that makes one call (closed loop or fixed
+// rate) or a Pipe that keeps a window of calls in flight on one stream. The engine runs the
 // load for a warm-up and then a measured window bounded by a duration and
 // optionally a call count, records latencies in a lock-free log-linear
 // Histogram per worker shard and counts errors by gRPC code. Around it the

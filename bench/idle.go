@@ -44,7 +44,7 @@ type IdleConfig struct {
 	Progress io.Writer
 }
 
-// IdleReport is the outcome of RunIdle, as calc bench --idle --json prints
+// IdleReport is the outcome of RunIdle, as calc-bench --idle --json prints
 // it.
 type IdleReport struct {
 	Mode      string `json:"mode"` // "idle"

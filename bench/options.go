@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Options are the load flags calc bench and the echo floor share.
+// Options are the load flags calc-bench and the echo floor share.
 type Options struct {
 	Conns, Concurrency, Pipeline int
 	Duration, Warmup             time.Duration

@@ -19,7 +19,7 @@ type Point struct {
 	US float64 `json:"us"`
 }
 
-// Report is the outcome of one load run, as calc bench --json prints it:
+// Report is the outcome of one load run, as calc-bench --json prints it:
 // one JSON object. Per-call figures divide by every completed measured
 // call, failed ones included.
 type Report struct {

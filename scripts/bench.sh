@@ -5,7 +5,7 @@
 # echofloor bench --json output) and profiles/ (calcd CPU profiles). It also
 # copies the summary tables into BENCHMARKS.md.
 #
-# It builds calcd, calc, the echo floor and the report tool, starts one
+# It builds calcd, calc-bench, the echo floor and the report tool, starts one
 # calcd and one floor on free loopback ports, measures idle-connection
 # memory (10,000 connections, then 100,000 or as many as the hard open-file
 # limit allows, each on a fresh calcd of its own), runs every load scenario RUNS times,
@@ -50,7 +50,7 @@ trap 'exit 130' INT TERM
 
 echo "bench: building" >&2
 go build -o "$bin/calcd" ./server/cmd/calcd
-go build -o "$bin/calc" ./client/cmd/calc
+go build -o "$bin/calc-bench" ./bench/cmd/calc-bench
 go build -o "$bin/echofloor" ./scripts/echofloor
 go build -o "$bin/benchreport" ./bench/cmd/benchreport
 
@@ -121,7 +121,7 @@ load() {
   tcp | grpc)
     local addr=$tcp_addr
     [ "$tr" = grpc ] && addr=$grpc_addr
-    "$bin/calc" bench --transport "$tr" --addr "$addr" --server-pid "$calcd_pid" --server-pprof "$pprof_addr" "${common[@]}" "$@" \
+    "$bin/calc-bench" --transport "$tr" --addr "$addr" --server-pid "$calcd_pid" --server-pprof "$pprof_addr" "${common[@]}" "$@" \
       >"$file" 2>"$work/err" || rc=$?
     ;;
   floor)
@@ -162,7 +162,7 @@ for n in "${idle_sizes[@]}"; do
   idle_pid=$!
   pids+=("$idle_pid")
   idle_addr=$(addr_of "$work/idle-calcd.log" tcp)
-  "$bin/calc" bench --transport tcp --addr "$idle_addr" --idle "$n" --server-pid "$idle_pid" --json \
+  "$bin/calc-bench" --transport tcp --addr "$idle_addr" --idle "$n" --server-pid "$idle_pid" --json \
     >"$out/raw/idle-$n/tcp-1.json" 2>"$work/err" || { echo "bench: idle $n failed:" >&2; cat "$work/err" >&2; }
   kill "$idle_pid"
   wait "$idle_pid" 2>/dev/null || true

@@ -6,4 +6,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 go build -o bin/calcd ./server/cmd/calcd
 go build -o bin/calc ./client/cmd/calc
+go build -o bin/calc-bench ./bench/cmd/calc-bench
 exec bin/calcd "$@"

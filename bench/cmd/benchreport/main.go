@@ -3,8 +3,8 @@
 //
 //	benchreport --dir bench/results --command 'scripts/bench.sh' [--benchmarks BENCHMARKS.md]
 //
-// It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc bench or echofloor
-// bench --json output; idle scenarios hold calc bench --idle output) and
+// It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc-bench or echofloor
+// bench --json output; idle scenarios hold calc-bench --idle output) and
 // DIR/profiles/*.txt (pprof -top output), takes the median of each figure
 // over a scenario's runs, and writes DIR/RESULTS.md and
 // DIR/charts/SCENARIO.svg. With --benchmarks it replaces the text between

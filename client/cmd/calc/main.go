@@ -4,7 +4,7 @@
 //	calc '2 * (3 + 4)'         prints 14
 //	calc 7 / 2                 prints 3.5
 //	calc                       reads one expression per line (a REPL on a terminal)
-//	calc bench [flags]         load-tests a server (calc bench -h)
+//	calc bench [flags]         runs the load tool calc-bench (calc bench -h)
 //
 // Flags (before the expression):
 //
@@ -22,7 +22,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +33,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 
+	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/wire"
 )
@@ -42,47 +42,11 @@ func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
 
-// cliConfig holds the common flags.
+// cliConfig is calc's command line, but for the expression.
 type cliConfig struct {
-	addr, transport, compression string
-	timeout                      time.Duration
-	json                         bool
-}
-
-// addFlags registers the connection flags shared by calc and calc bench.
-func (c *cliConfig) addFlags(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&c.addr, "addr", getenv("CALC_ADDR"), "server `address` (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)")
-	def := getenv("CALC_TRANSPORT")
-	if def == "" {
-		def = "tcp"
-	}
-	fs.StringVar(&c.transport, "transport", def, "tcp or grpc (env CALC_TRANSPORT)")
-	fs.StringVar(&c.compression, "compression", "none", "grpc message compression: none, gzip or snappy")
-	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-call deadline")
-	fs.BoolVar(&c.json, "json", false, "print JSON")
-}
-
-// check validates the flags and fills in the default address.
-func (c *cliConfig) check() error {
-	switch c.transport {
-	case "tcp":
-		if c.addr == "" {
-			c.addr = "127.0.0.1:4000"
-		}
-		if c.compression != "none" {
-			return errors.New("--compression applies to --transport grpc only (raw TCP compresses large messages itself)")
-		}
-	case "grpc":
-		if c.addr == "" {
-			c.addr = "127.0.0.1:50051"
-		}
-		if c.compression != "none" && c.compression != "gzip" && c.compression != "snappy" {
-			return fmt.Errorf("unknown compression %q", c.compression)
-		}
-	default:
-		return fmt.Errorf("unknown transport %q (want tcp or grpc)", c.transport)
-	}
-	return nil
+	conn    dial.Config
+	timeout time.Duration
+	json    bool
 }
 
 // negativeStart matches an argument that begins an expression with a minus
@@ -91,7 +55,7 @@ var negativeStart = regexp.MustCompile(`^-[0-9.(]`)
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "bench" {
-		return runBench(ctx, args[1:], stdout, stderr, getenv)
+		return runBench(args[1:], stderr)
 	}
 	for i, a := range args {
 		if negativeStart.MatchString(a) {
@@ -106,15 +70,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "usage: calc [flags] [expression]    (no expression: read expressions from stdin)\n       calc bench [flags]")
 		fs.PrintDefaults()
 	}
-	cfg.addFlags(fs, getenv)
+	cfg.conn.AddFlags(fs, getenv)
+	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-call deadline")
+	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := cfg.check(); err != nil {
+	if err := cfg.conn.Check(); err != nil {
 		fmt.Fprintln(stderr, "calc:", err)
 		return 2
 	}
-	client, closeFn, err := dial(ctx, cfg)
+	client, closeFn, err := connect(ctx, cfg)
 	if err != nil {
 		printErr(stderr, stdout, cfg.json, "", err)
 		return 1
@@ -180,6 +146,18 @@ func evaluate(ctx context.Context, client calculatorv1.CalculatorServiceClient, 
 	}
 	fmt.Fprintln(stdout, resp.GetResult())
 	return true
+}
+
+// connect connects to the server over the configured transport and returns a
+// client with a function that closes the connection.
+func connect(ctx context.Context, cfg cliConfig) (calculatorv1.CalculatorServiceClient, func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	conn, closeFn, err := dial.Open(ctx, cfg.conn, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return calculatorv1.NewCalculatorServiceClient(conn), closeFn, nil
 }
 
 // printErr prints a call's error: "CODE: message" on stderr, or a JSON

@@ -1,3 +1,22 @@
+// Command calc-bench is calc's load tool. It load-tests a calc server
+// over raw TCP or gRPC and reports calls/s, latency percentiles, errors by
+// code, bytes on the wire per call and CPU per call (BENCHMARKS.md says how
+// it measures), or, with --idle N, the server's memory per idle raw TCP
+// connection.
+//
+//	calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
+//	calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
+//	calc-bench --idle 10000 --server-pid $(pidof calcd)
+//	calc-bench --version
+//
+// calc bench ARGS runs calc-bench ARGS (calc finds it next to itself or
+// in PATH). Build it with:
+//
+//	go build -o bin/calc-bench ./bench/cmd/calc-bench
+//
+// calc-bench exits 0 after a run without errors, 1 if a call failed, no
+// call completed or the server could not be reached, and 2 for a usage
+// error.
 package main
 
 import (
@@ -7,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -15,11 +35,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/bench"
+	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 )
 
-// benchUsage heads calc bench -h.
-const benchUsage = `usage: calc bench [flags]
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+// benchUsage heads calc-bench -h.
+const benchUsage = `usage: calc-bench [flags]    (or: calc bench [flags])
 
 Load-tests a calc server and reports calls/s, latency percentiles (p50, p90,
 p99, p99.9, max), errors by code, bytes on the wire per call and client CPU
@@ -27,9 +52,9 @@ per call. Closed loop by default (each caller sends its next call when the
 last returns); --rate makes it open loop. --idle N measures instead the
 server's memory per idle raw TCP connection.
 
-  calc bench --transport tcp --conns 1 --concurrency 64 --duration 10s
-  calc bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
-  calc bench --idle 10000 --server-pid $(pidof calcd)
+  calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
+  calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
+  calc-bench --idle 10000 --server-pid $(pidof calcd)
 
 `
 
@@ -47,29 +72,30 @@ const idleHold = time.Second
 // errReported marks an error the flag package has already printed.
 var errReported = errors.New("reported")
 
-// benchFlags is calc bench's command line.
+// benchFlags is calc-bench's command line.
 type benchFlags struct {
-	cli  cliConfig
-	load bench.Options
-	rpc  string
-	idle int
+	conn    dial.Config
+	timeout time.Duration
+	json    bool
+	load    bench.Options
+	rpc     string
+	idle    int
 }
 
-// parseBench parses and validates calc bench's arguments.
-func parseBench(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) (*benchFlags, error) {
+// parseFlags parses and validates calc-bench's arguments.
+func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) (*benchFlags, error) {
 	var f benchFlags
-	fs := flag.NewFlagSet("calc bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("calc-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, benchUsage)
 		fs.PrintDefaults()
 	}
-	f.cli.addFlags(fs, getenv)
+	f.conn.AddFlags(fs, getenv)
 	// Benchmark calls carry no deadline unless asked to, as in the wire
 	// sizes PROTOCOL.md gives.
-	f.cli.timeout = 0
-	t := fs.Lookup("timeout")
-	t.DefValue, t.Usage = "0s", "per-call deadline (0: calls carry none)"
+	fs.DurationVar(&f.timeout, "timeout", 0, "per-call deadline (0: calls carry none)")
+	fs.BoolVar(&f.json, "json", false, "print JSON")
 	f.load.AddFlags(fs)
 	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
 	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
@@ -79,13 +105,13 @@ func parseBench(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if err := f.cli.check(); err != nil {
+	if err := f.conn.Check(); err != nil {
 		return nil, err
 	}
 	if f.rpc != "calculate" && f.rpc != "evaluate" && f.rpc != "stream" {
 		return nil, fmt.Errorf("unknown --rpc %q (want calculate, evaluate or stream)", f.rpc)
 	}
-	if f.cli.timeout < 0 {
+	if f.timeout < 0 {
 		return nil, errors.New("--timeout must not be negative")
 	}
 	if err := f.load.Check(fs, f.rpc == "stream"); err != nil {
@@ -94,23 +120,23 @@ func parseBench(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	switch {
 	case f.idle < 0:
 		return nil, errors.New("--idle must not be negative")
-	case f.idle > 0 && f.cli.transport != "tcp":
+	case f.idle > 0 && f.conn.Transport != "tcp":
 		return nil, errors.New("--idle measures raw TCP connections: use --transport tcp")
 	case f.idle > 0 && f.load.ServerPID == 0:
 		return nil, errors.New("--idle needs --server-pid to read the server's RSS")
 	}
-	if err := f.load.CheckLoopback(ctx, f.cli.addr, f.load.ServerPprof); err != nil {
+	if err := f.load.CheckLoopback(ctx, f.conn.Addr, f.load.ServerPprof); err != nil {
 		return nil, err
 	}
 	return &f, nil
 }
 
-// runBench is calc bench, the load tool.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	f, err := parseBench(ctx, args, stderr, getenv)
+// run is calc-bench with its arguments and environment.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	f, err := parseFlags(ctx, args, stderr, getenv)
 	if err != nil {
 		if !errors.Is(err, errReported) {
-			fmt.Fprintln(stderr, "calc bench:", err)
+			fmt.Fprintln(stderr, "calc-bench:", err)
 		}
 		return 2
 	}
@@ -118,9 +144,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchIdle(ctx, f, stdout, stderr)
 	}
 	bc := new(bench.ByteCounter)
-	conns, closeAll, err := dialCounted(ctx, f.cli, f.load.Conns, bc)
+	conns, closeAll, err := dialCounted(ctx, f.conn, f.load.Conns, bc)
 	if err != nil {
-		fmt.Fprintln(stderr, "calc bench:", err)
+		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1
 	}
 	defer closeAll()
@@ -131,25 +157,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return openStream(ctx, conns[i%len(conns)])
 		})
 		if err != nil {
-			fmt.Fprintln(stderr, "calc bench: opening streams:", err)
+			fmt.Fprintln(stderr, "calc-bench: opening streams:", err)
 			return 1
 		}
 	} else {
 		res = bench.RunUnary(ctx, cfg, f.load.Concurrency, func(w int) bench.CallFunc {
 			cc := conns[w%len(conns)]
 			if f.rpc == "evaluate" {
-				return evaluateCall(cc, f.cli.timeout)
+				return evaluateCall(cc, f.timeout)
 			}
-			return calculateCall(cc, f.cli.timeout)
+			return calculateCall(cc, f.timeout)
 		})
 	}
 	if res.SnapshotErr != nil {
-		fmt.Fprintln(stderr, "calc bench: reading counters:", res.SnapshotErr)
+		fmt.Fprintln(stderr, "calc-bench: reading counters:", res.SnapshotErr)
 	}
-	rep := f.load.Report(f.cli.transport, f.rpc, f.cli.addr)
+	rep := f.load.Report(f.conn.Transport, f.rpc, f.conn.Addr)
 	rep.Fill(res, f.load.ServerPID != 0 && res.SnapshotErr == nil, f.load.ServerPprof != "" && res.SnapshotErr == nil)
-	if err := f.load.Emit(stdout, rep, f.cli.json); err != nil {
-		fmt.Fprintln(stderr, "calc bench:", err)
+	if err := f.load.Emit(stdout, rep, f.json); err != nil {
+		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1
 	}
 	if len(rep.Errors) > 0 || rep.Calls == 0 {
@@ -158,18 +184,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	return 0
 }
 
-// benchIdle runs calc bench --idle.
+// benchIdle runs calc-bench --idle.
 func benchIdle(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
-	icfg := bench.IdleConfig{Addr: f.cli.addr, Conns: f.idle, ServerPID: f.load.ServerPID, Hold: idleHold, Timeout: benchDialTimeout}
+	icfg := bench.IdleConfig{Addr: f.conn.Addr, Conns: f.idle, ServerPID: f.load.ServerPID, Hold: idleHold, Timeout: benchDialTimeout}
 	if f.load.Progress {
 		icfg.Progress = stderr
 	}
 	rep, err := bench.RunIdle(ctx, icfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "calc bench:", err)
+		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1
 	}
-	if f.cli.json {
+	if f.json {
 		err = json.NewEncoder(stdout).Encode(rep)
 	} else {
 		err = rep.WriteText(stdout)
@@ -184,7 +210,7 @@ func benchIdle(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int
 // their bytes in bc, and makes one Calculate call on each so that
 // connection setup is done before the clock starts. It returns them with a
 // function that closes them all.
-func dialCounted(ctx context.Context, cfg cliConfig, n int, bc *bench.ByteCounter) ([]grpc.ClientConnInterface, func(), error) {
+func dialCounted(ctx context.Context, cfg dial.Config, n int, bc *bench.ByteCounter) ([]grpc.ClientConnInterface, func(), error) {
 	var conns []grpc.ClientConnInterface
 	var closers []func()
 	closeAll := func() {
@@ -195,10 +221,10 @@ func dialCounted(ctx context.Context, cfg cliConfig, n int, bc *bench.ByteCounte
 	ctx, cancel := context.WithTimeout(ctx, benchDialTimeout)
 	defer cancel()
 	for range n {
-		cc, closeFn, err := connect(ctx, cfg, bc.Wrap)
+		cc, closeFn, err := dial.Open(ctx, cfg, bc.Wrap)
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("dial %s: %w", cfg.addr, err)
+			return nil, nil, fmt.Errorf("dial %s: %w", cfg.Addr, err)
 		}
 		closers = append(closers, closeFn)
 		conns = append(conns, cc)

@@ -47,7 +47,7 @@ func TestBenchFlagErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := runBench(context.Background(), tt.args, &stdout, &stderr, noEnv); code != 2 {
+			if code := run(context.Background(), tt.args, &stdout, &stderr, noEnv); code != 2 {
 				t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
@@ -77,18 +77,18 @@ func TestBenchFlagDefaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var stderr bytes.Buffer
-			f, err := parseBench(context.Background(), tt.args, &stderr, func(k string) string { return tt.env[k] })
+			f, err := parseFlags(context.Background(), tt.args, &stderr, func(k string) string { return tt.env[k] })
 			if err != nil {
-				t.Fatalf("parseBench: %v (%s)", err, stderr.String())
+				t.Fatalf("parseFlags: %v (%s)", err, stderr.String())
 			}
-			if f.cli.addr != tt.addr || f.load.Concurrency != tt.concurrency || f.cli.timeout != 0 {
-				t.Fatalf("addr %q concurrency %d timeout %v; want %q, %d, 0", f.cli.addr, f.load.Concurrency, f.cli.timeout, tt.addr, tt.concurrency)
+			if f.conn.Addr != tt.addr || f.load.Concurrency != tt.concurrency || f.timeout != 0 {
+				t.Fatalf("addr %q concurrency %d timeout %v; want %q, %d, 0", f.conn.Addr, f.load.Concurrency, f.timeout, tt.addr, tt.concurrency)
 			}
 		})
 	}
 }
 
-// TestBenchEndToEnd runs calc bench against both transports of an
+// TestBenchEndToEnd runs calc-bench against both transports of an
 // in-process server.
 func TestBenchEndToEnd(t *testing.T) {
 	srv := calcdtest.Start(t, calcd.Config{})
@@ -115,7 +115,7 @@ func TestBenchEndToEnd(t *testing.T) {
 					args = append(args, "--server-pid", pid)
 				}
 				var stdout, stderr bytes.Buffer
-				code := runBench(context.Background(), args, &stdout, &stderr, noEnv)
+				code := run(context.Background(), args, &stdout, &stderr, noEnv)
 				if code != 0 {
 					t.Fatalf("exit %d; stderr: %s; stdout: %s", code, stderr.String(), stdout.String())
 				}
@@ -147,7 +147,7 @@ func TestBenchEndToEnd(t *testing.T) {
 
 	t.Run("text", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		code := runBench(context.Background(), []string{"--addr", srv.TCPAddr, "--count", "50", "--warmup", "0s", "--duration", "300ms"}, &stdout, &stderr, noEnv)
+		code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--count", "50", "--warmup", "0s", "--duration", "300ms"}, &stdout, &stderr, noEnv)
 		if code != 0 || !strings.Contains(stdout.String(), "calls/s") {
 			t.Fatalf("exit %d, output %q, stderr %q", code, stdout.String(), stderr.String())
 		}
@@ -158,7 +158,7 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Skip("reads /proc")
 		}
 		var stdout, stderr bytes.Buffer
-		code := runBench(context.Background(), []string{"--addr", srv.TCPAddr, "--idle", "20", "--server-pid", pid, "--json"}, &stdout, &stderr, noEnv)
+		code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--idle", "20", "--server-pid", pid, "--json"}, &stdout, &stderr, noEnv)
 		var rep struct {
 			Conns  int               `json:"conns"`
 			Errors map[string]uint64 `json:"errors"`
@@ -174,7 +174,7 @@ func TestBenchEndToEnd(t *testing.T) {
 
 	t.Run("unreachable", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		if code := runBench(context.Background(), []string{"--addr", "127.0.0.1:1", "--duration", "300ms"}, &stdout, &stderr, noEnv); code != 1 {
+		if code := run(context.Background(), []string{"--addr", "127.0.0.1:1", "--duration", "300ms"}, &stdout, &stderr, noEnv); code != 1 {
 			t.Fatalf("exit %d against a closed port, want 1", code)
 		}
 	})

@@ -1,0 +1,130 @@
+package dial_test
+
+import (
+	"context"
+	"flag"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/calcrpc/calc/client/dial"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/server/tcpserver"
+)
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		addr string
+		err  string // in the error, or "" for none
+	}{
+		{args: nil, addr: "127.0.0.1:4000"},
+		{args: []string{"--transport", "grpc"}, addr: "127.0.0.1:50051"},
+		{args: []string{"--transport", "grpc", "--compression", "snappy"}, addr: "127.0.0.1:50051"},
+		{args: []string{"--addr", "localhost:7"}, addr: "localhost:7"},
+		{env: map[string]string{"CALC_ADDR": "localhost:7000", "CALC_TRANSPORT": "grpc"}, addr: "localhost:7000"},
+		{args: []string{"--transport", "tcp"}, env: map[string]string{"CALC_TRANSPORT": "grpc"}, addr: "127.0.0.1:4000"},
+		{args: []string{"--transport", "udp"}, err: `unknown transport "udp"`},
+		{args: []string{"--compression", "gzip"}, err: "--compression applies to --transport grpc only"},
+		{args: []string{"--transport", "grpc", "--compression", "brotli"}, err: `unknown compression "brotli"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var cfg dial.Config
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			cfg.AddFlags(fs, func(k string) string { return tt.env[k] })
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Check()
+			switch {
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("Check: %v; want an error with %q", err, tt.err)
+			case tt.err == "" && err != nil:
+				t.Fatalf("Check: %v", err)
+			case tt.err == "" && cfg.Addr != tt.addr:
+				t.Fatalf("Addr %q, want %q", cfg.Addr, tt.addr)
+			}
+		})
+	}
+}
+
+// countingConn counts the bytes a connection reads.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestOpen calls a server over each transport, with and without a wrapped
+// socket.
+func TestOpen(t *testing.T) {
+	addrs := serve(t)
+	for _, transport := range []string{"tcp", "grpc"} {
+		for _, wrapped := range []bool{false, true} {
+			name := transport
+			if wrapped {
+				name += " wrapped"
+			}
+			t.Run(name, func(t *testing.T) {
+				var read atomic.Int64
+				var wrap func(net.Conn) net.Conn
+				if wrapped {
+					wrap = func(nc net.Conn) net.Conn { return countingConn{nc, &read} }
+				}
+				cfg := dial.Config{Addr: addrs[transport], Transport: transport, Compression: "none"}
+				conn, closeFn, err := dial.Open(context.Background(), cfg, wrap)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := calculatorv1.NewCalculatorServiceClient(conn).Calculate(context.Background(),
+					&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3})
+				closeFn()
+				if err != nil || resp.GetResult() != 5 {
+					t.Fatalf("Calculate(2 + 3) = %v, %v", resp, err)
+				}
+				if wrapped != (read.Load() > 0) {
+					t.Fatalf("wrapped %v, but the wrapper read %d bytes", wrapped, read.Load())
+				}
+			})
+		}
+	}
+}
+
+// serve runs the calculator on a raw TCP server and a gRPC server on
+// loopback until the test ends, and returns their addresses by transport.
+func serve(t *testing.T) map[string]string {
+	t.Helper()
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := tcpserver.New(tcpserver.Options{})
+	gs := grpc.NewServer()
+	calculatorv1.RegisterCalculatorServiceServer(ts, calculator.New())
+	calculatorv1.RegisterCalculatorServiceServer(gs, calculator.New())
+	done := make(chan struct{}, 2)
+	go func() { _ = ts.Serve(tl); done <- struct{}{} }()
+	go func() { _ = gs.Serve(gl); done <- struct{}{} }()
+	t.Cleanup(func() {
+		_ = ts.Shutdown(context.Background())
+		gs.Stop()
+		<-done
+		<-done
+	})
+	return map[string]string{"tcp": tl.Addr().String(), "grpc": gl.Addr().String()}
+}
