@@ -7,7 +7,7 @@
 //	calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
 //	calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
 //	calc-bench --idle 10000 --server-pid $(pidof calcd)
-//	calc-bench --version
+//	calc-bench --version       prints its version and commit
 //
 // calc bench ARGS runs calc-bench ARGS (calc finds it next to itself or
 // in PATH). Build it with:
@@ -37,6 +37,7 @@ import (
 	"github.com/calcrpc/calc/bench"
 	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/version"
 )
 
 func main() {
@@ -80,6 +81,7 @@ type benchFlags struct {
 	load    bench.Options
 	rpc     string
 	idle    int
+	version bool
 }
 
 // parseFlags parses and validates calc-bench's arguments.
@@ -99,8 +101,12 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	f.load.AddFlags(fs)
 	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
 	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
+	fs.BoolVar(&f.version, "version", false, "print calc-bench's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errReported, err)
+	}
+	if f.version {
+		return &f, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -139,6 +145,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintln(stderr, "calc-bench:", err)
 		}
 		return 2
+	}
+	if f.version {
+		fmt.Fprintln(stdout, version.String("calc-bench"))
+		return 0
 	}
 	if f.idle > 0 {
 		return benchIdle(ctx, f, stdout, stderr)

@@ -179,3 +179,10 @@ func TestBenchEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--version"}, &stdout, &stderr, noEnv); code != 0 || !strings.HasPrefix(stdout.String(), "calc-bench ") || !strings.Contains(stdout.String(), ", commit ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}

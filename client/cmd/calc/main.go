@@ -35,6 +35,7 @@ import (
 
 	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/version"
 	"github.com/calcrpc/calc/internal/wire"
 )
 
@@ -47,6 +48,7 @@ type cliConfig struct {
 	conn    dial.Config
 	timeout time.Duration
 	json    bool
+	version bool
 }
 
 // negativeStart matches an argument that begins an expression with a minus
@@ -73,8 +75,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cfg.conn.AddFlags(fs, getenv)
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-call deadline")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
+	fs.BoolVar(&cfg.version, "version", false, "print calc's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, version.String("calc"))
+		return 0
 	}
 	if err := cfg.conn.Check(); err != nil {
 		fmt.Fprintln(stderr, "calc:", err)
