@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -94,12 +95,22 @@ type pending struct {
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan struct{}, 1)} }}
 
 // Dial connects to a calc raw TCP server at addr, sends the preface and
-// waits for the server's SETTINGS. ctx bounds the whole handshake.
+// waits for the server's SETTINGS. ctx bounds the whole handshake: if its
+// deadline passes first Dial fails with DEADLINE_EXCEEDED, if it is
+// cancelled with CANCELLED; a server it cannot reach or that does not
+// complete the handshake gives UNAVAILABLE.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "tcpconn: dial %s: %v", addr, err)
+		code := codes.Unavailable
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			code = codes.DeadlineExceeded
+		case errors.Is(err, context.Canceled):
+			code = codes.Canceled
+		}
+		return nil, status.Errorf(code, "tcpconn: dial %s: %v", addr, err)
 	}
 	c, err := NewConn(ctx, nc, opts)
 	if err != nil {
@@ -152,14 +163,22 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 	return c, nil
 }
 
-// handshake sends the preface and reads the server's first frame.
+// handshake sends the preface and reads the server's first frame. An I/O
+// error is UNAVAILABLE, or DEADLINE_EXCEEDED if the connection's deadline
+// (NewConn's ctx's) passed.
 func (c *Conn) handshake() error {
+	ioCode := func(err error) codes.Code {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return codes.DeadlineExceeded
+		}
+		return codes.Unavailable
+	}
 	if _, err := c.nc.Write(wire.AppendPreface(nil)); err != nil {
-		return status.Errorf(codes.Unavailable, "tcpconn: sending preface: %v", err)
+		return status.Errorf(ioCode(err), "tcpconn: sending preface: %v", err)
 	}
 	f, err := c.rd.ReadFrame()
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "tcpconn: reading server settings: %v", err)
+		return status.Errorf(ioCode(err), "tcpconn: reading server settings: %v", err)
 	}
 	switch f.Kind {
 	case wire.KindSettings:
