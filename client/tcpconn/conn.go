@@ -18,9 +18,12 @@
 package tcpconn
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -165,7 +168,8 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 
 // handshake sends the preface and reads the server's first frame. An I/O
 // error is UNAVAILABLE, or DEADLINE_EXCEEDED if the connection's deadline
-// (NewConn's ctx's) passed.
+// (NewConn's ctx's) passed. A server that answers in HTTP fails it at once
+// with UNAVAILABLE (sniffHTTP).
 func (c *Conn) handshake() error {
 	ioCode := func(err error) codes.Code {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -176,7 +180,22 @@ func (c *Conn) handshake() error {
 	if _, err := c.nc.Write(wire.AppendPreface(nil)); err != nil {
 		return status.Errorf(ioCode(err), "tcpconn: sending preface: %v", err)
 	}
-	f, err := c.rd.ReadFrame()
+	// The server's first frame has at least wire.FrameOverhead bytes; the
+	// first sniffSize of them are read alone to recognise an HTTP server,
+	// whose bytes would otherwise read as a frame length to wait for. The
+	// rest of the frame is read up to the end its length prefix gives, so
+	// that c.rd starts at the next byte.
+	head := make([]byte, sniffSize)
+	if _, err := io.ReadFull(c.nc, head); err != nil {
+		return status.Errorf(ioCode(err), "tcpconn: reading server settings: %v", err)
+	}
+	if err := sniffHTTP(head, c.nc.RemoteAddr()); err != nil {
+		return err
+	}
+	rest := wire.LengthSize + int64(binary.BigEndian.Uint32(head)) - sniffSize
+	first := wire.NewReader(io.MultiReader(bytes.NewReader(head), io.LimitReader(c.nc, rest)), 0)
+	defer first.Release()
+	f, err := first.ReadFrame()
 	if err != nil {
 		return status.Errorf(ioCode(err), "tcpconn: reading server settings: %v", err)
 	}

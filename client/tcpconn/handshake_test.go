@@ -2,17 +2,23 @@ package tcpconn_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/client/tcpconn"
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/wire"
+	"github.com/calcrpc/calc/server/calculator"
 )
 
 // peer serves on loopback until the test ends: on every connection it
@@ -126,4 +132,77 @@ func TestNewConnDeadline(t *testing.T) {
 		t.Fatalf("NewConn: %v; want DEADLINE_EXCEEDED", err)
 	}
 	client.Close()
+}
+
+// grpcServer serves the calculator over gRPC on loopback until the test
+// ends and returns its address.
+func grpcServer(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	calculatorv1.RegisterCalculatorServiceServer(gs, calculator.New())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = gs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		gs.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+// TestDialHTTPServer checks that Dial recognises a server that answers in
+// HTTP and fails at once with UNAVAILABLE, and that a calc server's first
+// frame is read without taking any byte of the next.
+func TestDialHTTPServer(t *testing.T) {
+	settings := wire.AppendFrame(nil, wire.KindSettings, 0, 0, wire.AppendSettings(nil, wire.Settings{CompressThreshold: 256}))
+	goAway := wire.AppendFrame(nil, wire.KindGoAway, 0, 0, wire.AppendGoAway(nil, 0, &spb.Status{Code: int32(codes.Unavailable), Message: "draining"}))
+	tests := []struct {
+		name  string
+		addr  func(t *testing.T) string
+		http2 bool   // the error matches ErrHTTP2Server
+		msg   string // in the error's message
+	}{
+		{"grpc-go server", grpcServer, true, "speaks HTTP/2, not calc's raw TCP protocol (this looks like a gRPC port)"},
+		{"an empty HTTP/2 SETTINGS frame and nothing more", func(t *testing.T) string {
+			addr, _ := peer(t, []byte{0, 0, 0, 0x04, 0, 0, 0, 0, 0})
+			return addr
+		}, true, "speaks HTTP/2"},
+		{"HTTP/1 response", func(t *testing.T) string {
+			addr, _ := peer(t, []byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+			return addr
+		}, false, "answered with an HTTP/1 response, not calc's raw TCP protocol"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Waiting for the deadline would give DEADLINE_EXCEEDED.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			conn, err := tcpconn.Dial(ctx, tt.addr(t), tcpconn.Options{})
+			if err == nil {
+				conn.Close()
+			}
+			if status.Code(err) != codes.Unavailable || errors.Is(err, tcpconn.ErrHTTP2Server) != tt.http2 || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Fatalf("Dial: %v; want UNAVAILABLE with %q (ErrHTTP2Server: %v)", err, tt.msg, tt.http2)
+			}
+		})
+	}
+
+	t.Run("calc server's SETTINGS then GOAWAY in one write", func(t *testing.T) {
+		addr, _ := peer(t, append(settings, goAway...))
+		conn, err := tcpconn.Dial(context.Background(), addr, tcpconn.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = calculatorv1.NewCalculatorServiceClient(conn).Calculate(context.Background(), add)
+		if !errors.Is(err, tcpconn.ErrNotProcessed) {
+			t.Fatalf("call after GOAWAY: %v; want it not processed", err)
+		}
+	})
 }
