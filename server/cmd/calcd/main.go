@@ -8,18 +8,32 @@
 // Every flag can also be set with an environment variable; a flag given on
 // the command line wins:
 //
-//	--grpc-addr         CALCD_GRPC_ADDR         gRPC listen address (127.0.0.1:50051)
-//	--tcp-addr          CALCD_TCP_ADDR          raw TCP listen address (127.0.0.1:4000)
-//	--max-connections   CALCD_MAX_CONNECTIONS   raw TCP connection cap (10000)
-//	--log-level         CALCD_LOG_LEVEL         debug, info, warn or error (info)
-//	--log-format        CALCD_LOG_FORMAT        json or text (json)
-//	--shutdown-timeout  CALCD_SHUTDOWN_TIMEOUT  how long SIGTERM waits for calls (30s)
-//	--pprof-addr        CALCD_PPROF_ADDR        net/http/pprof listen address (off)
+//	--grpc-addr                 CALCD_GRPC_ADDR                 gRPC listen address (127.0.0.1:50051)
+//	--tcp-addr                  CALCD_TCP_ADDR                  raw TCP listen address (127.0.0.1:4000)
+//	--max-connections           CALCD_MAX_CONNECTIONS           raw TCP connections past the handshake (10000)
+//	--max-connections-per-addr  CALCD_MAX_CONNECTIONS_PER_ADDR  raw TCP connections from one IP address (1024)
+//	--max-handshakes            CALCD_MAX_HANDSHAKES            raw TCP connections before their preface (1024; the oldest is dropped)
+//	--handshake-timeout         CALCD_HANDSHAKE_TIMEOUT         raw TCP wait for the preface (10s)
+//	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
+//	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
+//	--max-pending-frame-bytes   CALCD_MAX_PENDING_FRAME_BYTES   raw TCP memory for large frames being received, in all (67108864)
+//	--log-level                 CALCD_LOG_LEVEL                 debug, info, warn or error (info)
+//	--log-format                CALCD_LOG_FORMAT                json or text (json)
+//	--shutdown-timeout          CALCD_SHUTDOWN_TIMEOUT          how long SIGTERM waits for calls (30s)
+//	--pprof-addr                CALCD_PPROF_ADDR                net/http/pprof listen address (off)
+//	--version                                                   print the version and exit
 //
 // An address with port 0 picks a free port; the "listening" log record
-// names the address actually bound. On SIGINT or SIGTERM calcd reports
-// NOT_SERVING on its health service, sends GOAWAY on raw TCP connections,
-// lets in-flight calls finish and exits 0; a second signal exits at once.
+// names the address actually bound. Work past a limit is refused with
+// RESOURCE_EXHAUSTED; those already served are unaffected.
+//
+// On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING, the
+// listeners close, every connection gets GOAWAY (raw TCP) or an HTTP/2
+// GOAWAY (gRPC), and calls in flight, open streams included, may finish.
+// At --shutdown-timeout whatever still runs is ended with UNAVAILABLE,
+// which clients may retry elsewhere. Either way calcd exits 0; it exits 1
+// only when the drain fails (a handler that will not stop) or serving
+// failed. A second signal exits 1 at once. calcd --help exits 0.
 package main
 
 import (
@@ -34,14 +48,14 @@ import (
 	_ "net/http/pprof" // served only on --pprof-addr
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/server/calculator"
-	"github.com/calcrpc/calc/server/grpcserver"
-	"github.com/calcrpc/calc/server/interceptor"
+	"github.com/calcrpc/calc/internal/version"
+	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
@@ -55,66 +69,128 @@ func main() {
 		<-c
 		os.Exit(1)
 	}()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	switch err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); {
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "calcd:", err)
 		os.Exit(1)
 	}
 }
 
+// errUsage marks a command line the flag package has already complained
+// about.
+var errUsage = errors.New("usage")
+
 // config is calcd's configuration.
 type config struct {
 	grpcAddr, tcpAddr, pprofAddr string
-	maxConns                     int
 	logLevel                     slog.Level
 	logFormat                    string
 	shutdownTimeout              time.Duration
+	calcd                        calcd.Config
+	version                      bool
 }
 
 // parseConfig reads flags over environment variables over defaults.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("calcd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var errs []error
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
 		return def
 	}
-	var cfg config
-	fs := flag.NewFlagSet("calcd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.grpcAddr, "grpc-addr", env("CALCD_GRPC_ADDR", "127.0.0.1:50051"), "gRPC listen `address` (env CALCD_GRPC_ADDR)")
-	fs.StringVar(&cfg.tcpAddr, "tcp-addr", env("CALCD_TCP_ADDR", "127.0.0.1:4000"), "raw TCP listen `address` (env CALCD_TCP_ADDR)")
-	fs.StringVar(&cfg.pprofAddr, "pprof-addr", env("CALCD_PPROF_ADDR", ""), "net/http/pprof listen `address`, off if empty (env CALCD_PPROF_ADDR)")
-	maxConns := fs.String("max-connections", env("CALCD_MAX_CONNECTIONS", strconv.Itoa(tcpserver.DefaultMaxConnections)), "raw TCP connection cap (env CALCD_MAX_CONNECTIONS)")
-	level := fs.String("log-level", env("CALCD_LOG_LEVEL", "info"), "debug, info, warn or error (env CALCD_LOG_LEVEL)")
-	fs.StringVar(&cfg.logFormat, "log-format", env("CALCD_LOG_FORMAT", "json"), "json or text (env CALCD_LOG_FORMAT)")
-	timeout := fs.String("shutdown-timeout", env("CALCD_SHUTDOWN_TIMEOUT", "30s"), "how long shutdown waits for in-flight calls (env CALCD_SHUTDOWN_TIMEOUT)")
+	str := func(p *string, name, envName, def, usage string) {
+		fs.StringVar(p, name, env(envName, def), usage+" (env "+envName+")")
+	}
+	num := func(p *int, name, envName string, def int, usage string) {
+		v := env(envName, strconv.Itoa(def))
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want a positive integer", name, v, envName))
+		}
+		*p = n
+		fs.IntVar(p, name, n, usage+" (env "+envName+")")
+	}
+	dur := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
+		v := env(envName, def.String())
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want a positive duration such as 10s", name, v, envName))
+		}
+		*p = d
+		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
+	}
+	t, g := &cfg.calcd.TCP, &cfg.calcd.GRPC
+	var level, timeout string
+	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
+	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
+	str(&cfg.pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "net/http/pprof listen `address`, off if empty")
+	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "raw TCP connections past the handshake")
+	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "raw TCP connections from one IP address (raise it behind a proxy)")
+	num(&t.MaxHandshakes, "max-handshakes", "CALCD_MAX_HANDSHAKES", tcpserver.DefaultMaxHandshakes, "raw TCP connections that have not sent their preface; at the cap the oldest is dropped")
+	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "raw TCP wait for a new connection's preface")
+	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
+	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
+	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
+	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&cfg.logFormat, "log-format", "CALCD_LOG_FORMAT", "json", "json or text")
+	str(&timeout, "shutdown-timeout", "CALCD_SHUTDOWN_TIMEOUT", "30s", "how long a drain waits for calls before ending them with UNAVAILABLE")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, errUsage
+	}
+	if cfg.version {
+		return cfg, nil
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var err error
-	if cfg.maxConns, err = strconv.Atoi(*maxConns); err != nil || cfg.maxConns <= 0 {
-		return cfg, fmt.Errorf("invalid max connections %q", *maxConns)
+	fs.Visit(func(f *flag.Flag) { // a valid flag overrides an invalid environment variable
+		errs = slices.DeleteFunc(errs, func(e error) bool { return strings.HasPrefix(e.Error(), "invalid "+f.Name+" ") })
+	})
+	if len(errs) > 0 {
+		return cfg, errs[0]
 	}
-	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return cfg, fmt.Errorf("invalid log level %q", *level)
+	for _, v := range []int{t.MaxConnections, t.MaxConnectionsPerAddr, t.MaxHandshakes, t.MaxConcurrentStreams, t.MaxStreams, t.MaxPendingFrameBytes} {
+		if v <= 0 {
+			return cfg, errors.New("limits must be positive integers")
+		}
+	}
+	if t.HandshakeTimeout <= 0 {
+		return cfg, errors.New("--handshake-timeout must be positive")
+	}
+	g.MaxConcurrentStreams, g.MaxStreams = t.MaxConcurrentStreams, t.MaxStreams
+	if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return cfg, fmt.Errorf("invalid log level %q", level)
 	}
 	if cfg.logFormat != "json" && cfg.logFormat != "text" {
 		return cfg, fmt.Errorf("invalid log format %q", cfg.logFormat)
 	}
-	if cfg.shutdownTimeout, err = time.ParseDuration(*timeout); err != nil {
-		return cfg, fmt.Errorf("invalid shutdown timeout %q", *timeout)
+	var err error
+	if cfg.shutdownTimeout, err = time.ParseDuration(timeout); err != nil {
+		return cfg, fmt.Errorf("invalid shutdown timeout %q", timeout)
 	}
 	return cfg, nil
 }
 
-// run serves until ctx is done, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// run serves until ctx is done, then drains.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, version.String("calcd"))
+		return nil
 	}
 	hopts := &slog.HandlerOptions{Level: cfg.logLevel}
 	var handler slog.Handler = slog.NewJSONHandler(stderr, hopts)
@@ -122,61 +198,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		handler = slog.NewTextHandler(stderr, hopts)
 	}
 	logger := slog.New(handler)
+	cfg.calcd.Logger = logger
+	srv := calcd.New(cfg.calcd)
 
-	svc := calculator.New()
-	grpcSrv := grpcserver.New(grpcserver.Options{Logger: logger.With("transport", "grpc")})
-	calculatorv1.RegisterCalculatorServiceServer(grpcSrv, svc)
-	tcpLogger := logger.With("transport", "tcp")
-	tcpSrv := tcpserver.New(tcpserver.Options{
-		Logger:             tcpLogger,
-		UnaryInterceptors:  interceptor.Unary(tcpLogger),
-		StreamInterceptors: interceptor.Stream(tcpLogger),
-		InlineMethods:      calculator.CheapMethods,
-		MaxConnections:     cfg.maxConns,
-	})
-	calculatorv1.RegisterCalculatorServiceServer(tcpSrv, svc)
-
-	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
+	lis, err := calcd.Listen(cfg.tcpAddr, cfg.grpcAddr)
 	if err != nil {
 		return err
 	}
-	tcpLis, err := net.Listen("tcp", cfg.tcpAddr)
-	if err != nil {
-		grpcLis.Close()
-		return err
-	}
-	errc := make(chan error, 3)
-	go func() { errc <- grpcSrv.Serve(grpcLis) }()
-	go func() { errc <- tcpSrv.Serve(tcpLis) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
 	if cfg.pprofAddr != "" {
 		pprofLis, err := net.Listen("tcp", cfg.pprofAddr)
 		if err != nil {
+			lis.TCP.Close()
+			lis.GRPC.Close()
 			return err
 		}
 		logger.Info("listening", "transport", "pprof", "addr", pprofLis.Addr().String())
 		go func() { _ = http.Serve(pprofLis, nil) }()
 	}
-	logger.Info("listening", "transport", "grpc", "addr", grpcLis.Addr().String())
-	logger.Info("listening", "transport", "tcp", "addr", tcpLis.Addr().String())
+	logger.Info("listening", "transport", "grpc", "addr", lis.GRPC.Addr().String(), "version", version.String("calcd"))
+	logger.Info("listening", "transport", "tcp", "addr", lis.TCP.Addr().String())
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case serveErr = <-errc:
+	case serveErr = <-served:
 	}
-	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	logger.Info("draining", "timeout", cfg.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	done := make(chan error, 2)
-	go func() { done <- grpcSrv.Shutdown(sctx) }()
-	go func() { done <- tcpSrv.Shutdown(sctx) }()
-	shutdownErr := errors.Join(<-done, <-done)
-	if serveErr != nil && !errors.Is(serveErr, grpcserver.ErrServerClosed) && !errors.Is(serveErr, tcpserver.ErrServerClosed) {
+	shutdownErr := srv.Shutdown(sctx)
+	if serveErr != nil && !errors.Is(serveErr, calcd.ErrServerClosed) {
 		return serveErr
 	}
 	if shutdownErr != nil {
-		return fmt.Errorf("shutdown: %w", shutdownErr)
+		return fmt.Errorf("drain failed: %w", shutdownErr)
 	}
 	logger.Info("stopped")
 	return nil
 }
+

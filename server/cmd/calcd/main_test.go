@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
@@ -316,5 +318,68 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `invalid shutdown timeout "nope"`) {
 		t.Fatalf("bad env value: %v, %s", err, out)
+	}
+}
+
+// TestSIGTERMWithStreamsLeftOpen sends SIGTERM while a stream stays open
+// on each transport and its client never half-closes: at the shutdown
+// timeout both are ended with UNAVAILABLE, and calcd exits 0, the designed
+// end of a drain.
+func TestSIGTERMWithStreamsLeftOpen(t *testing.T) {
+	p := startCalcd(t, "CALCD_SHUTDOWN_TIMEOUT=1s")
+	streams := map[string]calculatorv1.CalculatorService_CalculateStreamClient{}
+	for tr, client := range map[string]calculatorv1.CalculatorServiceClient{
+		"tcp":  calculatorv1.NewCalculatorServiceClient(p.tcpConn(t)),
+		"grpc": calculatorv1.NewCalculatorServiceClient(p.grpcConn(t)),
+	} {
+		s, err := client.CalculateStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Recv(); err != nil || r.GetResult() != 2 {
+			t.Fatalf("%s: %v %v", tr, r, err)
+		}
+		streams[tr] = s
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for tr, s := range streams {
+		if _, err := s.Recv(); status.Code(err) != codes.Unavailable {
+			t.Errorf("%s: stream at the drain deadline: %v, want UNAVAILABLE", tr, err)
+		}
+	}
+	select {
+	case <-p.exited:
+		if p.exitErr != nil {
+			t.Fatalf("calcd exited with %v:\n%s", p.exitErr, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("calcd did not exit after SIGTERM")
+	}
+	if !strings.Contains(p.logs.String(), "drain deadline reached") {
+		t.Errorf("no drain-deadline warning in the logs:\n%s", p.logs)
+	}
+}
+
+// TestHelpAndVersion checks that calcd --help exits 0 with the flags'
+// usage, --version prints the version, and a bad flag exits 2.
+func TestHelpAndVersion(t *testing.T) {
+	calcd := filepath.Join(bin, "calcd")
+	out, err := exec.Command(calcd, "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "-max-connections-per-addr") {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	out, err = exec.Command(calcd, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "calcd ") {
+		t.Fatalf("--version: %v %q", err, out)
+	}
+	err = exec.Command(calcd, "--no-such-flag").Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("bad flag: %v, want exit status 2", err)
 	}
 }
