@@ -238,4 +238,3 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("stopped")
 	return nil
 }
-
