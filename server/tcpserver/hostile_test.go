@@ -115,7 +115,9 @@ func TestStreamLimitOverflowIsReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFrames(t, rd, []answer{{wire.KindStatus, 51, codes.ResourceExhausted}}, false)
-	waitGoroutines(t, base+60, "with 50 streams open") // sanity: they exist
+	if n := runtime.NumGoroutine(); n < base+50 {
+		t.Fatalf("%d goroutines with 50 streams open, want at least %d", n, base+50)
+	}
 	nc.Close()
 	waitGoroutines(t, base+1, "after the client left")
 	stillServes(t, srv)
@@ -256,6 +258,19 @@ func TestConnectionsPerAddress(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no place freed after a connection closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitGoroutines waits (at most 10 s) until the process runs at most n
+// goroutines, and fails the test with the count otherwise.
+func waitGoroutines(t *testing.T, n int, why string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d goroutines, want at most %d", why, runtime.NumGoroutine(), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -18,19 +18,6 @@ import (
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
-// waitGoroutines waits (at most 10 s) until the process runs at most n
-// goroutines, and fails the test with the count otherwise.
-func waitGoroutines(t *testing.T, n int, why string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d goroutines, want at most %d", why, runtime.NumGoroutine(), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // add sends Calculate(ADD, a, 1) as call id on a raw connection and checks
 // the answer.
 func add(t *testing.T, nc net.Conn, rd *wire.Reader, id uint32, a int64) {
