@@ -157,7 +157,7 @@ fi
 for n in "${idle_sizes[@]}"; do
   mkdir -p "$out/raw/idle-$n"
   echo "bench: idle connections: $n" >&2
-  "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --max-connections $((n + 100)) --log-level info \
+  "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --max-connections $((n + 100)) --max-connections-per-addr $((n + 100)) --log-level info \
     2>"$work/idle-calcd.log" &
   idle_pid=$!
   pids+=("$idle_pid")
