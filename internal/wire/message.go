@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/golang/snappy"
 )
@@ -61,14 +62,26 @@ func CheckSnappy(block []byte, maxMessage int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
 	}
-	if n > maxMessage {
-		return 0, fmt.Errorf("%w: decoded length %d > %d bytes", ErrMessageTooLarge, n, maxMessage)
-	}
-	if n > MaxSnappyRatio*len(block)+MaxSnappyRatio {
-		return 0, fmt.Errorf("%w: a %d-byte snappy block claims %d decoded bytes, more than snappy can encode in it", ErrMessageTooLarge, len(block), n)
+	if n > maxMessage || n > MaxSnappyRatio*len(block)+MaxSnappyRatio {
+		return 0, &bombError{block: len(block), claimed: n, max: maxMessage}
 	}
 	return n, nil
 }
+
+// bombError is a snappy block's claim to more decoded bytes than the
+// message limit or the block's size allows. It is built without fmt so
+// that refusing a bomb costs less than serving an ordinary call.
+type bombError struct{ block, claimed, max int }
+
+func (e *bombError) Error() string {
+	if e.claimed > e.max {
+		return ErrMessageTooLarge.Error() + ": decoded length " + strconv.Itoa(e.claimed) + " > " + strconv.Itoa(e.max) + " bytes"
+	}
+	return ErrMessageTooLarge.Error() + ": a " + strconv.Itoa(e.block) + "-byte snappy block claims " +
+		strconv.Itoa(e.claimed) + " decoded bytes, more than snappy can encode in it"
+}
+
+func (e *bombError) Unwrap() error { return ErrMessageTooLarge }
 
 // growBy returns dst with room for n more bytes.
 func growBy(dst []byte, n int) []byte {

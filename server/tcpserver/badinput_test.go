@@ -35,7 +35,7 @@ func stillServes(t *testing.T, srv *testServer) {
 
 // dial opens a raw connection; with handshake it sends the preface and
 // reads SETTINGS.
-func dial(t *testing.T, addr string, handshake bool) (net.Conn, *wire.Reader) {
+func dial(t testing.TB, addr string, handshake bool) (net.Conn, *wire.Reader) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {

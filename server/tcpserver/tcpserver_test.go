@@ -30,13 +30,14 @@ type testServer struct {
 // calcd runs them) on loopback with opts and no interceptors unless opts
 // names some; when the test ends it shuts the server down and checks that
 // no goroutine leaked.
-func start(t *testing.T, opts tcpserver.Options) *testServer {
+func start(t testing.TB, opts tcpserver.Options) *testServer {
 	return startService(t, opts, nil)
 }
 
-func startService(t *testing.T, opts tcpserver.Options, svc calculatorv1.CalculatorServiceServer) *testServer {
+func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.CalculatorServiceServer) *testServer {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, so it runs last
+	before := goleak.IgnoreCurrent() // a benchmark's parents, say
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // registered first, so it runs last
 	if svc == nil {
 		svc = calculator.New()
 		opts.InlineMethods = calculator.CheapMethods
