@@ -351,6 +351,9 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 		return status.Errorf(codes.Internal, "tcpconn: marshal request: %v", err)
 	}
 	*buf = msg
+	if err := c.checkSend(len(msg)); err != nil {
+		return err
+	}
 	p := pendingPool.Get().(*pending)
 	p.reply = rep
 	id, err := c.start(ctx, method, msg, p)
@@ -376,6 +379,18 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 	p.reply, p.err = nil, nil
 	pendingPool.Put(p)
 	return err
+}
+
+// checkSend fails a message of n bytes that the server announced (SETTINGS
+// MAX_MESSAGE_SIZE) it would refuse, before anything is sent, with
+// RESOURCE_EXHAUSTED as grpc-go does. Sending it would cost the call
+// anyway, and a frame over the server's MAX_FRAME_SIZE would cost every
+// call on the connection.
+func (c *Conn) checkSend(n int) error {
+	if limit := int(c.settings.MaxMessageSize); limit > 0 && n > limit {
+		return status.Errorf(codes.ResourceExhausted, "tcpconn: a %d-byte message is over the server's limit of %d bytes", n, limit)
+	}
+	return nil
 }
 
 var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}

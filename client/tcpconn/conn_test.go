@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,4 +255,39 @@ func isDraining(addr string) bool {
 	}
 	nc.Close()
 	return false
+}
+
+// TestMessageOverServerLimit: a message over the server's announced
+// MAX_MESSAGE_SIZE fails with RESOURCE_EXHAUSTED before it is sent, in a
+// unary call and on a stream, and the connection and the stream go on.
+func TestMessageOverServerLimit(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{MaxMessageSize: 1000}})
+	conn := srv.DialTCP(t, tcpconn.Options{})
+	client := calculatorv1.NewCalculatorServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	long := &calculatorv1.EvaluateRequest{Expression: "1" + strings.Repeat(" + 1", 300)}
+	_, err := client.Evaluate(ctx, long)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "over the server's limit of 1000 bytes") {
+		t.Fatalf("Evaluate of a 1,201-byte expression: %v, want RESOURCE_EXHAUSTED naming the limit", err)
+	}
+	if r, err := client.Calculate(ctx, add); err != nil || r.GetResult() != 5 {
+		t.Fatalf("the next call: %v %v", r, err)
+	}
+	stream, err := client.CalculateStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := &calculatorv1.CalculateStreamRequest{Id: 1, Calculation: add}
+	big.ProtoReflect().SetUnknown(make([]byte, 2000)) // a message the server would refuse
+	if err := stream.Send(big); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("stream Send of a 2,000-byte message: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if err := stream.Send(&calculatorv1.CalculateStreamRequest{Id: 2, Calculation: add}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || r.GetId() != 2 || r.GetResult() != 5 {
+		t.Fatalf("the stream after a refused message: %v %v", r, err)
+	}
+	_ = stream.CloseSend()
 }

@@ -93,7 +93,9 @@ func (s *clientStream) signal() {
 }
 
 // SendMsg sends m. After the call has ended it returns io.EOF; RecvMsg
-// then reports the call's status.
+// then reports the call's status. A message over the server's
+// MAX_MESSAGE_SIZE is not sent: it fails with RESOURCE_EXHAUSTED and the
+// stream goes on.
 func (s *clientStream) SendMsg(m any) error {
 	msg, ok := m.(proto.Message)
 	if !ok {
@@ -104,6 +106,9 @@ func (s *clientStream) SendMsg(m any) error {
 	s.mu.Unlock()
 	if ended {
 		return io.EOF
+	}
+	if err := s.c.checkSend(proto.Size(msg)); err != nil {
+		return err
 	}
 	// The message is queued and the connection's flusher writes it: a
 	// sender pipelining a stream gets many messages per write.
