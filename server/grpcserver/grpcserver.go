@@ -33,12 +33,15 @@ var ErrServerClosed = endpoint.ErrServerClosed
 
 // Defaults for the zero Options.
 const (
-	DefaultMaxConcurrentStreams = 100
-	DefaultMaxStreams           = 10000
-	DefaultMaxRecvMsgSize       = 4 << 20
-	DefaultKeepaliveMinTime     = 10 * time.Second
-	DefaultKeepaliveTime        = 2 * time.Minute
-	DefaultKeepaliveTimeout     = 20 * time.Second
+	DefaultMaxConcurrentStreams  = 100
+	DefaultMaxStreams            = 10000
+	DefaultMaxRecvMsgSize        = 4 << 20
+	DefaultKeepaliveMinTime      = 10 * time.Second
+	DefaultMaxConnections        = 10000
+	DefaultMaxConnectionsPerAddr = 1024
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultKeepaliveTime         = 2 * time.Minute
+	DefaultKeepaliveTimeout      = 20 * time.Second
 )
 
 // Options configures a Server. The zero value means the documented defaults.
@@ -52,6 +55,19 @@ type Options struct {
 	// MaxStreams caps the streaming calls open on the whole server; one
 	// past it fails with RESOURCE_EXHAUSTED. 0 means DefaultMaxStreams.
 	MaxStreams int
+	// MaxConnections caps the connections open on the endpoint; one past
+	// it is closed as soon as it is accepted, before the HTTP/2 handshake
+	// (the client sees UNAVAILABLE). 0 means DefaultMaxConnections.
+	MaxConnections int
+	// MaxConnectionsPerAddr caps the connections from one remote IP
+	// address, closed in the same way. Behind a proxy every client shares
+	// the proxy's address: raise it there. 0 means
+	// DefaultMaxConnectionsPerAddr.
+	MaxConnectionsPerAddr int
+	// HandshakeTimeout bounds a new connection's HTTP/2 handshake
+	// (grpc.ConnectionTimeout, 120 s in grpc-go); 0 means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 	// MaxRecvMsgSize is the largest request message accepted, after
 	// decompression; 0 means DefaultMaxRecvMsgSize (4 MiB). Larger messages
 	// fail with RESOURCE_EXHAUSTED.
@@ -78,6 +94,7 @@ type Options struct {
 // registered service is reported SERVING by the health service until
 // Shutdown.
 type Server struct {
+	opts     Options // for the listener's limits
 	grpc     *grpc.Server
 	health   *health.Server
 	shutdown atomic.Bool
@@ -95,6 +112,7 @@ func New(opts Options) *Server {
 		grpc.ChainUnaryInterceptor(append(interceptor.Unary(logger), opts.UnaryInterceptors...)...),
 		grpc.ChainStreamInterceptor(append(append([]grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger)...), opts.StreamInterceptors...)...),
 		grpc.MaxConcurrentStreams(uint32(orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams))),
+		grpc.ConnectionTimeout(orDefault(opts.HandshakeTimeout, DefaultHandshakeTimeout)),
 		grpc.MaxRecvMsgSize(orDefault(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             orDefault(opts.KeepaliveMinTime, DefaultKeepaliveMinTime),
@@ -105,7 +123,7 @@ func New(opts Options) *Server {
 			Timeout: orDefault(opts.KeepaliveTimeout, DefaultKeepaliveTimeout),
 		}),
 	)
-	s := &Server{grpc: g, health: health.NewServer()}
+	s := &Server{opts: opts, grpc: g, health: health.NewServer()}
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return s
@@ -118,9 +136,11 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 
-// Serve accepts connections on lis until Shutdown, then returns
-// ErrServerClosed; any other error is an accept failure.
+// Serve accepts connections on lis, within MaxConnections and
+// MaxConnectionsPerAddr, until Shutdown, then returns ErrServerClosed; any
+// other error is an accept failure.
 func (s *Server) Serve(lis net.Listener) error {
+	lis = newLimitListener(lis, orDefault(s.opts.MaxConnections, DefaultMaxConnections), orDefault(s.opts.MaxConnectionsPerAddr, DefaultMaxConnectionsPerAddr))
 	err := s.grpc.Serve(lis)
 	if s.shutdown.Load() {
 		return ErrServerClosed

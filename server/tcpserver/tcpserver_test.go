@@ -36,7 +36,7 @@ func start(t testing.TB, opts tcpserver.Options) *testServer {
 
 func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.CalculatorServiceServer) *testServer {
 	t.Helper()
-	before := goleak.IgnoreCurrent() // a benchmark's parents, say
+	before := goleak.IgnoreCurrent()                   // a benchmark's parents, say
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // registered first, so it runs last
 	if svc == nil {
 		svc = calculator.New()

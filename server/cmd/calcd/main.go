@@ -10,10 +10,10 @@
 //
 //	--grpc-addr                 CALCD_GRPC_ADDR                 gRPC listen address (127.0.0.1:50051)
 //	--tcp-addr                  CALCD_TCP_ADDR                  raw TCP listen address (127.0.0.1:4000)
-//	--max-connections           CALCD_MAX_CONNECTIONS           raw TCP connections past the handshake (10000)
-//	--max-connections-per-addr  CALCD_MAX_CONNECTIONS_PER_ADDR  raw TCP connections from one IP address (1024)
+//	--max-connections           CALCD_MAX_CONNECTIONS           connections on each transport, raw TCP past the handshake (10000)
+//	--max-connections-per-addr  CALCD_MAX_CONNECTIONS_PER_ADDR  connections from one IP address, each transport (1024)
 //	--max-handshakes            CALCD_MAX_HANDSHAKES            raw TCP connections before their preface (1024; the oldest is dropped)
-//	--handshake-timeout         CALCD_HANDSHAKE_TIMEOUT         raw TCP wait for the preface (10s)
+//	--handshake-timeout         CALCD_HANDSHAKE_TIMEOUT         wait for the preface or HTTP/2 handshake (10s)
 //	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
 //	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
 //	--max-pending-frame-bytes   CALCD_MAX_PENDING_FRAME_BYTES   raw TCP memory for large frames being received, in all (67108864)
@@ -131,10 +131,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
 	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
 	str(&cfg.pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "net/http/pprof listen `address`, off if empty")
-	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "raw TCP connections past the handshake")
-	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "raw TCP connections from one IP address (raise it behind a proxy)")
+	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "connections on each transport (raw TCP: past the handshake)")
+	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "connections from one IP address, on each transport (raise it behind a proxy)")
 	num(&t.MaxHandshakes, "max-handshakes", "CALCD_MAX_HANDSHAKES", tcpserver.DefaultMaxHandshakes, "raw TCP connections that have not sent their preface; at the cap the oldest is dropped")
-	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "raw TCP wait for a new connection's preface")
+	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "wait for a new connection's preface (raw TCP) or HTTP/2 handshake (gRPC)")
 	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
 	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
@@ -169,6 +169,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return cfg, errors.New("--handshake-timeout must be positive")
 	}
 	g.MaxConcurrentStreams, g.MaxStreams = t.MaxConcurrentStreams, t.MaxStreams
+	g.MaxConnections, g.MaxConnectionsPerAddr, g.HandshakeTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
 	if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return cfg, fmt.Errorf("invalid log level %q", level)
 	}

@@ -1,0 +1,74 @@
+package grpcserver
+
+import (
+	"net"
+	"sync"
+
+	"github.com/calcrpc/calc/server/endpoint"
+)
+
+// limitListener admits at most max connections in all and perAddr from
+// one IP address (endpoint.PeerKey); a connection past either is closed
+// at once, before the HTTP/2 handshake, so the client sees UNAVAILABLE.
+// A connection counts until it is closed.
+type limitListener struct {
+	net.Listener
+	max, perAddr int
+
+	mu     sync.Mutex
+	total  int
+	byAddr map[string]int
+}
+
+func newLimitListener(l net.Listener, max, perAddr int) *limitListener {
+	return &limitListener{Listener: l, max: max, perAddr: perAddr, byAddr: map[string]int{}}
+}
+
+// Accept returns the next connection within the limits, closing those
+// past them.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := endpoint.PeerKey(nc.RemoteAddr())
+		if l.take(key) {
+			return &limitedConn{Conn: nc, l: l, key: key}, nil
+		}
+		nc.Close()
+	}
+}
+
+func (l *limitListener) take(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.max || l.byAddr[key] >= l.perAddr {
+		return false
+	}
+	l.total++
+	l.byAddr[key]++
+	return true
+}
+
+func (l *limitListener) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byAddr[key]--; l.byAddr[key] == 0 {
+		delete(l.byAddr, key)
+	}
+}
+
+// limitedConn gives its place back when it is first closed.
+type limitedConn struct {
+	net.Conn
+	l    *limitListener
+	key  string
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(func() { c.l.release(c.key) })
+	return c.Conn.Close()
+}
