@@ -1,12 +1,13 @@
 // Command calc is the calculator's command-line client.
 //
 //	calc 2 + 3                 prints 5
-//	calc '2 * (3 + 4)'         prints 14
+//	calc '2 * (3 + 4)'         prints 14 (quote * and parentheses from the shell)
 //	calc 7 / 2                 prints 3.5
+//	calc 2 + 3 --json          flags may come before, among or after the expression
 //	calc                       reads one expression per line (a REPL on a terminal)
 //	calc bench [flags]         runs the load tool calc-bench (calc bench -h)
 //
-// Flags (before the expression):
+// Flags:
 //
 //	--addr HOST:PORT     server address (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
 //	--transport T        tcp (calc's raw TCP protocol, the default) or grpc (env CALC_TRANSPORT)
@@ -14,14 +15,31 @@
 //	--timeout D          per-call deadline (default 5s)
 //	--json               print one JSON object per result or error
 //
-// On an error calc prints the gRPC status code and message on stderr and
-// exits 1; with several expressions it goes on and exits 1 at the end.
+// An argument that starts with minus signs and then a digit, a point, a
+// parenthesis or a plus sign (-2, -.5, -(1 + 2)), or a lone minus, is part of the
+// expression, so calc 3 - -2 and calc -2 + 1 work; any other argument that
+// starts with a minus sign is a flag. After -- every argument is part of
+// the expression.
+//
+// Exit status:
+//
+//	0  every expression was evaluated
+//	1  a call failed: calc printed "calc: CODE: message" on stderr, CODE
+//	   being the gRPC status code (with --json, a JSON object on stdout);
+//	   with several expressions calc goes on and exits 1 at the end.
+//	   Reading stdin failing exits 1 too.
+//	2  a usage error: an unknown flag or a bad value; calc bench exits 2
+//	   when calc-bench cannot be found or started, and otherwise with
+//	   calc-bench's status.
+//
+// calc --help and calc --version exit 0.
 package main
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,55 +69,104 @@ type cliConfig struct {
 	version bool
 }
 
+// calc's exit statuses (see the package doc).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
 // negativeStart matches an argument that begins an expression with a minus
-// sign, which the flag package would take for a flag.
-var negativeStart = regexp.MustCompile(`^-[0-9.(]`)
+// sign, which would otherwise be taken for a flag: -2, -.5, -(1), --2, -+2.
+var negativeStart = regexp.MustCompile(`^-+[+0-9.(]`)
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(args[1:], stderr)
 	}
-	for i, a := range args {
-		if negativeStart.MatchString(a) {
-			args = append(append(args[:i:i], "--"), args[i:]...)
-			break
-		}
-	}
 	var cfg cliConfig
 	fs := flag.NewFlagSet("calc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: calc [flags] [expression]    (no expression: read expressions from stdin)\n       calc bench [flags]")
+		fmt.Fprintln(stderr, "usage: calc [flags] [expression] [flags]    (no expression: read expressions from stdin)\n       calc bench [flags]")
 		fs.PrintDefaults()
 	}
 	cfg.conn.AddFlags(fs, getenv)
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-call deadline")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	fs.BoolVar(&cfg.version, "version", false, "print calc's version and exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	flags, words, err := splitArgs(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "calc: %v; calc --help lists the flags\n", err)
+		return exitUsage
+	}
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
 	}
 	if cfg.version {
 		fmt.Fprintln(stdout, version.String("calc"))
-		return 0
+		return exitOK
 	}
 	if err := cfg.conn.Check(); err != nil {
 		fmt.Fprintln(stderr, "calc:", err)
-		return 2
+		return exitUsage
 	}
 	client, closeFn, err := connect(ctx, cfg)
 	if err != nil {
 		printErr(stderr, stdout, cfg.json, "", err)
-		return 1
+		return exitFailed
 	}
 	defer closeFn()
-	if fs.NArg() > 0 {
-		if !evaluate(ctx, client, cfg, strings.Join(fs.Args(), " "), stdout, stderr) {
-			return 1
+	if len(words) > 0 {
+		if !evaluate(ctx, client, cfg, strings.Join(words, " "), stdout, stderr) {
+			return exitFailed
 		}
-		return 0
+		return exitOK
 	}
 	return repl(ctx, client, cfg, stdin, stdout, stderr)
+}
+
+// splitArgs separates calc's flags, with their values, from the words of
+// the expression, so that flags may come before, among or after them. An
+// argument that starts with a minus sign is a flag unless it is a lone
+// minus or matches negativeStart; after "--" every argument is a word. A
+// flag fs defines that takes a value and is not written -name=value takes
+// the next argument as its value. splitArgs rejects a flag fs does not
+// define, except -h and -help, which fs.Parse answers with the usage.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, words []string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return flags, append(words, args[i+1:]...), nil
+		case a == "-" || !strings.HasPrefix(a, "-") || negativeStart.MatchString(a):
+			words = append(words, a)
+			continue
+		}
+		flags = append(flags, a)
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case f == nil && name != "h" && name != "help":
+			if len(words) > 0 {
+				return nil, nil, fmt.Errorf("unknown flag %s after the expression", a)
+			}
+			return nil, nil, fmt.Errorf("unknown flag %s", a)
+		case f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args):
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, words, nil
+}
+
+// isBoolFlag reports whether f takes no value, as -json does.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // repl evaluates one expression per line of stdin, prompting on a terminal.
@@ -110,7 +177,7 @@ func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg 
 			interactive = true
 		}
 	}
-	code := 0
+	code := exitOK
 	sc := bufio.NewScanner(stdin)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for {
@@ -128,12 +195,12 @@ func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg 
 			break
 		}
 		if !evaluate(ctx, client, cfg, line, stdout, stderr) {
-			code = 1
+			code = exitFailed
 		}
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintln(stderr, "calc: reading input:", err)
-		return 1
+		return exitFailed
 	}
 	return code
 }

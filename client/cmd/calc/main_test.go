@@ -3,16 +3,132 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"strings"
 	"testing"
+
+	"github.com/calcrpc/calc/server/calcd"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
 
 func noEnv(string) string { return "" }
 
-func TestVersion(t *testing.T) {
+// env returns a getenv that reads vars.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// result is what a run of calc did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// calc runs calc with args, stdin and getenv.
+func calc(args []string, stdin string, getenv func(string) string) result {
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"--version"}, strings.NewReader(""), &stdout, &stderr, noEnv)
-	if code != 0 || !strings.HasPrefix(stdout.String(), "calc ") || !strings.Contains(stdout.String(), ", commit ") || stderr.Len() != 0 {
-		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	code := run(context.Background(), args, strings.NewReader(stdin), &stdout, &stderr, getenv)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestVersion(t *testing.T) {
+	r := calc([]string{"--version"}, "", noEnv)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "calc ") || !strings.Contains(r.stdout, ", commit ") || r.stderr != "" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestFlagsAnywhere checks that flags are recognised before, among and
+// after the words of an expression, that negative numbers stay in the
+// expression, and that -- ends the flags.
+func TestFlagsAnywhere(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	getenv := env(map[string]string{"CALC_ADDR": srv.TCPAddr})
+	json5 := `{"exact":true,"expression":"2 + 3","result":"5"}` + "\n"
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string // a part of it
+	}{
+		{"flag first", []string{"--json", "2", "+", "3"}, 0, json5, ""},
+		{"flag last", []string{"2", "+", "3", "--json"}, 0, json5, ""},
+		{"flag among", []string{"2", "+", "--json", "3"}, 0, json5, ""},
+		{"single dash", []string{"2", "+", "3", "-json"}, 0, json5, ""},
+		{"value flag last", []string{"2", "+", "3", "--timeout", "5s"}, 0, "5\n", ""},
+		{"value flag last with =", []string{"2", "+", "3", "--timeout=5s"}, 0, "5\n", ""},
+		{"addr last", []string{"2", "+", "3", "--addr", srv.TCPAddr}, 0, "5\n", ""},
+		{"negative operand", []string{"3", "-", "-2"}, 0, "5\n", ""},
+		{"negative first", []string{"-2", "+", "1"}, 0, "-1\n", ""},
+		{"negative first after a flag", []string{"--timeout", "5s", "-2", "+", "1"}, 0, "-1\n", ""},
+		{"negative parenthesis", []string{"-(1", "+", "2)"}, 0, "-3\n", ""},
+		{"negative decimal", []string{"-.5", "*", "2"}, 0, "-1\n", ""},
+		{"double minus", []string{"5", "--3"}, 0, "8\n", ""},
+		{"minus plus", []string{"5", "-+3"}, 0, "2\n", ""},
+		{"after --", []string{"--json", "--", "-2"}, 0, `{"exact":true,"expression":"-2","result":"-2"}` + "\n", ""},
+		{"a flag after -- is in the expression", []string{"2", "--", "--json"}, 1, "", "calc: INVALID_ARGUMENT: "},
+		{"unknown flag last", []string{"2", "+", "3", "--bogus"}, 2, "", "calc: unknown flag --bogus after the expression; calc --help lists the flags\n"},
+		{"unknown flag first", []string{"--bogus", "2"}, 2, "", "calc: unknown flag --bogus; calc --help lists the flags\n"},
+		{"missing value last", []string{"2", "+", "3", "--timeout"}, 2, "", "flag needs an argument: -timeout"},
+		{"bad value last", []string{"2", "+", "3", "--timeout", "soon"}, 2, "", `invalid value "soon" for flag -timeout`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := calc(tt.args, "", getenv)
+			if r.code != tt.code || r.stdout != tt.stdout || !strings.Contains(r.stderr, tt.stderr) || (tt.stderr == "" && r.stderr != "") {
+				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, %q, stderr with %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestExitCodes checks calc's exit statuses: 0 for success, 1 for a failed
+// call, 2 for a usage error.
+func TestExitCodes(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	tcp := map[string]string{"CALC_ADDR": srv.TCPAddr}
+	tests := []struct {
+		name   string
+		args   []string
+		stdin  string
+		env    map[string]string
+		code   int
+		stdout string
+		stderr string // a part of it
+	}{
+		{name: "success", args: []string{"1", "+", "1"}, env: tcp, code: 0, stdout: "2\n"},
+		{name: "success from stdin", stdin: "1 + 1\n2 * 3\n", env: tcp, code: 0, stdout: "2\n6\n"},
+		{name: "help", args: []string{"--help"}, code: 0, stderr: "usage: calc"},
+		{name: "version", args: []string{"--version"}, code: 0, stdout: "calc "},
+		{name: "call failed", args: []string{"1", "/", "0"}, env: tcp, code: 1, stderr: "calc: INVALID_ARGUMENT: division by zero at offset 2\n"},
+		{name: "call failed, JSON", args: []string{"--json", "1", "/", "0"}, env: tcp, code: 1, stdout: `"code":"INVALID_ARGUMENT"`},
+		{name: "one of several calls failed", stdin: "1 + 1\n1 / 0\n2 * 3\n", env: tcp, code: 1, stdout: "2\n6\n", stderr: "calc: INVALID_ARGUMENT: division by zero"},
+		{name: "server unreachable", args: []string{"1"}, env: map[string]string{"CALC_ADDR": closedAddr(t)}, code: 1, stderr: "calc: UNAVAILABLE: "},
+		{name: "unknown flag", args: []string{"--bogus", "1"}, code: 2, stderr: "calc: unknown flag --bogus"},
+		{name: "bad flag value", args: []string{"--timeout", "soon", "1"}, code: 2, stderr: `invalid value "soon" for flag -timeout`},
+		{name: "unknown transport", args: []string{"--transport", "udp", "1"}, code: 2, stderr: `calc: unknown transport "udp"`},
+		{name: "unknown transport from the environment", args: []string{"1"}, env: map[string]string{"CALC_TRANSPORT": "udp"}, code: 2, stderr: `calc: unknown transport "udp"`},
+		{name: "compression over tcp", args: []string{"--compression", "gzip", "1"}, code: 2, stderr: "calc: --compression applies to --transport grpc only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := calc(tt.args, tt.stdin, env(tt.env))
+			if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) || (tt.stdout == "" && r.stdout != "") ||
+				!strings.Contains(r.stderr, tt.stderr) || (tt.stderr == "" && r.stderr != "") {
+				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
 	}
 }
