@@ -28,11 +28,18 @@
 //	   being the gRPC status code (with --json, a JSON object on stdout);
 //	   with several expressions calc goes on and exits 1 at the end.
 //	   Reading stdin failing exits 1 too.
-//	2  a usage error: an unknown flag or a bad value; calc bench exits 2
-//	   when calc-bench cannot be found or started, and otherwise with
-//	   calc-bench's status.
+//	2  a usage error: an unknown flag or a bad value, or an expression the
+//	   shell expanded into file names (calc 2 * 3 unquoted: see below);
+//	   calc bench exits 2 when calc-bench cannot be found or started, and
+//	   otherwise with calc-bench's status.
 //
 // calc --help and calc --version exit 0.
+//
+// An unquoted * is expanded by the shell into the names of the files in
+// the current directory, so calc 2 * 3 may run as calc 2 go.mod main.go 3.
+// When the server refuses such an expression, calc says so and exits 2:
+//
+//	calc: the shell expanded * into file names (go.mod main.go); quote the expression: calc '2 * 3'
 package main
 
 import (
@@ -89,6 +96,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: calc [flags] [expression] [flags]    (no expression: read expressions from stdin)\n       calc bench [flags]")
+		fmt.Fprintln(stderr, "Quote an expression that holds * or parentheses, as in calc '2 * (3 + 4)': the shell expands an unquoted * into file names.")
 		fs.PrintDefaults()
 	}
 	cfg.conn.AddFlags(fs, getenv)
@@ -121,10 +129,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer closeFn()
 	if len(words) > 0 {
-		if !evaluate(ctx, client, cfg, strings.Join(words, " "), stdout, stderr) {
-			return exitFailed
+		expression := strings.Join(words, " ")
+		err := evaluate(ctx, client, cfg, expression, stdout)
+		if err == nil {
+			return exitOK
 		}
-		return exitOK
+		if msg := globMessage(words, err); msg != "" {
+			fmt.Fprintln(stderr, "calc:", msg)
+			return exitUsage
+		}
+		printErr(stderr, stdout, cfg.json, expression, err)
+		return exitFailed
 	}
 	return repl(ctx, client, cfg, stdin, stdout, stderr)
 }
@@ -194,7 +209,8 @@ func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg 
 		if interactive && (line == "exit" || line == "quit") {
 			break
 		}
-		if !evaluate(ctx, client, cfg, line, stdout, stderr) {
+		if err := evaluate(ctx, client, cfg, line, stdout); err != nil {
+			printErr(stderr, stdout, cfg.json, line, err)
 			code = exitFailed
 		}
 	}
@@ -205,21 +221,21 @@ func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg 
 	return code
 }
 
-// evaluate evaluates one expression and prints its result or error.
-func evaluate(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, expression string, stdout, stderr io.Writer) bool {
+// evaluate evaluates one expression and prints its result, or returns the
+// call's error.
+func evaluate(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, expression string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	resp, err := client.Evaluate(ctx, &calculatorv1.EvaluateRequest{Expression: expression})
 	if err != nil {
-		printErr(stderr, stdout, cfg.json, expression, err)
-		return false
+		return err
 	}
 	if cfg.json {
 		_ = json.NewEncoder(stdout).Encode(map[string]any{"expression": expression, "result": resp.GetResult(), "exact": resp.GetExact()})
-		return true
+		return nil
 	}
 	fmt.Fprintln(stdout, resp.GetResult())
-	return true
+	return nil
 }
 
 // connect connects to the server over the configured transport and returns a

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -128,6 +130,51 @@ func TestExitCodes(t *testing.T) {
 			if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) || (tt.stdout == "" && r.stdout != "") ||
 				!strings.Contains(r.stderr, tt.stderr) || (tt.stderr == "" && r.stderr != "") {
 				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestGlobbedExpression checks that calc recognises an expression whose
+// unquoted * the shell expanded into the names of the files in the
+// current directory, says how to quote it and exits 2.
+func TestGlobbedExpression(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	getenv := env(map[string]string{"CALC_ADDR": srv.TCPAddr})
+	dir := t.TempDir()
+	for _, name := range []string{"go.mod", "main.go", "3", ".hidden"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string // a part of it
+	}{
+		{"2 * 3", []string{"2", "go.mod", "main.go", "3"}, 2, "", "calc: the shell expanded * into file names (go.mod main.go); quote the expression: calc '2 * 3'\n"},
+		{"2 * 3 * 4, a directory among the names", []string{"2", "go.mod", "main.go", "sub", "3", "go.mod", "main.go", "sub", "4"}, 2, "",
+			"calc: the shell expanded * into file names (go.mod main.go sub go.mod main.go sub); quote the expression: calc '2 * 3 * 4'\n"},
+		{"many names", []string{"1", "go.mod", "main.go", "sub", "go.mod", "main.go", "sub", "go.mod", "main.go", "sub", "go.mod", "2"}, 2, "",
+			"calc: the shell expanded * into file names (go.mod main.go sub go.mod main.go sub go.mod main.go and 2 more); quote the expression: calc '1 * 2'\n"},
+		{"with --json", []string{"2", "go.mod", "main.go", "3", "--json"}, 2, "", "quote the expression: calc '2 * 3'\n"},
+		{"quoted", []string{"2 * 3"}, 0, "6\n", ""},
+		{"a file named like a number", []string{"3", "/", "0"}, 1, "", "calc: INVALID_ARGUMENT: division by zero"},
+		{"a word that names no file", []string{"2", "x", "3"}, 1, "", "calc: INVALID_ARGUMENT: "},
+		{"a dot file, which * does not match", []string{"2", ".hidden", "3"}, 1, "", "calc: INVALID_ARGUMENT: "},
+		{"help says to quote", []string{"--help"}, 0, "", "the shell expands an unquoted * into file names"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := calc(tt.args, "", getenv)
+			if r.code != tt.code || r.stdout != tt.stdout || !strings.Contains(r.stderr, tt.stderr) || (tt.stderr == "" && r.stderr != "") {
+				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, %q, stderr with %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
 			}
 		})
 	}
