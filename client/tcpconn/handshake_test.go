@@ -168,7 +168,7 @@ func TestDialHTTPServer(t *testing.T) {
 		http2 bool   // the error matches ErrHTTP2Server
 		msg   string // in the error's message
 	}{
-		{"grpc-go server", grpcServer, true, "speaks HTTP/2, not calc's raw TCP protocol (this looks like a gRPC port)"},
+		{"grpc-go server", grpcServer, true, "speaks HTTP/2, not calc's raw TCP protocol: this looks like a gRPC port"},
 		{"an empty HTTP/2 SETTINGS frame and nothing more", func(t *testing.T) string {
 			addr, _ := peer(t, []byte{0, 0, 0, 0x04, 0, 0, 0, 0, 0})
 			return addr

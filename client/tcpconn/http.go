@@ -29,7 +29,7 @@ const sniffSize = 9
 func sniffHTTP(head []byte, addr net.Addr) error {
 	switch {
 	case head[3] == 0x04 && head[4] == 0 && binary.BigEndian.Uint32(head[5:9]) == 0:
-		return &http2Error{status.Newf(codes.Unavailable, "tcpconn: %s speaks HTTP/2, not calc's raw TCP protocol (this looks like a gRPC port)", addr)}
+		return &http2Error{status.Newf(codes.Unavailable, "tcpconn: %s speaks HTTP/2, not calc's raw TCP protocol: this looks like a gRPC port", addr)}
 	case bytes.HasPrefix(head, []byte("HTTP/")):
 		return status.Errorf(codes.Unavailable, "tcpconn: %s answered with an HTTP/1 response, not calc's raw TCP protocol", addr)
 	}

@@ -40,6 +40,12 @@
 // When the server refuses such an expression, calc says so and exits 2:
 //
 //	calc: the shell expanded * into file names (go.mod main.go); quote the expression: calc '2 * 3'
+//
+// Pointed at the other transport's port, calc fails at once and says which
+// --transport to use:
+//
+//	calc: UNAVAILABLE: tcpconn: 127.0.0.1:50051 speaks HTTP/2, not calc's raw TCP protocol: this looks like a gRPC port: use --transport grpc
+//	calc: UNAVAILABLE: 127.0.0.1:4000 completed calc's raw TCP handshake, not gRPC's: this looks like calc's raw TCP port: use --transport tcp
 package main
 
 import (
@@ -122,9 +128,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "calc:", err)
 		return exitUsage
 	}
+	hint := &transportHint{cfg: cfg.conn}
+	report := func(expression string, err error) {
+		printErr(stderr, stdout, cfg.json, expression, hint.explain(ctx, err))
+	}
 	client, closeFn, err := connect(ctx, cfg)
 	if err != nil {
-		printErr(stderr, stdout, cfg.json, "", err)
+		report("", err)
 		return exitFailed
 	}
 	defer closeFn()
@@ -138,10 +148,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, "calc:", msg)
 			return exitUsage
 		}
-		printErr(stderr, stdout, cfg.json, expression, err)
+		report(expression, err)
 		return exitFailed
 	}
-	return repl(ctx, client, cfg, stdin, stdout, stderr)
+	return repl(ctx, client, cfg, stdin, stdout, stderr, report)
 }
 
 // splitArgs separates calc's flags, with their values, from the words of
@@ -184,8 +194,9 @@ func isBoolFlag(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// repl evaluates one expression per line of stdin, prompting on a terminal.
-func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, stdin io.Reader, stdout, stderr io.Writer) int {
+// repl evaluates one expression per line of stdin, prompting on a terminal,
+// and reports each error with report.
+func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg cliConfig, stdin io.Reader, stdout, stderr io.Writer, report func(expression string, err error)) int {
 	interactive := false
 	if f, ok := stdin.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -210,7 +221,7 @@ func repl(ctx context.Context, client calculatorv1.CalculatorServiceClient, cfg 
 			break
 		}
 		if err := evaluate(ctx, client, cfg, line, stdout); err != nil {
-			printErr(stderr, stdout, cfg.json, line, err)
+			report(line, err)
 			code = exitFailed
 		}
 	}

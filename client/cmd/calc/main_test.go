@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
@@ -175,6 +176,47 @@ func TestGlobbedExpression(t *testing.T) {
 			r := calc(tt.args, "", getenv)
 			if r.code != tt.code || r.stdout != tt.stdout || !strings.Contains(r.stderr, tt.stderr) || (tt.stderr == "" && r.stderr != "") {
 				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, %q, stderr with %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+}
+
+// TestWrongTransport checks that calc, pointed at the other transport's
+// port of a calcd, fails at once and says which --transport to use.
+func TestWrongTransport(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	closed := closedAddr(t)
+	toGRPC := "calc: UNAVAILABLE: tcpconn: " + srv.GRPCAddr + " speaks HTTP/2, not calc's raw TCP protocol: this looks like a gRPC port: use --transport grpc\n"
+	toTCP := srv.TCPAddr + " completed calc's raw TCP handshake, not gRPC's: this looks like calc's raw TCP port: use --transport tcp\n"
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string // all of it, or, ending in a space, a prefix of it without a hint
+	}{
+		{"tcp to the tcp port", []string{"--addr", srv.TCPAddr}, 0, "2\n", ""},
+		{"grpc to the grpc port", []string{"--transport", "grpc", "--addr", srv.GRPCAddr}, 0, "2\n", ""},
+		{"tcp to the grpc port", []string{"--addr", srv.GRPCAddr}, 1, "", toGRPC},
+		{"grpc to the tcp port", []string{"--transport", "grpc", "--addr", srv.TCPAddr}, 1, "", "calc: UNAVAILABLE: " + toTCP},
+		{"grpc to the tcp port past the deadline", []string{"--transport", "grpc", "--addr", srv.TCPAddr, "--timeout", "1ns"}, 1, "", "calc: DEADLINE_EXCEEDED: " + toTCP},
+		{"tcp to a closed port", []string{"--addr", closed}, 1, "", "calc: UNAVAILABLE: "},
+		{"grpc to a closed port", []string{"--transport", "grpc", "--addr", closed}, 1, "", "calc: UNAVAILABLE: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			args := append([]string{"--timeout", "30s", "1", "+", "1"}, tt.args...)
+			r := calc(args, "", noEnv)
+			if elapsed := time.Since(start); elapsed > 10*time.Second {
+				t.Errorf("calc took %v", elapsed)
+			}
+			stderrOK := r.stderr == tt.stderr
+			if strings.HasSuffix(tt.stderr, " ") { // a prefix, and no hint
+				stderrOK = strings.HasPrefix(r.stderr, tt.stderr) && !strings.Contains(r.stderr, "--transport")
+			}
+			if r.code != tt.code || r.stdout != tt.stdout || !stderrOK {
+				t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want %d, %q, stderr %q", args, r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.stderr)
 			}
 		})
 	}
