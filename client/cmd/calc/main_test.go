@@ -221,3 +221,29 @@ func TestWrongTransport(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeout checks that a deadline too short for any call is reported
+// as DEADLINE_EXCEEDED, exit 1, over every transport.
+func TestTimeout(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	addrs := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}
+	tests := []struct {
+		name  string
+		words []string
+		stdin string
+	}{
+		{"expression", []string{"1", "+", "1"}, ""},
+		{"stdin", nil, "1 + 1\n"},
+	}
+	for _, transport := range calcdtest.Transports {
+		for _, tt := range tests {
+			t.Run(transport+" "+tt.name, func(t *testing.T) {
+				args := append([]string{"--transport", transport, "--addr", addrs[transport], "--timeout", "1ns"}, tt.words...)
+				r := calc(args, tt.stdin, noEnv)
+				if r.code != 1 || r.stdout != "" || !strings.HasPrefix(r.stderr, "calc: DEADLINE_EXCEEDED: ") || strings.Count(r.stderr, "\n") != 1 || strings.Contains(r.stderr, "--transport") {
+					t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want 1 and one line of DEADLINE_EXCEEDED", args, r.code, r.stdout, r.stderr)
+				}
+			})
+		}
+	}
+}
