@@ -16,10 +16,10 @@
 //	--json               print one JSON object per result or error
 //
 // An argument that starts with minus signs and then a digit, a point, a
-// parenthesis or a plus sign (-2, -.5, -(1 + 2)), or a lone minus, is part of the
-// expression, so calc 3 - -2 and calc -2 + 1 work; any other argument that
-// starts with a minus sign is a flag. After -- every argument is part of
-// the expression.
+// parenthesis, a plus sign or a space (-2, -.5, -(1 + 2), '- 2'), or a
+// lone minus, is part of the expression, so calc 3 - -2 and calc -2 + 1
+// work; any other argument that starts with a minus sign is a flag. After
+// -- every argument is part of the expression.
 //
 // Exit status:
 //
@@ -90,8 +90,9 @@ const (
 )
 
 // negativeStart matches an argument that begins an expression with a minus
-// sign, which would otherwise be taken for a flag: -2, -.5, -(1), --2, -+2.
-var negativeStart = regexp.MustCompile(`^-+[+0-9.(]`)
+// sign, which would otherwise be taken for a flag: -2, -.5, -(1), --2, -+2,
+// or a quoted "- 2".
+var negativeStart = regexp.MustCompile(`^-+[+0-9.(\s]`)
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "bench" {

@@ -80,6 +80,7 @@ func TestFlagsAnywhere(t *testing.T) {
 		{"negative decimal", []string{"-.5", "*", "2"}, 0, "-1\n", ""},
 		{"double minus", []string{"5", "--3"}, 0, "8\n", ""},
 		{"minus plus", []string{"5", "-+3"}, 0, "2\n", ""},
+		{"quoted, starting with a minus and a space", []string{"- 2 + 3"}, 0, "1\n", ""},
 		{"after --", []string{"--json", "--", "-2"}, 0, `{"exact":true,"expression":"-2","result":"-2"}` + "\n", ""},
 		{"a flag after -- is in the expression", []string{"2", "--", "--json"}, 1, "", "calc: INVALID_ARGUMENT: "},
 		{"unknown flag last", []string{"2", "+", "3", "--bogus"}, 2, "", "calc: unknown flag --bogus after the expression; calc --help lists the flags\n"},
