@@ -48,7 +48,8 @@ type conn struct {
 	open     int              // the in-flight counter: calls accepted and not yet answered
 	streams  int              // how many of them are streams
 	answered sync.Cond        // broadcast when open drops, on mu
-	draining bool             // GOAWAY sent: no new calls
+	draining bool             // GOAWAY being sent: no new calls
+	goneAway bool             // GOAWAY queued: the last answer closes the connection
 	closed   bool
 }
 
@@ -191,7 +192,7 @@ func (c *conn) finish(cl *call) {
 		c.streams--
 		c.srv.giveStream()
 	}
-	closeNow := c.draining && c.open == 0
+	closeNow := c.goneAway && c.open == 0
 	c.mu.Unlock()
 	c.answered.Broadcast()
 	if closeNow {
@@ -220,6 +221,11 @@ func (c *conn) lookup(id uint32) *call {
 // goAway sends GOAWAY with the last accepted call id and stops accepting
 // calls; the connection closes once every accepted call is answered. A
 // GOAWAY for an error also ends the accepted calls' contexts.
+//
+// Only once the GOAWAY is queued may the last answer close the connection
+// (goneAway): a call that finished between the GOAWAY's decision and its
+// Send would otherwise close the writer first, and the client would see
+// the connection end without the GOAWAY.
 func (c *conn) goAway(code codes.Code, msg string) {
 	c.mu.Lock()
 	if c.draining || c.closed {
@@ -227,7 +233,6 @@ func (c *conn) goAway(code codes.Code, msg string) {
 		return
 	}
 	c.draining = true
-	idle := c.open == 0
 	last := c.last
 	c.mu.Unlock()
 	c.answered.Broadcast() // a reader held by backpressure stops waiting
@@ -235,6 +240,10 @@ func (c *conn) goAway(code codes.Code, msg string) {
 	if code != codes.OK {
 		c.cancel(context.Canceled)
 	}
+	c.mu.Lock()
+	c.goneAway = true
+	idle := c.open == 0
+	c.mu.Unlock()
 	if idle {
 		c.close()
 	}
