@@ -91,15 +91,15 @@ func (c *conn) awaitBurst() error {
 	}
 	c.rd.Release()
 	_ = c.nc.SetReadDeadline(c.idleSince.Add(idleAfter))
-	if err := c.ready.wait(); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := c.awaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	c.servedFrames = false
 	return errIdle
 }
 
-// waitIdle waits, holding no read buffer, until the connection is
-// readable. When the idle timeout passes with no call in flight it sends
+// waitIdle waits, holding no read buffer on a socket, until the connection
+// is readable. When the idle timeout passes with no call in flight it sends
 // GOAWAY and reports io.EOF.
 func (c *conn) waitIdle() error {
 	c.rd.Release()
@@ -109,7 +109,7 @@ func (c *conn) waitIdle() error {
 			deadline = c.idleSince.Add(idle)
 		}
 		_ = c.nc.SetReadDeadline(deadline)
-		err := c.ready.wait()
+		err := c.awaitReadable()
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
@@ -122,4 +122,18 @@ func (c *conn) waitIdle() error {
 		}
 		c.idleSince = time.Now()
 	}
+}
+
+// awaitReadable waits, until the read deadline set, for the connection's
+// next bytes. A socket is waited on without a read buffer (readiness). A
+// connection with no readiness wait (a net.Pipe, a TLS connection, any
+// platform without one) waits in a read instead, which buffers what it
+// gets: were it to return at once, the next frame's first byte would be
+// awaited under the frame timeout, and a quiet connection would be cut off
+// with DEADLINE_EXCEEDED after FrameTimeout rather than IdleTimeout.
+func (c *conn) awaitReadable() error {
+	if c.ready.canWait() {
+		return c.ready.wait()
+	}
+	return c.rd.Fill()
 }

@@ -4,11 +4,14 @@ package tcpserver
 
 import "syscall"
 
-// readiness is a no-op on platforms without a readiness wait: the read that
-// follows blocks instead, holding its buffer while it waits.
+// readiness is a no-op on platforms without a readiness wait: the
+// connection waits in a read instead (awaitReadable), holding its buffer.
 type readiness struct{}
 
 func newReadiness(syscall.RawConn) *readiness { return &readiness{} }
+
+// canWait reports false: the caller waits in a read.
+func (*readiness) canWait() bool { return false }
 
 // wait returns at once.
 func (*readiness) wait() error { return nil }

@@ -27,6 +27,9 @@ func newReadiness(rc syscall.RawConn) *readiness {
 	return r
 }
 
+// canWait reports whether wait can wait: the connection is a socket.
+func (r *readiness) canWait() bool { return r.rc != nil }
+
 // wait blocks until the connection is readable or its read deadline passes.
 func (r *readiness) wait() error {
 	if r.rc == nil {
