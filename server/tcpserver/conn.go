@@ -135,13 +135,14 @@ func (c *conn) end(err error) {
 	c.shutdown()
 }
 
-// shutdown ends the connection's calls, waits until each has answered,
+// shutdown ends the connection's calls, waits until each has answered
+// and until a GOAWAY that another goroutine is sending is queued,
 // closes the connection and forgets it. Only the connection's goroutine
 // calls it, once.
 func (c *conn) shutdown() {
 	c.cancel(context.Canceled)
 	c.mu.Lock()
-	for c.open > 0 {
+	for c.open > 0 || c.draining && !c.goneAway {
 		c.answered.Wait()
 	}
 	c.mu.Unlock()
@@ -222,10 +223,10 @@ func (c *conn) lookup(id uint32) *call {
 // calls; the connection closes once every accepted call is answered. A
 // GOAWAY for an error also ends the accepted calls' contexts.
 //
-// Only once the GOAWAY is queued may the last answer close the connection
-// (goneAway): a call that finished between the GOAWAY's decision and its
-// Send would otherwise close the writer first, and the client would see
-// the connection end without the GOAWAY.
+// Only once the GOAWAY is queued may the last answer, or the reader's
+// shutdown, close the connection (goneAway): one that came between the
+// GOAWAY's decision and its Send would otherwise close the writer first,
+// and the client would see the connection end without the GOAWAY.
 func (c *conn) goAway(code codes.Code, msg string) {
 	c.mu.Lock()
 	if c.draining || c.closed {
@@ -244,6 +245,7 @@ func (c *conn) goAway(code codes.Code, msg string) {
 	c.goneAway = true
 	idle := c.open == 0
 	c.mu.Unlock()
+	c.answered.Broadcast() // shutdown may be waiting for the GOAWAY
 	if idle {
 		c.close()
 	}
