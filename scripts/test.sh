@@ -4,7 +4,8 @@
 #      and a regeneration of gen/ that must change nothing;
 #   2. Go: gofmt, go vet (also for windows and darwin), go test -race of every
 #      package (unit, fuzz corpora, loopback and process tests, goroutine-leak
-#      checks), a short fuzzing run of each parser (scripts/fuzz.sh, itself
+#      checks), a short fuzzing run of each parser and of a server
+#      connection driven by arbitrary frames (scripts/fuzz.sh, itself
 #      tested by scripts/fuzz_selftest.sh), and one pass of every
 #      benchmark as a smoke test;
 #   3. interop: Java, Python, Node/TypeScript and C++ clients against a real
@@ -54,12 +55,13 @@ go test -count=1 -run 'Allocs' ./...
 step "fuzz.sh fails on a crasher and retries only a fuzzing-engine error"
 bash scripts/fuzz_selftest.sh
 
-step "fuzzing each parser for ${FUZZTIME:-10s}"
+step "fuzzing each parser and the connection state machine for ${FUZZTIME:-10s} each"
 # fuzz.sh retries once when Go's fuzz coordinator fails without a crasher
 # (go.dev/issue/75804); a crasher fails at once and is kept to be committed.
 bash scripts/fuzz.sh ./internal/wire FuzzReadFrame
 bash scripts/fuzz.sh ./internal/expr FuzzEvaluate
 bash scripts/fuzz.sh ./internal/arith FuzzCalculate
+bash scripts/fuzz.sh ./server/tcpserver FuzzConnection
 
 step "benchmarks, one pass each"
 go test -run '^$' -bench . -benchtime 1x ./...
