@@ -39,7 +39,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.Rate, "rate", 0, "open-loop fixed rate in calls/s in total, latency measured from each call's intended send time (0: closed loop)")
 	fs.StringVar(&o.Chart, "chart", "", "write an SVG latency-percentile chart to `FILE`")
 	fs.BoolVar(&o.Progress, "progress", false, "print a progress line on stderr every second")
-	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id: report its CPU per call (and RSS per connection with --idle); Linux")
+	fs.IntVar(&o.ServerPID, "server-pid", 0, "server process id: report its CPU per call (its RSS per connection with --idle, its RSS over a burst with --burst); Linux")
 	fs.StringVar(&o.ServerPprof, "server-pprof", "", "server's net/http/pprof `address`: report its heap allocations per call")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a non-loopback server address")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the load tool's own CPU profile over the measured window to `FILE` (go tool pprof)")

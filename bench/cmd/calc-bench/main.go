@@ -2,11 +2,14 @@
 // over raw TCP or gRPC and reports calls/s, latency percentiles, errors by
 // code, bytes on the wire per call and CPU per call (BENCHMARKS.md says how
 // it measures), or, with --idle N, the server's memory per idle raw TCP
-// connection.
+// connection, or, with --burst frames|streams, whether the server's memory
+// comes back after a hostile burst.
 //
 //	calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
 //	calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
 //	calc-bench --idle 10000 --server-pid $(pidof calcd)
+//	calc-bench --burst frames --server-pid $(pidof calcd) --burst-wait 60s
+//	calc-bench --burst streams --burst-conns 20 --burst-streams 1024 --server-pid $(pidof calcd)
 //	calc-bench --version       prints its version and commit
 //
 // calc bench ARGS runs calc-bench ARGS (calc finds it next to itself or
@@ -53,9 +56,21 @@ per call. Closed loop by default (each caller sends its next call when the
 last returns); --rate makes it open loop. --idle N measures instead the
 server's memory per idle raw TCP connection.
 
+--burst makes a hostile burst over raw TCP and follows the server's RSS:
+before, at the peak, as the connections close and every 5 s for
+--burst-wait. "frames": --burst-conns connections (default 100) each send
+--burst-trickle bytes (default 1 MiB) of a frame claiming a 4 MiB message,
+over 2 s, and hold it unfinished; "streams": --burst-conns connections
+(default 20) each open --burst-streams CalculateStream streams (default
+1024) and send nothing. The connections stay open 3 s, then close. It
+counts what the server answered: GOAWAY and STATUS frames by code and the
+connections it closed.
+
   calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
   calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
   calc-bench --idle 10000 --server-pid $(pidof calcd)
+  calc-bench --burst frames --server-pid $(pidof calcd) --burst-wait 60s
+  calc-bench --burst streams --burst-conns 20 --burst-streams 1024 --server-pid $(pidof calcd)
 
 `
 
@@ -70,6 +85,22 @@ const benchDialTimeout = 10 * time.Second
 // the server's RSS.
 const idleHold = time.Second
 
+// Burst mode's fixed times: a frames burst sends its bytes over
+// burstTrickleTime, and either burst holds its connections open for
+// burstHold (both well within the server's 10 s frame timeout) before it
+// closes them; the server's RSS is read every burstSampleEvery after.
+const (
+	burstTrickleTime = 2 * time.Second
+	burstHold        = 3 * time.Second
+	burstSampleEvery = 5 * time.Second
+)
+
+// Burst mode's defaults: the sizes the hardening issue measured.
+const (
+	burstFramesConns  = 100
+	burstStreamsConns = 20
+)
+
 // errReported marks an error the flag package has already printed.
 var errReported = errors.New("reported")
 
@@ -81,6 +112,7 @@ type benchFlags struct {
 	load    bench.Options
 	rpc     string
 	idle    int
+	burst   bench.BurstConfig
 	version bool
 }
 
@@ -101,6 +133,11 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	f.load.AddFlags(fs)
 	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
 	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
+	fs.StringVar(&f.burst.Kind, "burst", "", "burst mode: `frames` (connections trickling unfinished 4 MiB frames) or streams (connections opening many streams); reports the server's RSS before, at the peak and after (needs --server-pid)")
+	fs.IntVar(&f.burst.Conns, "burst-conns", 0, "connections of a burst (default 100 for frames, 20 for streams)")
+	fs.IntVar(&f.burst.Streams, "burst-streams", 1024, "streams each connection of a streams burst opens")
+	fs.IntVar(&f.burst.Trickle, "burst-trickle", 1<<20, "`bytes` of its frame each connection of a frames burst sends, over 2s")
+	fs.DurationVar(&f.burst.Wait, "burst-wait", time.Minute, "how long to follow the server's RSS after a burst's connections close")
 	fs.BoolVar(&f.version, "version", false, "print calc-bench's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errReported, err)
@@ -131,10 +168,48 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	case f.idle > 0 && f.load.ServerPID == 0:
 		return nil, errors.New("--idle needs --server-pid to read the server's RSS")
 	}
+	if err := checkBurst(&f); err != nil {
+		return nil, err
+	}
 	if err := f.load.CheckLoopback(ctx, f.conn.Addr, f.load.ServerPprof); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// checkBurst validates the burst flags and fills in the rest of the
+// burst's configuration.
+func checkBurst(f *benchFlags) error {
+	b := &f.burst
+	switch {
+	case b.Kind == "":
+		return nil
+	case b.Kind != bench.BurstFrames && b.Kind != bench.BurstStreams:
+		return fmt.Errorf("unknown --burst %q (want frames or streams)", b.Kind)
+	case f.idle > 0:
+		return errors.New("give --idle or --burst, not both")
+	case f.conn.Transport != "tcp":
+		return errors.New("--burst is made over raw TCP: use --transport tcp")
+	case f.load.ServerPID == 0:
+		return errors.New("--burst needs --server-pid to read the server's RSS")
+	case b.Conns < 0:
+		return errors.New("--burst-conns must not be negative")
+	case b.Streams < 1:
+		return errors.New("--burst-streams must be at least 1")
+	case b.Trickle < 1:
+		return errors.New("--burst-trickle must be at least 1")
+	case b.Wait < 0:
+		return errors.New("--burst-wait must not be negative")
+	}
+	if b.Conns == 0 {
+		b.Conns = burstFramesConns
+		if b.Kind == bench.BurstStreams {
+			b.Conns = burstStreamsConns
+		}
+	}
+	b.Addr, b.ServerPID, b.Timeout = f.conn.Addr, f.load.ServerPID, benchDialTimeout
+	b.TrickleTime, b.Hold, b.SampleEvery = burstTrickleTime, burstHold, burstSampleEvery
+	return nil
 }
 
 // run is calc-bench with its arguments and environment.
@@ -152,6 +227,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if f.idle > 0 {
 		return benchIdle(ctx, f, stdout, stderr)
+	}
+	if f.burst.Kind != "" {
+		return benchBurst(ctx, f, stdout, stderr)
 	}
 	bc := new(bench.ByteCounter)
 	conns, closeAll, err := dialCounted(ctx, f.conn, f.load.Conns, bc)
@@ -201,6 +279,24 @@ func benchIdle(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int
 		icfg.Progress = stderr
 	}
 	rep, err := bench.RunIdle(ctx, icfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "calc-bench:", err)
+		return 1
+	}
+	if f.json {
+		err = json.NewEncoder(stdout).Encode(rep)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil || len(rep.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// benchBurst runs calc-bench --burst.
+func benchBurst(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int {
+	rep, err := bench.RunBurst(ctx, f.burst)
 	if err != nil {
 		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1

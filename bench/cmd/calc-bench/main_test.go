@@ -37,6 +37,14 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--idle", "-1"}, "--idle"},
 		{[]string{"--idle", "10"}, "--server-pid"},
 		{[]string{"--idle", "10", "--server-pid", "1", "--transport", "grpc"}, "--transport tcp"},
+		{[]string{"--burst", "bytes"}, "unknown --burst"},
+		{[]string{"--burst", "frames"}, "--server-pid"},
+		{[]string{"--burst", "frames", "--server-pid", "1", "--idle", "5"}, "not both"},
+		{[]string{"--burst", "streams", "--server-pid", "1", "--transport", "grpc"}, "--transport tcp"},
+		{[]string{"--burst", "streams", "--server-pid", "1", "--burst-conns", "-1"}, "--burst-conns"},
+		{[]string{"--burst", "streams", "--server-pid", "1", "--burst-streams", "0"}, "--burst-streams"},
+		{[]string{"--burst", "frames", "--server-pid", "1", "--burst-trickle", "0"}, "--burst-trickle"},
+		{[]string{"--burst", "frames", "--server-pid", "1", "--burst-wait", "-1s"}, "--burst-wait"},
 		{[]string{"--addr", "10.1.2.3:4000"}, "not a loopback address"},
 		{[]string{"--server-pprof", "192.168.1.1:6060"}, "not a loopback address"},
 		{[]string{"--compression", "gzip"}, "--compression applies to --transport grpc only"},
@@ -169,6 +177,31 @@ func TestBenchEndToEnd(t *testing.T) {
 		}
 		if rep.Conns != 20 || len(rep.Errors) != 0 || rep.RSS <= 0 {
 			t.Fatalf("idle: %+v", rep)
+		}
+	})
+
+	t.Run("burst", func(t *testing.T) {
+		if !onLinux {
+			t.Skip("reads /proc")
+		}
+		// 110 streams on each of 2 connections: 10 past the per-connection
+		// limit of 100 on each.
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--burst", "streams", "--burst-conns", "2", "--burst-streams", "110",
+			"--burst-wait", "0s", "--server-pid", pid, "--json"}, &stdout, &stderr, noEnv)
+		var rep struct {
+			Admitted    int               `json:"admitted"`
+			Statuses    map[string]uint64 `json:"statuses"`
+			StreamsOpen int               `json:"streams_open"`
+			RSSAfter    []struct {
+				Bytes int64 `json:"bytes"`
+			} `json:"rss_after"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || code != 0 {
+			t.Fatalf("exit %d, %v: %s %s", code, err, stdout.String(), stderr.String())
+		}
+		if rep.Admitted != 2 || rep.Statuses["RESOURCE_EXHAUSTED"] != 20 || rep.StreamsOpen != 200 || len(rep.RSSAfter) != 1 || rep.RSSAfter[0].Bytes <= 0 {
+			t.Fatalf("burst: %s", stdout.String())
 		}
 	})
 
