@@ -7,6 +7,6 @@
 // Histogram per worker shard and counts errors by gRPC code. Around it the
 // package has what a benchmark needs that is not load: wire-byte counting
 // connections, CPU and memory probes of this process and of a server
-// process, the JSON/text Report, the SVG percentile chart and the
-// idle-connection memory mode.
+// process, the JSON/text Report, the SVG percentile chart, the
+// idle-connection memory mode and the hostile-burst memory mode.
 package bench
