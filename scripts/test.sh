@@ -31,8 +31,9 @@ fi
 
 step "generated code is current"
 buf generate
-if ! git diff --exit-code --stat -- gen/ || [ -n "$(git status --porcelain -- gen/)" ]; then
-  echo "gen/ differs from what buf generate produces: run scripts/generate.sh and commit" >&2
+buf build --as-file-descriptor-set -o internal/schema/calculator.binpb
+if ! git diff --exit-code --stat -- gen/ internal/schema/ || [ -n "$(git status --porcelain -- gen/ internal/schema/)" ]; then
+  echo "gen/ or internal/schema/calculator.binpb differs from what scripts/generate.sh produces: run it and commit" >&2
   exit 1
 fi
 

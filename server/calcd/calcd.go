@@ -1,7 +1,9 @@
 // Package calcd wires a calcd: the one CalculatorService, calc's
-// interceptors (access log and panic recovery) on every transport, the raw
-// TCP endpoint (server/tcpserver) and the gRPC endpoint with health and
-// reflection (server/grpcserver), and the drain that stops them together.
+// interceptors (access log and panic recovery), grpc.health.v1 with one
+// health state and server reflection (v1 and v1alpha, answering with the
+// schema's comments), all on every transport: the raw TCP endpoint
+// (server/tcpserver) and the gRPC endpoint (server/grpcserver); and the
+// drain that stops them together.
 // The calcd command is flags and signals around it; tests start the very
 // same wiring (calcdtest).
 package calcd
@@ -13,8 +15,16 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/schema"
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/grpcserver"
@@ -49,6 +59,7 @@ type Server struct {
 	TCP *tcpserver.Server
 	// GRPC is the gRPC endpoint.
 	GRPC   *grpcserver.Server
+	health *health.Server
 	logger *slog.Logger
 }
 
@@ -75,9 +86,32 @@ func New(cfg Config) *Server {
 	topts.InlineMethods = calculator.CheapMethods
 	t := tcpserver.New(topts)
 
-	calculatorv1.RegisterCalculatorServiceServer(g, svc)
-	calculatorv1.RegisterCalculatorServiceServer(t, svc)
-	return &Server{TCP: t, GRPC: g, logger: logger}
+	// Reflection answers from the schema with its comments; should the
+	// embedded copy fail to load (a test guards against it), from the
+	// descriptors compiled in, without comments.
+	var descriptors protodesc.Resolver = protoregistry.GlobalFiles
+	if r, err := schema.NewResolver(); err != nil {
+		logger.Error("server reflection will show no comments", "error", err)
+	} else {
+		descriptors = r
+	}
+	hs := health.NewServer()
+	for _, e := range []transport{g, t} {
+		calculatorv1.RegisterCalculatorServiceServer(e, svc)
+		healthpb.RegisterHealthServer(e, hs)
+		ropts := reflection.ServerOptions{Services: e, DescriptorResolver: descriptors}
+		reflectionv1.RegisterServerReflectionServer(e, reflection.NewServerV1(ropts))
+		reflectionv1alpha.RegisterServerReflectionServer(e, reflection.NewServer(ropts))
+	}
+	hs.SetServingStatus(calculatorv1.CalculatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return &Server{TCP: t, GRPC: g, health: hs, logger: logger}
+}
+
+// transport is what New needs of an endpoint: a registrar that reflection
+// can ask for its services.
+type transport interface {
+	grpc.ServiceRegistrar
+	reflection.ServiceInfoProvider
 }
 
 // Listeners are the sockets a Server serves.
@@ -118,7 +152,8 @@ func (s *Server) Serve(l Listeners) error {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = endpoint.ErrServerClosed
 
-// Shutdown drains every endpoint at once: health reports NOT_SERVING, the
+// Shutdown drains every endpoint at once: health reports NOT_SERVING on
+// every transport (a Watch gets the change), the
 // listeners close, raw TCP connections get GOAWAY and gRPC connections an
 // HTTP/2 GOAWAY, and calls in flight, streams included, may finish. When
 // ctx ends first, what is left is ended with UNAVAILABLE: raw TCP calls
@@ -128,6 +163,7 @@ var ErrServerClosed = endpoint.ErrServerClosed
 // when the drain failed: a handler still running after its calls were
 // ended.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.health.Shutdown()
 	done := make(chan error, 2)
 	go func() { done <- s.TCP.Shutdown(ctx) }()
 	go func() { done <- s.GRPC.Shutdown(ctx) }()

@@ -1,6 +1,6 @@
 // Package grpcserver is calc's gRPC endpoint: a grpc.Server with panic
-// recovery and the access log always installed, grpc.health.v1, server
-// reflection, gzip and snappy encodings, keepalive enforcement, a max
+// recovery and the access log always installed, gzip and snappy encodings,
+// connection limits per address and server-wide, keepalive enforcement, a max
 // receive size and stream limits per connection (announced as HTTP/2
 // MAX_CONCURRENT_STREAMS) and server-wide, behind the same Serve /
 // Shutdown lifecycle as the raw TCP server.
@@ -16,10 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip grpc-encoding
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // registers the snappy grpc-encoding
@@ -90,18 +87,15 @@ type Options struct {
 	StreamInterceptors []grpc.StreamServerInterceptor
 }
 
-// Server is the gRPC endpoint. It implements grpc.ServiceRegistrar; every
-// registered service is reported SERVING by the health service until
-// Shutdown.
+// Server is the gRPC endpoint. It implements grpc.ServiceRegistrar and
+// reflection's ServiceInfoProvider.
 type Server struct {
 	opts     Options // for the listener's limits
 	grpc     *grpc.Server
-	health   *health.Server
 	shutdown atomic.Bool
 }
 
-// New returns a Server configured by opts, with health and reflection
-// registered.
+// New returns a Server configured by opts.
 func New(opts Options) *Server {
 	logger := opts.Logger
 	if logger == nil {
@@ -123,18 +117,18 @@ func New(opts Options) *Server {
 			Timeout: orDefault(opts.KeepaliveTimeout, DefaultKeepaliveTimeout),
 		}),
 	)
-	s := &Server{opts: opts, grpc: g, health: health.NewServer()}
-	healthpb.RegisterHealthServer(g, s.health)
-	reflection.Register(g)
+	s := &Server{opts: opts, grpc: g}
 	return s
 }
 
-// RegisterService registers a service implementation, as grpc.Server does,
-// and marks it SERVING in the health service.
+// RegisterService registers a service implementation, as grpc.Server does.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.grpc.RegisterService(desc, impl)
-	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
+
+// GetServiceInfo returns the registered services and their methods, as
+// grpc.Server does (server reflection lists them).
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
 
 // Serve accepts connections on lis, within MaxConnections and
 // MaxConnectionsPerAddr, until Shutdown, then returns ErrServerClosed; any
@@ -148,12 +142,11 @@ func (s *Server) Serve(lis net.Listener) error {
 	return err
 }
 
-// Shutdown reports NOT_SERVING on the health service, stops accepting,
+// Shutdown stops accepting,
 // lets in-flight calls complete and then closes every connection. If ctx
 // ends first the remaining calls are cancelled and ctx's error returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Store(true)
-	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -202,9 +203,10 @@ type Server struct {
 	stream   grpc.StreamServerInterceptor
 	settings []byte // the SETTINGS frame every connection gets
 	methods  map[string]*method
-	idle     idler        // holds quiet connections (idle.go)
-	frames   *wire.Budget // memory of large frames being received, server-wide
-	streams  atomic.Int64 // open streams, server-wide
+	services map[string]grpc.ServiceInfo // for GetServiceInfo
+	idle     idler                       // holds quiet connections (idle.go)
+	frames   *wire.Budget                // memory of large frames being received, server-wide
+	streams  atomic.Int64                // open streams, server-wide
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -232,6 +234,7 @@ func New(opts Options) *Server {
 		unary:     chainUnary(opts.UnaryInterceptors),
 		stream:    chainStream(opts.StreamInterceptors),
 		methods:   map[string]*method{},
+		services:  map[string]grpc.ServiceInfo{},
 		listeners: map[net.Listener]struct{}{},
 		admission: newAdmission(),
 		idle:      newIdler(opts.IdleTimeout),
@@ -250,18 +253,26 @@ func New(opts Options) *Server {
 // RegisterService registers a service and its implementation, as
 // grpc.Server.RegisterService does. It must be called before Serve.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	info := grpc.ServiceInfo{Metadata: desc.Metadata}
 	for i := range desc.Methods {
 		md := &desc.Methods[i]
 		name := "/" + desc.ServiceName + "/" + md.MethodName
 		s.methods[name] = &method{name: name, impl: impl, unary: md, inline: slices.Contains(s.opts.InlineMethods, name)}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: md.MethodName})
 	}
 	for i := range desc.Streams {
 		sd := &desc.Streams[i]
 		name := "/" + desc.ServiceName + "/" + sd.StreamName
 		s.methods[name] = &method{name: name, impl: impl, stream: sd,
 			sinfo: grpc.StreamServerInfo{FullMethod: name, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: sd.StreamName, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams})
 	}
+	s.services[desc.ServiceName] = info
 }
+
+// GetServiceInfo returns the registered services and their methods, as
+// grpc.Server.GetServiceInfo does (server reflection lists them).
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return maps.Clone(s.services) }
 
 // Serve accepts connections on lis and serves each in its own goroutine
 // until Shutdown, when it returns ErrServerClosed. Temporary accept errors

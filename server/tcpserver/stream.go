@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"context"
 	"io"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,8 +18,11 @@ import (
 type serverStream struct {
 	call *call
 	recv chan []byte // received messages; nil marks the client's half-close
-	eof  bool
-	bad  error // a received message that could not be decoded; set before the call is cancelled
+	// halfClosed is set before the half-close's nil is queued, so that
+	// SendMsg never waits for more messages that will not come.
+	halfClosed atomic.Bool
+	eof        bool
+	bad        error // a received message that could not be decoded; set before the call is cancelled
 }
 
 var _ grpc.ServerStream = (*serverStream)(nil)
@@ -31,7 +35,9 @@ func newServerStream(cl *call) *serverStream {
 // its buffer is full unless the call ends.
 func (s *serverStream) deliver(f wire.Frame) {
 	var msg []byte
-	if f.Kind == wire.KindMessage {
+	if f.Kind != wire.KindMessage {
+		s.halfClosed.Store(true)
+	} else {
 		var err error
 		if msg, err = s.call.c.decode(nil, f.Payload, f.Flags); err != nil {
 			s.bad = err
@@ -63,7 +69,10 @@ func (s *serverStream) SendMsg(m any) error {
 	// While more received messages wait for the handler, its answer can
 	// wait to share a write with theirs; the answer to the last one goes out
 	// at once.
-	more := len(s.recv) > 0
+	// The half-close's nil is not a message: with nothing else queued the
+	// answer goes out now (a server-streaming handler never reads again).
+	n := len(s.recv)
+	more := n > 0 && !(n == 1 && s.halfClosed.Load())
 	return s.call.c.out.SendMessage(wire.KindMessage, s.call.id, msg, s.call.c.srv.opts.CompressThreshold, more)
 }
 

@@ -62,9 +62,21 @@ var Transports = []string{"tcp", "grpc"}
 // the connections close when the test ends.
 func (s *Servers) Clients(tb testing.TB) map[string]calculatorv1.CalculatorServiceClient {
 	tb.Helper()
-	return map[string]calculatorv1.CalculatorServiceClient{
-		"tcp":  calculatorv1.NewCalculatorServiceClient(s.DialTCP(tb, tcpconn.Options{})),
-		"grpc": calculatorv1.NewCalculatorServiceClient(s.DialGRPC(tb)),
+	clients := map[string]calculatorv1.CalculatorServiceClient{}
+	for tr, cc := range s.Conns(tb) {
+		clients[tr] = calculatorv1.NewCalculatorServiceClient(cc)
+	}
+	return clients
+}
+
+// Conns dials every endpoint and returns a connection per transport name,
+// for any generated client (health, reflection); they close when the test
+// ends.
+func (s *Servers) Conns(tb testing.TB) map[string]grpc.ClientConnInterface {
+	tb.Helper()
+	return map[string]grpc.ClientConnInterface{
+		"tcp":  s.DialTCP(tb, tcpconn.Options{}),
+		"grpc": s.DialGRPC(tb),
 	}
 }
 
