@@ -99,10 +99,10 @@ func unmarshalRequest(msg []byte, v any) error {
 // deadline answers UNAVAILABLE rather than the CANCELLED its handler saw.
 func (cl *call) failErr(err error) {
 	st := statusOf(err)
-	if st.Code() == codes.Canceled && context.Cause(cl.c.ctx) == errDrainDeadline {
-		st = status.Convert(errDrainDeadline)
+	if codes.Code(st.GetCode()) == codes.Canceled && context.Cause(cl.c.ctx) == errDrainDeadline {
+		st = status.Convert(errDrainDeadline).Proto()
 	}
-	cl.end(st.Proto())
+	cl.end(st)
 }
 
 // fail ends the call with a status of code and msg.

@@ -21,19 +21,21 @@ func statusProto(code codes.Code, msg string) *spb.Status {
 	return &spb.Status{Code: int32(code), Message: msg}
 }
 
-// statusOf returns the status a call failing with err answers: the error's
-// own status, a context error's, or the wire layer's message errors.
-func statusOf(err error) *status.Status {
+// statusOf returns the google.rpc.Status a call failing with err answers:
+// the error's own status, a context error's, or the wire layer's message
+// errors, these built directly (no status.Status, no clone): a refused
+// snappy bomb must cost no more than an ordinary call.
+func statusOf(err error) *spb.Status {
 	switch {
 	case errors.Is(err, wire.ErrMessageTooLarge):
-		return status.New(codes.ResourceExhausted, err.Error())
+		return statusProto(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, wire.ErrCorruptMessage):
-		return status.New(codes.InvalidArgument, err.Error())
+		return statusProto(codes.InvalidArgument, err.Error())
 	}
 	if st, ok := status.FromError(err); ok {
-		return st
+		return st.Proto()
 	}
-	return status.FromContextError(err)
+	return status.FromContextError(err).Proto()
 }
 
 // chainUnary composes interceptors into one, first outermost, or returns

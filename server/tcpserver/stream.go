@@ -98,7 +98,7 @@ func (s *serverStream) RecvMsg(m any) error {
 		return nil
 	case <-s.call.Done():
 		if s.bad != nil {
-			return statusOf(s.bad).Err()
+			return status.ErrorProto(statusOf(s.bad))
 		}
 		return status.FromContextError(s.call.Err()).Err()
 	}
