@@ -7,21 +7,21 @@ import (
 	"github.com/calcrpc/calc/server/endpoint"
 )
 
-// limitListener admits at most max connections in all and perAddr from
+// limitListener admits at most maxConns connections in all and perAddr from
 // one IP address (endpoint.PeerKey); a connection past either is closed
 // at once, before the HTTP/2 handshake, so the client sees UNAVAILABLE.
 // A connection counts until it is closed.
 type limitListener struct {
 	net.Listener
-	max, perAddr int
+	maxConns, perAddr int
 
 	mu     sync.Mutex
 	total  int
 	byAddr map[string]int
 }
 
-func newLimitListener(l net.Listener, max, perAddr int) *limitListener {
-	return &limitListener{Listener: l, max: max, perAddr: perAddr, byAddr: map[string]int{}}
+func newLimitListener(l net.Listener, maxConns, perAddr int) *limitListener {
+	return &limitListener{Listener: l, maxConns: maxConns, perAddr: perAddr, byAddr: map[string]int{}}
 }
 
 // Accept returns the next connection within the limits, closing those
@@ -43,7 +43,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (l *limitListener) take(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= l.max || l.byAddr[key] >= l.perAddr {
+	if l.total >= l.maxConns || l.byAddr[key] >= l.perAddr {
 		return false
 	}
 	l.total++
