@@ -101,25 +101,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var cfg cliConfig
 	fs := flag.NewFlagSet("calc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: calc [flags] [expression] [flags]    (no expression: read expressions from stdin)\n       calc bench [flags]")
-		fmt.Fprintln(stderr, "Quote an expression that holds * or parentheses, as in calc '2 * (3 + 4)': the shell expands an unquoted * into file names.")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, stderr) }
 	cfg.conn.AddFlags(fs, getenv)
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-call deadline")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	fs.BoolVar(&cfg.version, "version", false, "print calc's version and exit")
 	flags, words, err := splitArgs(fs, args)
+	sub := findSubcommand(words)
+	usageExit := exitUsage
+	if sub != nil {
+		usageExit = sub.usageExit
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "calc: %v; calc --help lists the flags\n", err)
-		return exitUsage
+		return usageExit
 	}
 	if err := fs.Parse(flags); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return exitUsage
+		return usageExit
 	}
 	if cfg.version {
 		fmt.Fprintln(stdout, version.String("calc"))
@@ -127,11 +128,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err := cfg.conn.Check(); err != nil {
 		fmt.Fprintln(stderr, "calc:", err)
-		return exitUsage
+		return usageExit
+	}
+	if sub != nil {
+		if sub.timeout != 0 && !isSet(fs, "timeout") {
+			cfg.timeout = sub.timeout
+		}
+		return runSubcommand(ctx, sub, words[1:], cfg, stdin, stdout, stderr)
 	}
 	hint := &transportHint{cfg: cfg.conn}
 	report := func(expression string, err error) {
-		printErr(stderr, stdout, cfg.json, expression, hint.explain(ctx, err))
+		printErr(stderr, stdout, cfg.json, map[string]any{"expression": expression}, hint.explain(ctx, err))
 	}
 	client, closeFn, err := connect(ctx, cfg)
 	if err != nil {
@@ -156,18 +163,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // splitArgs separates calc's flags, with their values, from the words of
-// the expression, so that flags may come before, among or after them. An
-// argument that starts with a minus sign is a flag unless it is a lone
-// minus or matches negativeStart; after "--" every argument is a word. A
-// flag fs defines that takes a value and is not written -name=value takes
-// the next argument as its value. splitArgs rejects a flag fs does not
-// define, except -h and -help, which fs.Parse answers with the usage.
+// the expression or subcommand, so that flags may come before, among or
+// after them. An argument that starts with a minus sign is a flag unless
+// it is a lone minus or matches negativeStart; after "--" every argument
+// is a word. A flag fs defines that takes a value and is not written
+// -name=value takes the next argument as its value. splitArgs rejects a
+// flag fs does not define, except -h and -help, which fs.Parse answers
+// with the usage; it still returns every word, so that the caller knows
+// which subcommand's usage error it is.
 func splitArgs(fs *flag.FlagSet, args []string) (flags, words []string, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
-			return flags, append(words, args[i+1:]...), nil
+			return flags, append(words, args[i+1:]...), err
 		case a == "-" || !strings.HasPrefix(a, "-") || negativeStart.MatchString(a):
 			words = append(words, a)
 			continue
@@ -176,17 +185,37 @@ func splitArgs(fs *flag.FlagSet, args []string) (flags, words []string, err erro
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := fs.Lookup(name)
 		switch {
-		case f == nil && name != "h" && name != "help":
-			if len(words) > 0 {
-				return nil, nil, fmt.Errorf("unknown flag %s after the expression", a)
+		case f == nil && name != "h" && name != "help" && err == nil:
+			err = fmt.Errorf("unknown flag %s", a)
+			if len(words) > 0 && findSubcommand(words) == nil {
+				err = fmt.Errorf("unknown flag %s after the expression", a)
 			}
-			return nil, nil, fmt.Errorf("unknown flag %s", a)
 		case f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args):
 			i++
 			flags = append(flags, args[i])
 		}
 	}
-	return flags, words, nil
+	return flags, words, err
+}
+
+// isSet reports whether the command line set the flag named name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// printUsage prints calc --help.
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintln(w, "usage: calc [flags] [expression] [flags]    (no expression: read expressions from stdin)")
+	for _, sc := range subcommands {
+		fmt.Fprintf(w, "       calc [flags] %-26s %s\n", sc.name+" "+sc.args, sc.summary)
+	}
+	fmt.Fprintln(w, "       calc bench [flags]                      the load tool calc-bench (calc bench -h)")
+	fmt.Fprintln(w, "Quote an expression that holds * or parentheses, as in calc '2 * (3 + 4)': the shell expands an unquoted * into file names.")
+	fmt.Fprintln(w, "Subcommands learn the schema by server reflection over either transport; --timeout bounds the whole subcommand (calc health: default 1s).")
+	fmt.Fprintln(w, "Exit status: 0 ok, 1 a call failed, 2 usage; calc health: 0 SERVING, 1 usage, 2 no connection, 3 the check failed, 4 not SERVING.")
+	fs.PrintDefaults()
 }
 
 // isBoolFlag reports whether f takes no value, as -json does.
@@ -262,12 +291,15 @@ func connect(ctx context.Context, cfg cliConfig) (calculatorv1.CalculatorService
 	return calculatorv1.NewCalculatorServiceClient(conn), closeFn, nil
 }
 
-// printErr prints a call's error: "CODE: message" on stderr, or a JSON
-// object on stdout with --json.
-func printErr(stderr, stdout io.Writer, asJSON bool, expression string, err error) {
+// printErr prints a call's error: "CODE: message" on stderr, or with
+// --json a JSON object on stdout, with fields besides the code and message.
+func printErr(stderr, stdout io.Writer, asJSON bool, fields map[string]any, err error) {
 	st := status.Convert(err)
 	if asJSON {
-		out := map[string]any{"expression": expression, "code": wire.CodeName(st.Code()), "message": st.Message()}
+		out := map[string]any{"code": wire.CodeName(st.Code()), "message": st.Message()}
+		for k, v := range fields {
+			out[k] = v
+		}
 		for _, d := range st.Details() {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
 				out["field"] = br.GetFieldViolations()[0].GetField()
