@@ -5,6 +5,10 @@
 //	calc 7 / 2                 prints 3.5
 //	calc 2 + 3 --json          flags may come before, among or after the expression
 //	calc                       reads one expression per line (a REPL on a terminal)
+//	calc list [SERVICE]        lists the services, or SERVICE's methods
+//	calc describe SYMBOL       prints a service, method, message or enum with its comments
+//	calc call METHOD [JSON|-]  calls any method with a request in JSON
+//	calc health [SERVICE]      checks grpc.health.v1, exiting as grpc_health_probe does
 //	calc bench [flags]         runs the load tool calc-bench (calc bench -h)
 //
 // Flags:
@@ -12,8 +16,69 @@
 //	--addr HOST:PORT     server address (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
 //	--transport T        tcp (calc's raw TCP protocol, the default) or grpc (env CALC_TRANSPORT)
 //	--compression C      grpc only: none, gzip or snappy (default none)
-//	--timeout D          per-call deadline (default 5s)
+//	--timeout D          per-call deadline (default 5s); a subcommand's whole deadline (calc health: 1s)
 //	--json               print one JSON object per result or error
+//
+// # Subcommands
+//
+// list, describe, call and health work like grpcurl's commands of the same
+// names, over either transport, with no .proto files: calc learns the
+// schema from the server's reflection service (grpc.reflection.v1), doc
+// comments included, and writes requests and responses as protojson. The
+// flags apply to them too, anywhere on the line; --timeout bounds the
+// whole subcommand, connecting and reflection included. No expression is
+// a subcommand's name, so calc 2 + 3 and calc list cannot be confused.
+//
+// calc list prints the services, sorted, one a line, or with a service's
+// full name its methods as SERVICE.Method; with --json, one JSON array.
+//
+// calc describe prints a service, method, message, field, oneof, enum or
+// enum value, named in full (calculator.v1.Operator), as proto source
+// after a line saying what it is, each element after its doc comment:
+//
+//	calculator.v1.CalculatorService.Calculate is a method:
+//	// Calculate applies one operator to two int64 operands with checked
+//	// arithmetic: a result that does not fit in an int64 is OUT_OF_RANGE.
+//	rpc Calculate ( .calculator.v1.CalculateRequest ) returns ( .calculator.v1.CalculateResponse );
+//
+// Options and reserved ranges are left out; --json changes only how an
+// error prints.
+//
+// calc call calls METHOD, written calculator.v1.CalculatorService/Calculate
+// or calculator.v1.CalculatorService.Calculate, with requests in JSON
+// (protojson: enums by name, int64 as numbers or strings) from the argument
+// or, without one or for -, from stdin. A unary or server-streaming method
+// takes exactly one request; a client-streaming or bidi method takes any
+// number of JSON values, one a line or simply concatenated, sent as they
+// are read while the responses print as they arrive:
+//
+//	calc call calculator.v1.CalculatorService/Calculate '{"operator": "OPERATOR_ADD", "lhs": 2, "rhs": 3}'
+//	calc call calculator.v1.CalculatorService/CalculateStream < requests.jsonl
+//
+// Each response prints as protojson with the schema's field names, indented
+// over several lines as grpcurl prints it, or with --json compact on one
+// line (one response a line, for jq and scripts). A failed call prints
+// "calc: CODE: message" and then each status detail as a line of JSON on
+// stderr (with --json, one JSON object on stdout) and exits 1; a request
+// that is not JSON of the method's input type is a usage error, exit 2.
+//
+// calc health calls grpc.health.v1.Health/Check for SERVICE, or for the
+// whole server without one, prints the status (SERVING, NOT_SERVING, ...;
+// with --json, {"status":"SERVING"}) and exits with grpc_health_probe's
+// statuses, not calc's, so that it can take grpc_health_probe's place as
+// a container's probe, over either transport:
+//
+//	0  SERVING
+//	1  a usage error: an unknown flag, a bad value, too many arguments
+//	2  the server could not be reached: refused, not answering within
+//	   --timeout, or the other transport's port
+//	3  the check failed: an unknown SERVICE (NOT_FOUND), a server without
+//	   the health service (UNIMPLEMENTED), or no answer within --timeout
+//	4  the check answered, but not SERVING
+//
+// Its --timeout defaults to 1s, like grpc_health_probe's --rpc-timeout and
+// Kubernetes' probe timeoutSeconds, and bounds connecting and the check
+// together.
 //
 // An argument that starts with minus signs and then a digit, a point, a
 // parenthesis, a plus sign or a space (-2, -.5, -(1 + 2), '- 2'), or a
@@ -29,11 +94,13 @@
 //	   with several expressions calc goes on and exits 1 at the end.
 //	   Reading stdin failing exits 1 too.
 //	2  a usage error: an unknown flag or a bad value, or an expression the
-//	   shell expanded into file names (calc 2 * 3 unquoted: see below);
+//	   shell expanded into file names (calc 2 * 3 unquoted: see below), or
+//	   a subcommand's missing or extra argument or bad request JSON;
 //	   calc bench exits 2 when calc-bench cannot be found or started, and
 //	   otherwise with calc-bench's status.
 //
-// calc --help and calc --version exit 0.
+// calc --help and calc --version exit 0. calc health has exit statuses of
+// its own (see Subcommands).
 //
 // An unquoted * is expanded by the shell into the names of the files in
 // the current directory, so calc 2 * 3 may run as calc 2 go.mod main.go 3.
@@ -41,8 +108,8 @@
 //
 //	calc: the shell expanded * into file names (go.mod main.go); quote the expression: calc '2 * 3'
 //
-// Pointed at the other transport's port, calc fails at once and says which
-// --transport to use:
+// Pointed at the other transport's port, calc (its subcommands too) fails
+// at once and says which --transport to use:
 //
 //	calc: UNAVAILABLE: tcpconn: 127.0.0.1:50051 speaks HTTP/2, not calc's raw TCP protocol: this looks like a gRPC port: use --transport grpc
 //	calc: UNAVAILABLE: 127.0.0.1:4000 completed calc's raw TCP handshake, not gRPC's: this looks like calc's raw TCP port: use --transport tcp

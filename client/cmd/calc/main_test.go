@@ -115,6 +115,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "success", args: []string{"1", "+", "1"}, env: tcp, code: 0, stdout: "2\n"},
 		{name: "success from stdin", stdin: "1 + 1\n2 * 3\n", env: tcp, code: 0, stdout: "2\n6\n"},
 		{name: "help", args: []string{"--help"}, code: 0, stderr: "usage: calc"},
+		{name: "help names the subcommands", args: []string{"--help"}, code: 0, stderr: "calc [flags] call METHOD [JSON|-]"},
+		{name: "help after a subcommand", args: []string{"health", "--help"}, code: 0, stderr: "calc health: 0 SERVING, 1 usage"},
 		{name: "version", args: []string{"--version"}, code: 0, stdout: "calc "},
 		{name: "call failed", args: []string{"1", "/", "0"}, env: tcp, code: 1, stderr: "calc: INVALID_ARGUMENT: division by zero at offset 2\n"},
 		{name: "call failed, JSON", args: []string{"--json", "1", "/", "0"}, env: tcp, code: 1, stdout: `"code":"INVALID_ARGUMENT"`},

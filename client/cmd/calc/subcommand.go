@@ -39,7 +39,7 @@ var subcommands = []*subcommand{
 		usageExit: exitUsage, connExit: exitFailed, run: runDescribe},
 	{name: "call", args: "METHOD [JSON|-]", summary: "call METHOD with a request in JSON (none or -: from stdin)", minArgs: 1, maxArgs: 2,
 		usageExit: exitUsage, connExit: exitFailed, run: runCall},
-	{name: "health", args: "[SERVICE]", summary: "grpc.health.v1 check; exits as grpc_health_probe does (0 SERVING, 1 usage, 2 connection, 3 RPC failed, 4 not SERVING)", maxArgs: 1,
+	{name: "health", args: "[SERVICE]", summary: "check grpc.health.v1, exiting as grpc_health_probe does", maxArgs: 1,
 		usageExit: healthUsage, connExit: healthConnFailed, timeout: time.Second, run: runHealth},
 }
 
