@@ -31,6 +31,7 @@ func runCall(ctx context.Context, s *session, args []string) int {
 		return s.fail(err)
 	}
 	md, err := rc.method(args[0])
+	rc.close()
 	if err != nil {
 		return s.fail(err)
 	}

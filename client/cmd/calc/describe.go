@@ -15,6 +15,7 @@ func runDescribe(ctx context.Context, s *session, args []string) int {
 	if err != nil {
 		return s.fail(err)
 	}
+	defer rc.close()
 	d, err := rc.find(args[0])
 	if err != nil {
 		return s.fail(err)

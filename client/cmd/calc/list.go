@@ -15,6 +15,7 @@ func runList(ctx context.Context, s *session, args []string) int {
 	if err != nil {
 		return s.fail(err)
 	}
+	defer rc.close()
 	var names []string
 	if len(args) == 0 {
 		names, err = rc.services()
