@@ -99,8 +99,16 @@ func unmarshalRequest(msg []byte, v any) error {
 // deadline answers UNAVAILABLE rather than the CANCELLED its handler saw.
 func (cl *call) failErr(err error) {
 	st := statusOf(err)
-	if codes.Code(st.GetCode()) == codes.Canceled && context.Cause(cl.c.ctx) == errDrainDeadline {
-		st = status.Convert(errDrainDeadline).Proto()
+	if codes.Code(st.GetCode()) == codes.Canceled {
+		switch {
+		case context.Cause(cl.c.ctx) == errDrainDeadline:
+			st = status.Convert(errDrainDeadline).Proto()
+		case cl.Err() == context.DeadlineExceeded:
+			// A handler that says CANCELLED because its context ended
+			// (health's Watch does) ended at the call's deadline: say so,
+			// as a gRPC client would.
+			st = statusProto(codes.DeadlineExceeded, st.GetMessage())
+		}
 	}
 	cl.end(st)
 }
