@@ -160,7 +160,6 @@ for _, e in pairs(E) do expert_list[#expert_list + 1] = e end
 calc.experts = expert_list
 
 local protobuf = Dissector.get("protobuf")
-local f_tcp_stream = Field.new("tcp.stream")
 local f_tcp_seq = Field.new("tcp.seq")
 
 -- ParseError is raised (as a table) by the parsers below and turned into
@@ -314,14 +313,17 @@ function calc.init()
   cur_frame, pdu_index, summaries = nil, 0, {}
 end
 
-local function stream_index()
-  local all = { f_tcp_stream() }
-  local last = all[#all]
-  return last and last.value or -1
+-- conv_key names a TCP connection by its two endpoints. (Field tcp.stream
+-- is not extracted in a first pass without a tree, tshark -2's first pass.)
+local function conv_key(pinfo)
+  local a = tostring(pinfo.src) .. "/" .. pinfo.src_port
+  local b = tostring(pinfo.dst) .. "/" .. pinfo.dst_port
+  if a > b then a, b = b, a end
+  return a .. " " .. b
 end
 
 local function conversation(pinfo)
-  local key = stream_index()
+  local key = conv_key(pinfo)
   local conv = convs[key]
   if not conv then
     conv = { refs = {}, calls = {}, broken = {}, started = {} }
@@ -751,7 +753,7 @@ local function heuristic(tvb, pinfo, tree)
   local f_seq = { f_tcp_seq() }
   local seq = f_seq[#f_seq]
   if seq and seq.value ~= 1 then return false end
-  local key = stream_index()
+  local key = conv_key(pinfo)
   if not convs[key] then
     convs[key] = { refs = {}, calls = {}, broken = {}, started = {},
       server_addr = tostring(pinfo.dst), server_port = pinfo.dst_port }
