@@ -8,7 +8,10 @@
 #      connection driven by arbitrary frames (scripts/fuzz.sh, itself
 #      tested by scripts/fuzz_selftest.sh), and one pass of every
 #      benchmark as a smoke test;
-#   3. interop: Java, Python, Node/TypeScript and C++ clients against a real
+#   3. the Wireshark dissector (tools/wireshark/test.sh): tshark's output of
+#      the wire vectors against golden files, malformed input, and a live
+#      loopback capture of calc talking to calcd;
+#   4. interop: Java, Python, Node/TypeScript and C++ clients against a real
 #      calcd over gRPC and raw TCP (scripts/interop.sh), and the C# template.
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
@@ -66,6 +69,9 @@ bash scripts/fuzz.sh ./server/tcpserver FuzzConnection
 
 step "benchmarks, one pass each"
 go test -run '^$' -bench . -benchtime 1x ./...
+
+step "Wireshark dissector: golden output, malformed input, a live loopback capture"
+bash tools/wireshark/test.sh
 
 step "C# generation template"
 bash client/csharp/generate.sh
