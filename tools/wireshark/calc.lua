@@ -22,6 +22,7 @@ local MAGIC = "CALC"
 local HEADER_SIZE = 6 -- kind, flags, call id: what the length counts besides the payload
 local MAX_PING_PAYLOAD = 64
 local MAX_METHOD_REF = 65535
+local MAX_METHOD_NAME = 512
 local SNAPPY_MAX_RATIO = 22 -- a block may not claim more than 22 times its size
 
 calc.prefs.tcp_port = Pref.uint("TCP port", 4000, "The TCP port calc's raw TCP protocol is decoded on " ..
@@ -174,15 +175,17 @@ local function u32(s, i) return ((s:byte(i) * 256 + s:byte(i + 1)) * 256 + s:byt
 -- uvarint decodes the protobuf varint at 1-based index i of s, not past
 -- index last, and returns its value (exact up to 2^53) and the index after
 -- it, or raises a parse error naming what.
+local tointeger = math.tointeger or function(x) return x end
+
 local function uvarint(s, i, last, what, expert_field)
-  local v, mul = 0, 1
+  local v, mul = 0, 1.0 -- float: 128^9 overflows Lua 5.3+ integers
   for n = 0, 9 do
     if i + n > last then fail(expert_field, what .. ": varint runs past the end") end
     local b = s:byte(i + n)
     v = v + (b % 128) * mul
     if b < 128 then
-      if n > 0 and b == 0 then fail(expert_field, what .. ": varint with a redundant zero byte") end
-      return v, i + n + 1
+      if n == 9 and b > 1 then fail(expert_field, what .. ": varint overflows 64 bits") end
+      return tointeger(v) or v, i + n + 1
     end
     mul = mul * 128
   end
@@ -425,6 +428,7 @@ local function parse_request_header(tree, tvb, s, flags, rec)
     local l
     l, j = uvarint(s, i, n, "method name length", E.bad_header)
     if l == 0 then fail(E.bad_header, "empty method name") end
+    if l > MAX_METHOD_NAME then fail(E.bad_header, "method name of " .. l .. " bytes, over " .. MAX_METHOD_NAME) end
     if j + l - 1 > n then fail(E.bad_header, "method name runs past the payload") end
     tree:add(F.method_name, tvb(i - 1, j - i + l), s:sub(j, j + l - 1))
     rec.name = s:sub(j, j + l - 1)

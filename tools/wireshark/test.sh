@@ -3,8 +3,9 @@
 # installing tshark (Debian package) if it is missing:
 #   1. golden output: vectors2pcap writes the wire test vectors
 #      (testdata/wire/vectors.json) as pcaps: vectors.pcap (a connection per
-#      vector, in 32-byte segments), session.pcap (one conversation) and
-#      malformed.pcap (malformed frames the vectors lack). tshark -V -O calc
+#      vector, in 32-byte segments), session.pcap (one conversation),
+#      malformed.pcap (malformed frames the vectors lack) and snappy.pcap
+#      (snappy encodings Go's encoder never emits). tshark -V -O calc
 #      of each must equal tools/wireshark/testdata/<name>.txt, in one pass and
 #      in two (-2), which shows the second pass sees what the first worked out;
 #   2. malformed input: every malformed frame carries an expert error, tshark
@@ -66,7 +67,7 @@ none() { [ "$(count "$1" "$2")" -eq 0 ]; }
 
 echo "==> golden output of the wire vectors" >&2
 go run ./tools/wireshark/vectors2pcap -vectors testdata/wire/vectors.json -out "$tmp"
-for name in vectors session malformed; do
+for name in vectors session malformed snappy; do
   ts -r "$tmp/$name.pcap" -V -O calc >"$tmp/$name.txt"
   ts -2 -r "$tmp/$name.pcap" -V -O calc >"$tmp/$name.2.txt"
   golden="$here/testdata/$name.txt"
@@ -96,6 +97,9 @@ for f in calc.bad_header calc.bad_payload calc.corrupt_snappy; do
   check "malformed.pcap has $f" at_least "$m" "$f" 1
 done
 check "session.pcap has no expert error" none "$tmp/session.pcap" '_ws.expert.severity == error'
+check "snappy.pcap: 3 hand-made snappy blocks decoded" [ "$(count "$tmp/snappy.pcap" \
+  "pbf.calculator.v1.EvaluateRequest.expression == \"$(printf '1 + %.0s' $(seq 25))1\"")" -eq 3 ]
+check "snappy.pcap has no expert error" none "$tmp/snappy.pcap" '_ws.expert.severity == error'
 
 echo "==> live capture of calc over loopback" >&2
 go build -o "$tmp/bin/" ./server/cmd/calcd ./client/cmd/calc ./bench/cmd/calc-bench

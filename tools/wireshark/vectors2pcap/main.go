@@ -12,7 +12,11 @@
 //     calls and several frames share a segment;
 //   - malformed.pcap: one connection per malformed frame that the vectors do
 //     not cover (bad varints, a header running past its payload, bad control
-//     payloads), each after a valid preface.
+//     payloads), each after a valid preface;
+//   - snappy.pcap: one connection of Evaluate calls whose snappy blocks use
+//     encodings Go's encoder never emits (literals with 1- and 2-byte
+//     lengths, copies with 4-byte offsets), each decoding to the same
+//     EvaluateRequest.
 //
 // Every connection runs between 127.0.0.1 ports 51000 and up and 127.0.0.1
 // port 4000, with a handshake, an ACK for each data segment and fixed
@@ -30,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -81,7 +86,7 @@ var malformed = []struct{ name, hex string }{
 
 func main() {
 	vectorsPath := flag.String("vectors", "testdata/wire/vectors.json", "the wire test vectors")
-	out := flag.String("out", ".", "directory to write vectors.pcap, session.pcap and malformed.pcap to")
+	out := flag.String("out", ".", "directory to write vectors.pcap, session.pcap, malformed.pcap and snappy.pcap to")
 	mss := flag.Int("mss", 32, "largest TCP segment of vectors.pcap")
 	flag.Parse()
 	if err := run(*vectorsPath, *out, *mss); err != nil {
@@ -142,12 +147,55 @@ func run(vectorsPath, out string, mss int) error {
 		c.send(b[4] != 0x01 && b[4] != 0x06 && b[4] != 0x0a, b, 1460)
 	}
 
-	for name, cp := range map[string]*capture{"vectors.pcap": &all, "session.pcap": &conv, "malformed.pcap": &bad} {
+	var sn capture
+	c = sn.connect(51000)
+	c.send(true, preface, 1460)
+	for _, b := range snappyRequests() {
+		c.send(true, b, 1460)
+	}
+
+	for name, cp := range map[string]*capture{
+		"vectors.pcap": &all, "session.pcap": &conv, "malformed.pcap": &bad, "snappy.pcap": &sn,
+	} {
 		if err := cp.write(filepath.Join(out, name)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// snappyRequests returns three Evaluate REQUEST frames (the first binds
+// method ref 1) whose messages are the same EvaluateRequest{expression:
+// "1 + 1 + … + 1"} (101 bytes), each as a hand-made snappy block: one literal
+// with a 1-byte length, one literal with a 2-byte length, and a 6-byte
+// literal followed by overlapping copies with 4-byte offsets.
+func snappyRequests() [][]byte {
+	expr := strings.Repeat("1 + ", 25) + "1"
+	msg := append([]byte{0x0a, byte(len(expr))}, expr...)
+	n := byte(len(msg)) // 103: a one-byte uvarint
+	blocks := [][]byte{
+		append([]byte{n, 60 << 2, n - 1}, msg...),
+		append([]byte{n, 61 << 2, n - 1, 0}, msg...),
+		append(append([]byte{n, 5 << 2}, msg[:6]...),
+			63<<2|3, 4, 0, 0, 0, // copy 64 bytes from 4 back
+			32<<2|3, 4, 0, 0, 0), // copy 33 bytes from 4 back
+	}
+	name := "/calculator.v1.CalculatorService/Evaluate"
+	var frames [][]byte
+	for i, block := range blocks {
+		flags := byte(0x01) // COMPRESSED
+		payload := []byte{1}
+		if i == 0 {
+			flags |= 0x02 // METHOD_NAME
+			payload = append(append(payload, byte(len(name))), name...)
+		}
+		payload = append(payload, block...)
+		f := binary.BigEndian.AppendUint32(nil, uint32(6+len(payload)))
+		f = append(f, 0x02, flags)
+		f = binary.BigEndian.AppendUint32(f, uint32(i+1))
+		frames = append(frames, append(f, payload...))
+	}
+	return frames
 }
 
 // capture is a sequence of packets with increasing timestamps.
