@@ -118,7 +118,10 @@ if [ -z "$addr" ]; then
 fi
 port=${addr##*:}
 live="$tmp/live.pcapng"
-dumpcap -q -i lo -f "tcp port $port" -w "$live" 2>"$tmp/dumpcap.log" &
+# Capturing needs root (or the setuid dumpcap the package did not install).
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+$sudo dumpcap -q -i lo -f "tcp port $port" -w "$live" 2>"$tmp/dumpcap.log" &
 dumpcap_pid=$!
 pids+=("$dumpcap_pid")
 for _ in $(seq 100); do
@@ -139,6 +142,12 @@ fi
 sleep 0.5
 kill -INT "$dumpcap_pid"
 wait "$dumpcap_pid" || true
+if [ -n "$sudo" ]; then sudo chown "$(id -u)" "$live"; fi
+if [ ! -s "$live" ]; then
+  cat "$tmp/dumpcap.log" >&2
+  echo "dumpcap wrote no capture" >&2
+  exit 1
+fi
 cat "$tmp/calc.out" >&2
 
 check "4 connections, each found by its preface" [ "$(count "$live" 'calc.preface.magic == "CALC"')" -eq 4 ]
