@@ -45,6 +45,7 @@ func (s *Server) admit(nc net.Conn) (*conn, string) {
 	}
 	key := endpoint.PeerKey(nc.RemoteAddr())
 	if a.perAddr[key] >= s.opts.MaxConnectionsPerAddr {
+		s.counters.refused[refusedPerAddr].Add(1)
 		return nil, "too many connections from this address"
 	}
 	if len(a.handshaking) >= s.opts.MaxHandshakes {
@@ -55,6 +56,7 @@ func (s *Server) admit(nc net.Conn) (*conn, string) {
 			}
 		}
 		delete(a.handshaking, oldest)
+		s.counters.refused[refusedHandshakeEvicted].Add(1)
 		_ = oldest.nc.SetReadDeadline(time.Unix(1, 0)) // its handshake fails at once
 	}
 	c := newConn(s, nc, key)
@@ -81,11 +83,22 @@ func (s *Server) establish(c *conn) (bool, string) {
 	}
 	delete(a.handshaking, c)
 	if a.established >= s.opts.MaxConnections {
+		s.counters.refused[refusedMaxConnections].Add(1)
 		return false, "too many connections"
 	}
 	a.established++
 	c.established = true
 	return true, ""
+}
+
+// handshakeTimedOut counts a connection whose handshake hit its deadline,
+// unless it was cut off for a newer one (counted by admit).
+func (s *Server) handshakeTimedOut(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.admission.handshaking[c]; ok {
+		s.counters.refused[refusedHandshakeTimeout].Add(1)
+	}
 }
 
 // forget removes a closed connection from the counts.

@@ -60,7 +60,7 @@ func newConn(s *Server, nc net.Conn, peerKey string) *conn {
 		raw, _ = sc.SyscallConn()
 	}
 	c.ready = newReadiness(raw)
-	c.rd = wire.NewReader(nc, s.opts.MaxFrameSize)
+	c.rd = wire.NewReader(connReader{c}, s.opts.MaxFrameSize)
 	c.rd.SetBudget(s.frames)
 	c.answered.L = &c.mu
 	c.idleSince = time.Now()
@@ -123,7 +123,10 @@ func (c *conn) end(err error) {
 	switch {
 	case errors.As(err, &ce):
 		c.goAway(ce.code, ce.msg)
-	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrBudgetExhausted):
+	case errors.Is(err, wire.ErrBudgetExhausted):
+		c.srv.counters.frameBudget.Add(1)
+		c.goAway(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, wire.ErrFrameTooLarge):
 		c.goAway(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, wire.ErrFrameTooSmall), errors.Is(err, wire.ErrUnknownKind):
 		c.goAway(codes.InvalidArgument, err.Error())
@@ -174,8 +177,10 @@ func (c *conn) accept(id uint32, stream bool) (ok bool, refusal *status.Status) 
 	}
 	switch {
 	case c.streams >= c.srv.opts.MaxConcurrentStreams:
+		c.srv.counters.streamsRefused[refusedStreamsPerConn].Add(1)
 		return true, status.Newf(codes.ResourceExhausted, "more than %d streams open on this connection", c.srv.opts.MaxConcurrentStreams)
 	case !c.srv.takeStream():
+		c.srv.counters.streamsRefused[refusedMaxStreams].Add(1)
 		return true, status.Newf(codes.ResourceExhausted, "the server has %d streams open, its limit", c.srv.opts.MaxStreams)
 	}
 	c.streams++
@@ -237,6 +242,7 @@ func (c *conn) goAway(code codes.Code, msg string) {
 	last := c.last
 	c.mu.Unlock()
 	c.answered.Broadcast() // a reader held by backpressure stops waiting
+	c.srv.counters.goAwaySent(code)
 	c.out.Send(func(b []byte) []byte { return wire.AppendGoAwayFrame(b, last, statusProto(code, msg)) })
 	if code != codes.OK {
 		c.cancel(context.Canceled)

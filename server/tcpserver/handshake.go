@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -17,16 +18,21 @@ import (
 // refuses one past MaxConnections, and reports false. The read deadline
 // was set by admit.
 func (c *conn) handshake() bool {
-	version, got, err := wire.ReadPreface(c.nc)
+	version, got, err := wire.ReadPreface(connReader{c})
 	switch {
 	case errors.Is(err, wire.ErrBadMagic):
+		c.srv.counters.refused[refusedBadPreface].Add(1)
 		if looksLikeHTTP(got) {
 			c.refuseHTTP()
 		}
 		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.srv.handshakeTimedOut(c)
+		return false
 	case err != nil:
 		return false
 	case version != wire.Version:
+		c.srv.counters.refused[refusedUnsupportedVersion].Add(1)
 		c.goAway(codes.FailedPrecondition, fmt.Sprintf("unsupported protocol version %d; this server speaks version %d", version, wire.Version))
 		return false
 	}

@@ -115,6 +115,9 @@ func TestStreamLimitOverflowIsReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFrames(t, rd, []answer{{wire.KindStatus, 51, codes.ResourceExhausted}}, false)
+	if n := srv.TCP.Stats().CallsRefused["streams_per_conn"]; n != 1 {
+		t.Errorf("refused streams counted: %d, want 1", n)
+	}
 	if n := runtime.NumGoroutine(); n < base+50 {
 		t.Fatalf("%d goroutines with 50 streams open, want at least %d", n, base+50)
 	}
@@ -137,6 +140,9 @@ func TestServerWideStreamBudget(t *testing.T) {
 	expectFrames(t, rd1, []answer{{wire.KindPong, 0, codes.OK}}, false)
 	_, _ = nc2.Write(request(1, stream, 0, nil))
 	expectFrames(t, rd2, []answer{{wire.KindStatus, 1, codes.ResourceExhausted}}, false)
+	if n := srv.TCP.Stats().CallsRefused["max_streams"]; n != 1 {
+		t.Errorf("refused streams counted: %d, want 1", n)
+	}
 	// An open stream still calculates.
 	msg, _ := proto.Marshal(&calculatorv1.CalculateStreamRequest{Id: 7, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 3, Rhs: 4}})
 	if _, err := nc1.Write(wire.AppendFrame(nil, wire.KindMessage, 0, 1, msg)); err != nil {
@@ -202,6 +208,9 @@ func TestLargeFrameBudget(t *testing.T) {
 	// the others are refused.
 	if refused < 3 {
 		t.Fatalf("%d of 6 connections refused, want the budget to refuse most", refused)
+	}
+	if n := srv.TCP.Stats().FrameBudgetExhausted; n != uint64(refused) {
+		t.Errorf("frame budget exhaustions counted: %d, want %d", n, refused)
 	}
 }
 

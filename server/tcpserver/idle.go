@@ -15,4 +15,6 @@ type idler interface {
 	closeConn(c *conn) error
 	// stop releases the idler once no connection is left.
 	stop()
+	// parked counts the connections it holds with no goroutine.
+	parked() int
 }

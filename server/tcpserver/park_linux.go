@@ -148,6 +148,13 @@ func (p *parker) stop() {
 	}
 }
 
+// parked counts the parked connections.
+func (p *parker) parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
 // maxSweepPeriod bounds how late a parked connection's idle timeout is
 // noticed.
 const maxSweepPeriod = time.Second

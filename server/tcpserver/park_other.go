@@ -19,3 +19,5 @@ func (goroutineIdler) park(c *conn) { go c.run() }
 func (goroutineIdler) closeConn(c *conn) error { return c.nc.Close() }
 
 func (goroutineIdler) stop() {}
+
+func (goroutineIdler) parked() int { return 0 } // each waits in a goroutine

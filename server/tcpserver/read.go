@@ -137,3 +137,13 @@ func (c *conn) awaitReadable() error {
 	}
 	return c.rd.Fill()
 }
+
+// connReader is the socket as the connection's wire.Reader sees it: reads
+// are counted into the server's bytes received.
+type connReader struct{ c *conn }
+
+func (r connReader) Read(p []byte) (int, error) {
+	n, err := r.c.nc.Read(p)
+	r.c.srv.counters.bytesIn.Add(uint64(n))
+	return n, err
+}

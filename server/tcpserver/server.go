@@ -207,6 +207,7 @@ type Server struct {
 	idle     idler                       // holds quiet connections (idle.go)
 	frames   *wire.Budget                // memory of large frames being received, server-wide
 	streams  atomic.Int64                // open streams, server-wide
+	counters counters                    // for Stats (stats.go)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -324,7 +325,9 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 		return
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write(wire.AppendGoAwayFrame(nil, 0, statusProto(codes.ResourceExhausted, reason)))
+	n, _ := nc.Write(wire.AppendGoAwayFrame(nil, 0, statusProto(codes.ResourceExhausted, reason)))
+	s.counters.bytesOut.Add(uint64(n))
+	s.counters.goAwaySent(codes.ResourceExhausted)
 }
 
 // Shutdown stops accepting, sends GOAWAY on every connection, lets

@@ -12,7 +12,9 @@ type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
 	_ = w.c.nc.SetWriteDeadline(time.Now().Add(w.c.srv.opts.WriteTimeout))
-	return w.c.nc.Write(p)
+	n, err := w.c.nc.Write(p)
+	w.c.srv.counters.bytesOut.Add(uint64(n))
+	return n, err
 }
 
 func (w connWriter) Close() error { return w.c.srv.idle.closeConn(w.c) }
