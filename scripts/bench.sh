@@ -75,7 +75,7 @@ addr_of() {
 # for the idle runs.
 nofile=$(ulimit -Hn)
 ulimit -n "$nofile"
-"$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --pprof-addr 127.0.0.1:0 \
+"$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --admin-pprof \
   --log-level info 2>"$work/calcd.log" &
 calcd_pid=$!
 pids+=("$calcd_pid")
@@ -84,7 +84,7 @@ floor_pid=$!
 pids+=("$floor_pid")
 tcp_addr=$(addr_of "$work/calcd.log" tcp)
 grpc_addr=$(addr_of "$work/calcd.log" grpc)
-pprof_addr=$(addr_of "$work/calcd.log" pprof)
+pprof_addr=$(addr_of "$work/calcd.log" admin) # pprof is served on the admin port
 floor_addr=$(addr_of "$work/floor.log" floor)
 echo "bench: calcd pid $calcd_pid (tcp $tcp_addr, grpc $grpc_addr, pprof $pprof_addr), floor pid $floor_pid ($floor_addr)" >&2
 

@@ -1,9 +1,11 @@
 // Package calcd wires a calcd: the one CalculatorService, calc's
-// interceptors (access log and panic recovery), grpc.health.v1 with one
-// health state and server reflection (v1 and v1alpha, answering with the
-// schema's comments), all on every transport: the raw TCP endpoint
-// (server/tcpserver) and the gRPC endpoint (server/grpcserver); and the
-// drain that stops them together.
+// interceptors (per-RPC metrics, access log and panic recovery, outermost
+// first), grpc.health.v1 with one health state and server reflection (v1
+// and v1alpha, answering with the schema's comments), all on every
+// transport: the raw TCP endpoint (server/tcpserver) and the gRPC endpoint
+// (server/grpcserver); the metrics registry (server/metrics) and the
+// optional admin port that serves it with health probes and pprof
+// (server/admin); and the drain that stops them together.
 // The calcd command is flags and signals around it; tests start the very
 // same wiring (calcdtest).
 package calcd
@@ -13,7 +15,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -25,10 +29,12 @@ import (
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/schema"
+	"github.com/calcrpc/calc/server/admin"
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/grpcserver"
 	"github.com/calcrpc/calc/server/interceptor"
+	"github.com/calcrpc/calc/server/metrics"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
@@ -51,6 +57,10 @@ type Config struct {
 	// inside calc's access log and recovery, first outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
+	// Admin configures the admin port, served when Listeners.Admin is
+	// set. Its Metrics and Ready are set by New: the Server's Metrics and
+	// the health state of the whole server ("").
+	Admin admin.Options
 }
 
 // Server is a calcd: one service on every transport.
@@ -58,9 +68,14 @@ type Server struct {
 	// TCP is the raw TCP endpoint.
 	TCP *tcpserver.Server
 	// GRPC is the gRPC endpoint.
-	GRPC   *grpcserver.Server
-	health *health.Server
-	logger *slog.Logger
+	GRPC *grpcserver.Server
+	// Metrics is the registry of the calcd's collectors: per-RPC metrics
+	// of both transports, the raw TCP server's figures, and the Go runtime
+	// and process collectors. The admin port serves it at /metrics.
+	Metrics *prometheus.Registry
+	admin   *admin.Server
+	health  *health.Server
+	logger  *slog.Logger
 }
 
 // New returns a Server configured by cfg.
@@ -73,18 +88,27 @@ func New(cfg Config) *Server {
 	if svc == nil {
 		svc = calculator.New()
 	}
+	// Metrics run outermost on each transport, outside recovery, so that a
+	// panic counts as the INTERNAL status it becomes.
+	reg := metrics.NewRegistry()
+	gm, tm := metrics.NewServerMetrics("grpc"), metrics.NewServerMetrics("tcp")
+	reg.MustRegister(gm, tm)
+
 	gopts := cfg.GRPC
 	gopts.Logger = logger.With("transport", "grpc")
+	gopts.OuterUnaryInterceptors = []grpc.UnaryServerInterceptor{gm.UnaryServerInterceptor()}
+	gopts.OuterStreamInterceptors = []grpc.StreamServerInterceptor{gm.StreamServerInterceptor()}
 	gopts.UnaryInterceptors = cfg.UnaryInterceptors
 	gopts.StreamInterceptors = cfg.StreamInterceptors
 	g := grpcserver.New(gopts) // installs the access log and recovery itself
 
 	topts := cfg.TCP
 	topts.Logger = logger.With("transport", "tcp")
-	topts.UnaryInterceptors = append(interceptor.Unary(topts.Logger), cfg.UnaryInterceptors...)
-	topts.StreamInterceptors = append(interceptor.Stream(topts.Logger), cfg.StreamInterceptors...)
+	topts.UnaryInterceptors = slices.Concat([]grpc.UnaryServerInterceptor{tm.UnaryServerInterceptor()}, interceptor.Unary(topts.Logger), cfg.UnaryInterceptors)
+	topts.StreamInterceptors = slices.Concat([]grpc.StreamServerInterceptor{tm.StreamServerInterceptor()}, interceptor.Stream(topts.Logger), cfg.StreamInterceptors)
 	topts.InlineMethods = calculator.CheapMethods
 	t := tcpserver.New(topts)
+	reg.MustRegister(metrics.NewTCPCollector(t.Stats))
 
 	// Reflection answers from the schema with its comments; should the
 	// embedded copy fail to load (a test guards against it), from the
@@ -104,7 +128,14 @@ func New(cfg Config) *Server {
 		reflectionv1alpha.RegisterServerReflectionServer(e, reflection.NewServer(ropts))
 	}
 	hs.SetServingStatus(calculatorv1.CalculatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	return &Server{TCP: t, GRPC: g, health: hs, logger: logger}
+
+	aopts := cfg.Admin
+	aopts.Metrics = reg
+	aopts.Ready = func() bool {
+		resp, err := hs.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	}
+	return &Server{TCP: t, GRPC: g, Metrics: reg, admin: admin.New(aopts), health: hs, logger: logger}
 }
 
 // transport is what New needs of an endpoint: a registrar that reflection
@@ -118,30 +149,50 @@ type transport interface {
 type Listeners struct {
 	TCP  net.Listener // raw TCP
 	GRPC net.Listener
+	// Admin is the admin port's; nil serves none.
+	Admin net.Listener
 }
 
-// Listen opens Listeners on the given addresses.
-func Listen(tcpAddr, grpcAddr string) (Listeners, error) {
-	t, err := net.Listen("tcp", tcpAddr)
-	if err != nil {
+// Listen opens Listeners on the given addresses; an empty adminAddr opens
+// no admin port.
+func Listen(tcpAddr, grpcAddr, adminAddr string) (Listeners, error) {
+	var l Listeners
+	var err error
+	if l.TCP, err = net.Listen("tcp", tcpAddr); err != nil {
 		return Listeners{}, err
 	}
-	g, err := net.Listen("tcp", grpcAddr)
-	if err != nil {
-		t.Close()
+	if l.GRPC, err = net.Listen("tcp", grpcAddr); err != nil {
+		l.TCP.Close()
 		return Listeners{}, err
 	}
-	return Listeners{TCP: t, GRPC: g}, nil
+	if adminAddr == "" {
+		return l, nil
+	}
+	if l.Admin, err = net.Listen("tcp", adminAddr); err != nil {
+		l.TCP.Close()
+		l.GRPC.Close()
+		return Listeners{}, err
+	}
+	return l, nil
 }
 
-// Serve serves every endpoint on its listener. It returns the first
-// endpoint's failure (the caller then calls Shutdown to stop the others),
-// or ErrServerClosed once Shutdown has stopped them all.
+// Serve serves every endpoint on its listener, and the admin port if
+// l.Admin is set. It returns the first endpoint's failure (the caller then
+// calls Shutdown to stop the others), or ErrServerClosed once Shutdown has
+// stopped them all.
 func (s *Server) Serve(l Listeners) error {
-	errc := make(chan error, 2)
-	go func() { errc <- s.TCP.Serve(l.TCP) }()
-	go func() { errc <- s.GRPC.Serve(l.GRPC) }()
-	for range 2 {
+	serves := []func() error{
+		func() error { return s.TCP.Serve(l.TCP) },
+		func() error { return s.GRPC.Serve(l.GRPC) },
+	}
+	if l.Admin != nil {
+		serves = append(serves, func() error { return s.admin.Serve(l.Admin) })
+	}
+	errc := make(chan error, len(serves))
+	for _, serve := range serves {
+		go func() { errc <- serve() }()
+	}
+	for range serves {
 		if err := <-errc; !errors.Is(err, ErrServerClosed) {
 			return err
 		}
@@ -162,6 +213,9 @@ var ErrServerClosed = endpoint.ErrServerClosed
 // as a warning, and Shutdown returns nil for it; it returns an error only
 // when the drain failed: a handler still running after its calls were
 // ended.
+//
+// The admin port closes last, once the transports have drained, so that
+// /readyz answers 503 throughout the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	done := make(chan error, 2)
@@ -180,6 +234,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if cut {
 		s.logger.Warn("drain deadline reached: calls still running were ended with UNAVAILABLE")
+	}
+	// At the deadline the admin port is closed at once, a profile in
+	// flight cut short: that is no failure of the drain.
+	if err := s.admin.Shutdown(ctx); err != nil && !errors.Is(err, ctx.Err()) {
+		failed = append(failed, err)
 	}
 	return errors.Join(failed...)
 }

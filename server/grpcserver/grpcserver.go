@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -85,6 +86,12 @@ type Options struct {
 	// StreamInterceptors run inside calc's stream logging and recovery,
 	// first outermost.
 	StreamInterceptors []grpc.StreamServerInterceptor
+	// OuterUnaryInterceptors and OuterStreamInterceptors run outside
+	// everything calc installs, first outermost: they see a panic as the
+	// INTERNAL status recovery made of it, and a stream past MaxStreams as
+	// its RESOURCE_EXHAUSTED (metrics go here).
+	OuterUnaryInterceptors  []grpc.UnaryServerInterceptor
+	OuterStreamInterceptors []grpc.StreamServerInterceptor
 }
 
 // Server is the gRPC endpoint. It implements grpc.ServiceRegistrar and
@@ -102,9 +109,11 @@ func New(opts Options) *Server {
 		logger = slog.Default()
 	}
 	streams := &streamBudget{limit: int64(orDefault(opts.MaxStreams, DefaultMaxStreams))}
+	unary := slices.Concat(opts.OuterUnaryInterceptors, interceptor.Unary(logger), opts.UnaryInterceptors)
+	stream := slices.Concat(opts.OuterStreamInterceptors, []grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger), opts.StreamInterceptors)
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(append(interceptor.Unary(logger), opts.UnaryInterceptors...)...),
-		grpc.ChainStreamInterceptor(append(append([]grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger)...), opts.StreamInterceptors...)...),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxConcurrentStreams(uint32(orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams))),
 		grpc.ConnectionTimeout(orDefault(opts.HandshakeTimeout, DefaultHandshakeTimeout)),
 		grpc.MaxRecvMsgSize(orDefault(opts.MaxRecvMsgSize, DefaultMaxRecvMsgSize)),

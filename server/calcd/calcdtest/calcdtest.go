@@ -23,12 +23,13 @@ import (
 // Servers is a calcd serving on loopback.
 type Servers struct {
 	*calcd.Server
-	// TCPAddr and GRPCAddr are the endpoints' addresses.
-	TCPAddr, GRPCAddr string
+	// TCPAddr and GRPCAddr are the endpoints' addresses, AdminAddr the
+	// admin port's.
+	TCPAddr, GRPCAddr, AdminAddr string
 }
 
-// Start serves a calcd configured by cfg on free 127.0.0.1 ports; a nil
-// cfg.Logger discards the logs. When the test ends the calcd is shut down
+// Start serves a calcd configured by cfg, admin port included, on free
+// 127.0.0.1 ports; a nil cfg.Logger discards the logs. When the test ends the calcd is shut down
 // and Serve must have returned ErrServerClosed.
 func Start(tb testing.TB, cfg calcd.Config) *Servers {
 	tb.Helper()
@@ -36,7 +37,7 @@ func Start(tb testing.TB, cfg calcd.Config) *Servers {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	srv := calcd.New(cfg)
-	l, err := calcd.Listen("127.0.0.1:0", "127.0.0.1:0")
+	l, err := calcd.Listen("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func Start(tb testing.TB, cfg calcd.Config) *Servers {
 			tb.Errorf("Serve returned %v", err)
 		}
 	})
-	return &Servers{Server: srv, TCPAddr: l.TCP.Addr().String(), GRPCAddr: l.GRPC.Addr().String()}
+	return &Servers{Server: srv, TCPAddr: l.TCP.Addr().String(), GRPCAddr: l.GRPC.Addr().String(), AdminAddr: l.Admin.Addr().String()}
 }
 
 // Transports are the names Clients uses, in a fixed order.

@@ -20,14 +20,25 @@
 //	--log-level                 CALCD_LOG_LEVEL                 debug, info, warn or error (info)
 //	--log-format                CALCD_LOG_FORMAT                json or text (json)
 //	--shutdown-timeout          CALCD_SHUTDOWN_TIMEOUT          how long SIGTERM waits for calls (30s)
-//	--pprof-addr                CALCD_PPROF_ADDR                net/http/pprof listen address (off)
+//	--admin-addr                CALCD_ADMIN_ADDR                admin port listen address (off)
+//	--admin-pprof               CALCD_ADMIN_PPROF               serve net/http/pprof on the admin port (false)
+//	--pprof-addr                CALCD_PPROF_ADDR                deprecated: --admin-addr ADDR --admin-pprof
 //	--version                                                   print the version and exit
 //
 // An address with port 0 picks a free port; the "listening" log record
-// names the address actually bound. Work past a limit is refused with
+// names the address actually bound.
+//
+// The admin port is off by default; set --admin-addr 127.0.0.1:9464 to
+// enable it (loopback recommended: metrics and profiles say a great deal
+// about the process). It serves /metrics (Prometheus: per-RPC metrics of
+// both transports, labelled transport="grpc" or "tcp", the raw TCP
+// server's calc_tcp_* figures, Go runtime and process metrics), /healthz
+// (200 while the process runs), /readyz (200 while serving, 503
+// NOT_SERVING while draining) and, with --admin-pprof, /debug/pprof/. Work past a limit is refused with
 // RESOURCE_EXHAUSTED; those already served are unaffected.
 //
-// On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING, the
+// On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING (and
+// /readyz 503; the admin port closes after the drain), the RPC
 // listeners close, every connection gets GOAWAY (raw TCP) or an HTTP/2
 // GOAWAY (gRPC), and calls in flight, open streams included, may finish.
 // At --shutdown-timeout whatever still runs is ended with UNAVAILABLE,
@@ -43,9 +54,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	_ "net/http/pprof" // served only on --pprof-addr
 	"os"
 	"os/signal"
 	"slices"
@@ -85,12 +93,13 @@ var errUsage = errors.New("usage")
 
 // config is calcd's configuration.
 type config struct {
-	grpcAddr, tcpAddr, pprofAddr string
+	grpcAddr, tcpAddr, adminAddr string
 	logLevel                     slog.Level
 	logFormat                    string
 	shutdownTimeout              time.Duration
 	calcd                        calcd.Config
 	version                      bool
+	deprecated                   []string // warnings to log
 }
 
 // parseConfig reads flags over environment variables over defaults.
@@ -126,11 +135,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		*p = d
 		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
 	}
+	boolean := func(p *bool, name, envName, usage string) {
+		v := env(envName, "false")
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want true or false", name, v, envName))
+		}
+		fs.BoolVar(p, name, b, usage+" (env "+envName+")")
+	}
 	t, g := &cfg.calcd.TCP, &cfg.calcd.GRPC
-	var level, timeout string
+	var level, timeout, pprofAddr string
 	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
 	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
-	str(&cfg.pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "net/http/pprof listen `address`, off if empty")
+	str(&cfg.adminAddr, "admin-addr", "CALCD_ADMIN_ADDR", "", "admin port listen `address` (/metrics, /healthz, /readyz), off if empty; set 127.0.0.1:9464 to enable, loopback recommended")
+	boolean(&cfg.calcd.Admin.Pprof, "admin-pprof", "CALCD_ADMIN_PPROF", "serve net/http/pprof under /debug/pprof/ on the admin port")
+	str(&pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "deprecated: means --admin-addr `address` --admin-pprof")
 	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "connections on each transport (raw TCP: past the handshake)")
 	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "connections from one IP address, on each transport (raise it behind a proxy)")
 	num(&t.MaxHandshakes, "max-handshakes", "CALCD_MAX_HANDSHAKES", tcpserver.DefaultMaxHandshakes, "raw TCP connections that have not sent their preface; at the cap the oldest is dropped")
@@ -159,6 +178,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	})
 	if len(errs) > 0 {
 		return cfg, errs[0]
+	}
+	if pprofAddr != "" {
+		if cfg.adminAddr != "" && cfg.adminAddr != pprofAddr {
+			return cfg, errors.New("--pprof-addr is deprecated and means --admin-addr with --admin-pprof: give --admin-addr alone")
+		}
+		cfg.adminAddr, cfg.calcd.Admin.Pprof = pprofAddr, true
+		cfg.deprecated = append(cfg.deprecated, "--pprof-addr (CALCD_PPROF_ADDR) is deprecated: use --admin-addr with --admin-pprof")
 	}
 	for _, v := range []int{t.MaxConnections, t.MaxConnectionsPerAddr, t.MaxHandshakes, t.MaxConcurrentStreams, t.MaxStreams, t.MaxPendingFrameBytes} {
 		if v <= 0 {
@@ -199,27 +225,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = slog.NewTextHandler(stderr, hopts)
 	}
 	logger := slog.New(handler)
+	for _, msg := range cfg.deprecated {
+		logger.Warn(msg)
+	}
 	cfg.calcd.Logger = logger
 	srv := calcd.New(cfg.calcd)
 
-	lis, err := calcd.Listen(cfg.tcpAddr, cfg.grpcAddr)
+	lis, err := calcd.Listen(cfg.tcpAddr, cfg.grpcAddr, cfg.adminAddr)
 	if err != nil {
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	if cfg.pprofAddr != "" {
-		pprofLis, err := net.Listen("tcp", cfg.pprofAddr)
-		if err != nil {
-			lis.TCP.Close()
-			lis.GRPC.Close()
-			return err
-		}
-		logger.Info("listening", "transport", "pprof", "addr", pprofLis.Addr().String())
-		go func() { _ = http.Serve(pprofLis, nil) }()
-	}
 	logger.Info("listening", "transport", "grpc", "addr", lis.GRPC.Addr().String(), "version", version.String("calcd"))
 	logger.Info("listening", "transport", "tcp", "addr", lis.TCP.Addr().String())
+	if lis.Admin != nil {
+		logger.Info("listening", "transport", "admin", "addr", lis.Admin.Addr().String(), "pprof", cfg.calcd.Admin.Pprof)
+	}
 
 	var serveErr error
 	select {

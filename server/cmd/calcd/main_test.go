@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,16 +53,17 @@ func TestMain(m *testing.M) {
 
 // process is a running calcd.
 type process struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	tcpAddr  string
-	logs     *bytes.Buffer
-	exited   chan struct{} // closed when the process has exited
-	exitErr  error         // cmd.Wait's result, set before exited closes
+	cmd       *exec.Cmd
+	grpcAddr  string
+	tcpAddr   string
+	adminAddr string // when calcd was given an admin address
+	logs      *bytes.Buffer
+	exited    chan struct{} // closed when the process has exited
+	exitErr   error         // cmd.Wait's result, set before exited closes
 }
 
 // startCalcd runs the real calcd on free loopback ports and waits until
-// both endpoints listen.
+// both endpoints listen, and the admin port if env asks for one.
 func startCalcd(t *testing.T, env ...string) *process {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "calcd"))
@@ -74,8 +76,12 @@ func startCalcd(t *testing.T, env ...string) *process {
 		t.Fatal(err)
 	}
 	p := &process{cmd: cmd, logs: new(bytes.Buffer), exited: make(chan struct{})}
+	wantAdmin := slices.ContainsFunc(env, func(e string) bool {
+		return strings.HasPrefix(e, "CALCD_ADMIN_ADDR=") || strings.HasPrefix(e, "CALCD_PPROF_ADDR=")
+	})
 	ready := make(chan struct{})
 	go func() {
+		listening := false
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Bytes()
@@ -87,6 +93,11 @@ func startCalcd(t *testing.T, env ...string) *process {
 					p.grpcAddr = rec.Addr
 				case "tcp":
 					p.tcpAddr = rec.Addr
+				case "admin":
+					p.adminAddr = rec.Addr
+				}
+				if !listening && p.tcpAddr != "" && p.grpcAddr != "" && (p.adminAddr != "" || !wantAdmin) {
+					listening = true
 					close(ready)
 				}
 			}
@@ -381,5 +392,94 @@ func TestHelpAndVersion(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("bad flag: %v, want exit status 2", err)
+	}
+}
+
+// httpGet fetches a URL on the admin port and returns status and body.
+func httpGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestAdminPort runs calcd with the admin port configured each way: off by
+// default, on with --admin-addr (pprof only with --admin-pprof), and the
+// deprecated --pprof-addr, which bench.sh once used, as --admin-addr with
+// --admin-pprof. /metrics shows a call made on each transport.
+func TestAdminPort(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       []string
+		wantPprof int    // the status of /debug/pprof/heap?debug=1; 0: no admin port
+		wantLog   string // in calcd's log
+	}{
+		{"off by default", nil, 0, ""},
+		{"admin-addr", []string{"CALCD_ADMIN_ADDR=127.0.0.1:0"}, http.StatusNotFound, `"transport":"admin"`},
+		{"admin-pprof", []string{"CALCD_ADMIN_ADDR=127.0.0.1:0", "CALCD_ADMIN_PPROF=true"}, http.StatusOK, `"pprof":true`},
+		{"pprof-addr", []string{"CALCD_PPROF_ADDR=127.0.0.1:0"}, http.StatusOK, "--pprof-addr (CALCD_PPROF_ADDR) is deprecated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startCalcd(t, tt.env...)
+			if tt.wantPprof == 0 {
+				if p.adminAddr != "" || strings.Contains(p.logs.String(), `"transport":"admin"`) {
+					t.Fatalf("an admin port without --admin-addr:\n%s", p.logs)
+				}
+				return
+			}
+			if !strings.Contains(p.logs.String(), tt.wantLog) {
+				t.Errorf("no %s in the log:\n%s", tt.wantLog, p.logs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 2}
+			for _, cc := range []grpc.ClientConnInterface{p.tcpConn(t), p.grpcConn(t)} {
+				if _, err := calculatorv1.NewCalculatorServiceClient(cc).Calculate(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, body := httpGet(t, p.adminAddr, "/metrics")
+			for _, tr := range []string{"tcp", "grpc"} {
+				series := `grpc_server_handled_total{grpc_code="OK",grpc_method="Calculate",grpc_service="calculator.v1.CalculatorService",grpc_type="unary",transport="` + tr + `"} 1`
+				if code != http.StatusOK || !strings.Contains(body, series) {
+					t.Errorf("/metrics: %d, no %s in:\n%s", code, series, body)
+				}
+			}
+			for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusOK, "/debug/pprof/heap?debug=1": tt.wantPprof} {
+				if code, body := httpGet(t, p.adminAddr, path); code != want {
+					t.Errorf("%s: %d %q, want %d", path, code, body, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAdminFlagErrors: a bad --admin-pprof value, and --pprof-addr beside
+// a different --admin-addr, are refused before calcd listens.
+func TestAdminFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{nil, []string{"CALCD_ADMIN_PPROF=maybe"}, `invalid admin-pprof "maybe" (env CALCD_ADMIN_PPROF)`},
+		{[]string{"--admin-pprof=maybe"}, nil, "invalid boolean value"},
+		{[]string{"--pprof-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:9464"}, nil, "--pprof-addr is deprecated"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append(tt.env, tt.args...), " "), func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(bin, "calcd"), tt.args...)
+			cmd.Env = append(os.Environ(), append([]string{"CALCD_GRPC_ADDR=127.0.0.1:0", "CALCD_TCP_ADDR=127.0.0.1:0"}, tt.env...)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("%v, %s; want a failure with %q", err, out, tt.want)
+			}
+		})
 	}
 }
