@@ -75,7 +75,7 @@ addr_of() {
 # for the idle runs.
 nofile=$(ulimit -Hn)
 ulimit -n "$nofile"
-"$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --admin-pprof \
+"$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --admin-pprof --rpc-metrics=false \
   --log-level info 2>"$work/calcd.log" &
 calcd_pid=$!
 pids+=("$calcd_pid")

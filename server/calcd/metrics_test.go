@@ -99,7 +99,7 @@ func value(families map[string]*dto.MetricFamily, name string, labels map[string
 // and checks the per-RPC metrics, by transport, method and code, exactly:
 // a panic counts as INTERNAL, and a stream's messages are counted.
 func TestMetricsByTransport(t *testing.T) {
-	srv := calcdtest.Start(t, calcd.Config{Service: panicOn13{calculator.New()}})
+	srv := calcdtest.Start(t, calcd.Config{Service: panicOn13{calculator.New()}, RPCMetrics: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	type counts struct{ ok, invalid, internal, streamMsgs int }
@@ -189,7 +189,7 @@ func merge(labels map[string]string, name, value string) map[string]string {
 // TestMetricsLint: the registry passes promlint, with a call made on each
 // transport so that every collector has series.
 func TestMetricsLint(t *testing.T) {
-	srv := calcdtest.Start(t, calcd.Config{})
+	srv := calcdtest.Start(t, calcd.Config{RPCMetrics: true})
 	for _, client := range srv.Clients(t) {
 		if _, err := client.Calculate(t.Context(), &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}); err != nil {
 			t.Fatal(err)
@@ -201,6 +201,31 @@ func TestMetricsLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestRPCMetricsOff: without RPCMetrics no per-RPC series exist (and no
+// interceptor pays for them), while the raw TCP figures do.
+func TestRPCMetricsOff(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	for _, client := range srv.Clients(t) {
+		if _, err := client.Calculate(t.Context(), &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := srv.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	if names["grpc_server_handled_total"] || names["grpc_server_started_total"] {
+		t.Error("per-RPC metrics registered without RPCMetrics")
+	}
+	if !names["calc_tcp_received_bytes_total"] {
+		t.Error("no calc_tcp_received_bytes_total")
 	}
 }
 

@@ -11,34 +11,43 @@ import (
 
 // BenchmarkCalculate is one Calculate round trip over loopback through each
 // transport, sequential (one call at a time) and parallel (GOMAXPROCS x 16
-// callers sharing one connection). Compare the transports within one run:
+// callers sharing one connection), with calcd's defaults and with its
+// per-RPC metrics on (metrics/...). Compare within one run:
 //
 //	go test -run '^$' -bench Calculate -benchmem ./server/calculator
 func BenchmarkCalculate(b *testing.B) {
-	srv := calcdtest.Start(b, calcd.Config{})
-	clients := srv.Clients(b)
 	req := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
-	for _, tr := range calcdtest.Transports {
-		client := clients[tr]
-		b.Run(tr+"/sequential", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Calculate(context.Background(), req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(tr+"/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
+	for _, c := range []struct {
+		prefix string
+		cfg    calcd.Config
+	}{
+		{"", calcd.Config{}},
+		{"metrics/", calcd.Config{RPCMetrics: true}},
+	} {
+		srv := calcdtest.Start(b, c.cfg)
+		clients := srv.Clients(b)
+		for _, tr := range calcdtest.Transports {
+			client := clients[tr]
+			b.Run(c.prefix+tr+"/sequential", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
 					if _, err := client.Calculate(context.Background(), req); err != nil {
-						b.Error(err)
-						return
+						b.Fatal(err)
 					}
 				}
 			})
-		})
+			b.Run(c.prefix+tr+"/parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := client.Calculate(context.Background(), req); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
 	}
 }

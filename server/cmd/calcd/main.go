@@ -22,6 +22,7 @@
 //	--shutdown-timeout          CALCD_SHUTDOWN_TIMEOUT          how long SIGTERM waits for calls (30s)
 //	--admin-addr                CALCD_ADMIN_ADDR                admin port listen address (off)
 //	--admin-pprof               CALCD_ADMIN_PPROF               serve net/http/pprof on the admin port (false)
+//	--rpc-metrics               CALCD_RPC_METRICS               per-RPC metrics with the admin port (true; 10-30% of a raw TCP call)
 //	--pprof-addr                CALCD_PPROF_ADDR                deprecated: --admin-addr ADDR --admin-pprof
 //	--version                                                   print the version and exit
 //
@@ -34,7 +35,9 @@
 // both transports, labelled transport="grpc" or "tcp", the raw TCP
 // server's calc_tcp_* figures, Go runtime and process metrics), /healthz
 // (200 while the process runs), /readyz (200 while serving, 503
-// NOT_SERVING while draining) and, with --admin-pprof, /debug/pprof/. Work past a limit is refused with
+// NOT_SERVING while draining) and, with --admin-pprof, /debug/pprof/.
+// The per-RPC metrics cost a raw TCP call 10-30% of its time
+// today; --rpc-metrics=false keeps the rest. Work past a limit is refused with
 // RESOURCE_EXHAUSTED; those already served are unaffected.
 //
 // On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING (and
@@ -135,8 +138,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		*p = d
 		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
 	}
-	boolean := func(p *bool, name, envName, usage string) {
-		v := env(envName, "false")
+	boolean := func(p *bool, name, envName, def, usage string) {
+		v := env(envName, def)
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want true or false", name, v, envName))
@@ -145,10 +148,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	t, g := &cfg.calcd.TCP, &cfg.calcd.GRPC
 	var level, timeout, pprofAddr string
+	var rpcMetrics bool
 	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
 	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
 	str(&cfg.adminAddr, "admin-addr", "CALCD_ADMIN_ADDR", "", "admin port listen `address` (/metrics, /healthz, /readyz), off if empty; set 127.0.0.1:9464 to enable, loopback recommended")
-	boolean(&cfg.calcd.Admin.Pprof, "admin-pprof", "CALCD_ADMIN_PPROF", "serve net/http/pprof under /debug/pprof/ on the admin port")
+	boolean(&rpcMetrics, "rpc-metrics", "CALCD_RPC_METRICS", "true", "with the admin port, per-RPC metrics (grpc_server_*) on both transports; they add 10-30% to a raw TCP call's time (BenchmarkCalculate)")
+	boolean(&cfg.calcd.Admin.Pprof, "admin-pprof", "CALCD_ADMIN_PPROF", "false", "serve net/http/pprof under /debug/pprof/ on the admin port")
 	str(&pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "deprecated: means --admin-addr `address` --admin-pprof")
 	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "connections on each transport (raw TCP: past the handshake)")
 	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "connections from one IP address, on each transport (raise it behind a proxy)")
@@ -186,6 +191,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		cfg.adminAddr, cfg.calcd.Admin.Pprof = pprofAddr, true
 		cfg.deprecated = append(cfg.deprecated, "--pprof-addr (CALCD_PPROF_ADDR) is deprecated: use --admin-addr with --admin-pprof")
 	}
+	cfg.calcd.RPCMetrics = rpcMetrics && cfg.adminAddr != ""
 	for _, v := range []int{t.MaxConnections, t.MaxConnectionsPerAddr, t.MaxHandshakes, t.MaxConcurrentStreams, t.MaxStreams, t.MaxPendingFrameBytes} {
 		if v <= 0 {
 			return cfg, errors.New("limits must be positive integers")
