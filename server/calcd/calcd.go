@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -57,6 +59,11 @@ type Config struct {
 	// inside calc's access log and recovery, first outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
+	// DrainDelay is how long Shutdown reports NOT_SERVING (health, and
+	// /readyz on the admin port) while still serving everything, before
+	// the transports drain: long enough for load balancers' health checks
+	// to see it and stop sending new connections. 0 drains at once.
+	DrainDelay time.Duration
 	// RPCMetrics turns on the per-RPC metrics (grpc_server_*) on both
 	// transports. Measured with BenchmarkCalculate they add 10-30% to a
 	// raw TCP call's server time (go-grpc-middleware's reporter looks its
@@ -80,10 +87,12 @@ type Server struct {
 	// Metrics is the registry of the calcd's collectors: per-RPC metrics
 	// of both transports, the raw TCP server's figures, and the Go runtime
 	// and process collectors. The admin port serves it at /metrics.
-	Metrics *prometheus.Registry
-	admin   *admin.Server
-	health  *health.Server
-	logger  *slog.Logger
+	Metrics    *prometheus.Registry
+	admin      *admin.Server
+	health     *health.Server
+	drainDelay time.Duration
+	draining   atomic.Bool // a second Shutdown does not wait the delay again
+	logger     *slog.Logger
 }
 
 // New returns a Server configured by cfg.
@@ -149,7 +158,7 @@ func New(cfg Config) *Server {
 		resp, err := hs.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	}
-	return &Server{TCP: t, GRPC: g, Metrics: reg, admin: admin.New(aopts), health: hs, logger: logger}
+	return &Server{TCP: t, GRPC: g, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
 }
 
 // transport is what New needs of an endpoint: a registrar that reflection
@@ -218,7 +227,8 @@ func (s *Server) Serve(l Listeners) error {
 var ErrServerClosed = endpoint.ErrServerClosed
 
 // Shutdown drains every endpoint at once: health reports NOT_SERVING on
-// every transport (a Watch gets the change), the
+// every transport (a Watch gets the change) and, after Config.DrainDelay
+// (within ctx), the
 // listeners close, raw TCP connections get GOAWAY and gRPC connections an
 // HTTP/2 GOAWAY, and calls in flight, streams included, may finish. When
 // ctx ends first, what is left is ended with UNAVAILABLE: raw TCP calls
@@ -232,6 +242,14 @@ var ErrServerClosed = endpoint.ErrServerClosed
 // /readyz answers 503 throughout the drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
+	if first := !s.draining.Swap(true); first && s.drainDelay > 0 {
+		t := time.NewTimer(s.drainDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	done := make(chan error, 2)
 	go func() { done <- s.TCP.Shutdown(ctx) }()
 	go func() { done <- s.GRPC.Shutdown(ctx) }()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
@@ -137,4 +138,34 @@ func hasComment(fd *descriptorpb.FileDescriptorProto) bool {
 		}
 	}
 	return false
+}
+
+// TestDrainDelay: during DrainDelay health says NOT_SERVING on both
+// transports while calls, new connections included, are still served;
+// then the drain proceeds and Shutdown returns.
+func TestDrainDelay(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{DrainDelay: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(ctx) }()
+	for tr, cc := range srv.Conns(t) { // dialled after Shutdown began
+		h := healthpb.NewHealthClient(cc)
+		for {
+			r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil {
+				t.Fatalf("%s: Check during the drain delay: %v", tr, err)
+			}
+			if r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // Shutdown has not begun yet
+		}
+		if r, err := calculatorv1.NewCalculatorServiceClient(cc).Calculate(ctx, &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}); err != nil || r.GetResult() != 5 {
+			t.Fatalf("%s: a call while NOT_SERVING: %v %v", tr, r, err)
+		}
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -74,6 +74,13 @@ type Options struct {
 	// a client pinging more often is sent GOAWAY (too_many_pings). 0 means
 	// DefaultKeepaliveMinTime (10 s).
 	KeepaliveMinTime time.Duration
+	// MaxConnectionAge is how long a connection may live before the server
+	// sends it GOAWAY (±10%), so that clients reconnect and rebalance;
+	// 0 means no limit (keepalive.ServerParameters.MaxConnectionAge).
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long calls may go on after that GOAWAY
+	// before the connection is closed; 0 means as long as they need.
+	MaxConnectionAgeGrace time.Duration
 	// KeepaliveTime is how long a connection may be silent before the server
 	// pings it; 0 means DefaultKeepaliveTime (2 min).
 	KeepaliveTime time.Duration
@@ -124,6 +131,9 @@ func New(opts Options) *Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    orDefault(opts.KeepaliveTime, DefaultKeepaliveTime),
 			Timeout: orDefault(opts.KeepaliveTimeout, DefaultKeepaliveTimeout),
+			// grpc-go reads 0 as infinity for both.
+			MaxConnectionAge:      opts.MaxConnectionAge,
+			MaxConnectionAgeGrace: opts.MaxConnectionAgeGrace,
 		}),
 	)
 	s := &Server{opts: opts, grpc: g}

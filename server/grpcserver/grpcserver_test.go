@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,5 +135,52 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("silent socket: %v after %v, want closed by the server", err, time.Since(start))
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return nc, err
+}
+
+// TestMaxConnectionAge: past MaxConnectionAge a client's connection is
+// sent GOAWAY and the client opens a new one, with no call failing.
+func TestMaxConnectionAge(t *testing.T) {
+	srv := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxConnectionAge: 100 * time.Millisecond})
+	calculatorv1.RegisterCalculatorServiceServer(srv, calculator.New())
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &countingListener{Listener: inner}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	}()
+	c, _ := client(t, lis.Addr().String(), "127.0.0.1")
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; lis.accepted.Load() < 3; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections after %d calls, want a third: connections are not aged out", lis.accepted.Load(), i)
+		}
+		if err := call(c); err != nil {
+			t.Fatalf("call %d across connection ageing: %v", i, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -25,7 +25,10 @@ type call struct {
 	m      *method       // nil for a call refused before its method was known
 	msg    []byte        // unary: the request message, owned by the call
 	stream *serverStream // streaming calls only
-	small  [64]byte      // storage for small request messages
+	// holdsStream: accept counted the call against the stream limits,
+	// and end gives the place back, whether or not the stream started.
+	holdsStream bool
+	small       [64]byte // storage for small request messages
 
 	parent      context.Context // the connection's, or it with metadata
 	deadline    time.Time
@@ -96,13 +99,14 @@ func unmarshalRequest(msg []byte, v any) error {
 }
 
 // failErr ends the call with err's status. A call cut off by the drain's
-// deadline answers UNAVAILABLE rather than the CANCELLED its handler saw.
+// deadline or a connection's max age grace answers UNAVAILABLE rather than
+// the CANCELLED its handler saw.
 func (cl *call) failErr(err error) {
 	st := statusOf(err)
 	if codes.Code(st.GetCode()) == codes.Canceled {
 		switch {
-		case context.Cause(cl.c.ctx) == errDrainDeadline:
-			st = status.Convert(errDrainDeadline).Proto()
+		case context.Cause(cl.c.ctx) == errDrainDeadline, context.Cause(cl.c.ctx) == errMaxAgeGrace:
+			st = status.Convert(context.Cause(cl.c.ctx)).Proto()
 		case cl.Err() == context.DeadlineExceeded:
 			// A handler that says CANCELLED because its context ended
 			// (health's Watch does) ended at the call's deadline: say so,
@@ -118,6 +122,9 @@ func (cl *call) fail(code codes.Code, msg string) { cl.end(statusProto(code, msg
 
 // end sends the call's final STATUS and counts it out.
 func (cl *call) end(st *spb.Status) {
+	if cl.holdsStream {
+		cl.c.releaseStream()
+	}
 	cl.c.out.Send(func(b []byte) []byte { return wire.AppendStatusFrame(b, cl.id, st) })
 	cl.c.finish(cl)
 }

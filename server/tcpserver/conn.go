@@ -51,6 +51,7 @@ type conn struct {
 	draining bool             // GOAWAY being sent: no new calls
 	goneAway bool             // GOAWAY queued: the last answer closes the connection
 	closed   bool
+	ageTimer *time.Timer // MaxConnectionAge, then its grace (age.go)
 }
 
 func newConn(s *Server, nc net.Conn, peerKey string) *conn {
@@ -194,16 +195,22 @@ func (c *conn) finish(cl *call) {
 	c.mu.Lock()
 	delete(c.calls, cl.id)
 	c.open--
-	if cl.stream != nil {
-		c.streams--
-		c.srv.giveStream()
-	}
 	closeNow := c.goneAway && c.open == 0
 	c.mu.Unlock()
 	c.answered.Broadcast()
 	if closeNow {
 		c.close()
 	}
+}
+
+// releaseStream gives a stream's place back, on the connection and on the
+// server. end calls it before the stream's STATUS leaves, so a client that
+// opens its next stream on reading it finds the place free.
+func (c *conn) releaseStream() {
+	c.mu.Lock()
+	c.streams--
+	c.mu.Unlock()
+	c.srv.giveStream()
 }
 
 // track registers a call that runs in a goroutine of its own, so CANCEL,
@@ -266,6 +273,9 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
+	if c.ageTimer != nil {
+		c.ageTimer.Stop()
+	}
 	c.mu.Unlock()
 	c.out.CloseAfterFlush()
 	c.cancel(context.Canceled)

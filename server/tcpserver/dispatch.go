@@ -58,7 +58,7 @@ func (c *conn) request(f wire.Frame) error {
 	if !ok {
 		return nil // draining: not accepted, and safe for the client to retry
 	}
-	cl := &call{c: c, id: f.ID, m: m}
+	cl := &call{c: c, id: f.ID, m: m, holdsStream: m != nil && m.stream != nil && refusal == nil}
 	switch {
 	case herr != nil:
 		cl.fail(codes.InvalidArgument, herr.Error())

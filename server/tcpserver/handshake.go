@@ -43,6 +43,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.out.Send(func(b []byte) []byte { return append(b, c.srv.settings...) })
+	c.startAgeing()
 	c.servedFrames = true // the first request is awaited like the next burst
 	return true
 }

@@ -284,3 +284,37 @@ func waitGoroutines(t *testing.T, n int, why string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRefusedStreamsGiveTheirPlaceBack: streams refused after they were
+// counted (a streaming REQUEST that carries a message, or one whose
+// deadline budget is 0) give their place back, so that a client cannot
+// spend the server's stream budget with them.
+func TestRefusedStreamsGiveTheirPlaceBack(t *testing.T) {
+	srv := start(t, tcpserver.Options{MaxStreams: 2, MaxConcurrentStreams: 2})
+	stream := "/calculator.v1.CalculatorService/CalculateStream"
+	nc, rd := dial(t, srv.TCPAddr, true)
+	zeroDeadline := func(id uint32) []byte {
+		p, flags := wire.AppendRequestHeader(nil, &wire.RequestHeader{MethodRef: 1, MethodName: stream, HasTimeout: true})
+		return wire.AppendFrame(nil, wire.KindRequest, flags, id, p)
+	}
+	var frames []byte
+	var want []answer
+	for id := uint32(1); id <= 6; id += 2 {
+		frames = append(frames, request(id, stream, 0, []byte{8, 1})...)
+		frames = append(frames, zeroDeadline(id+1)...)
+		want = append(want, answer{wire.KindStatus, id, codes.InvalidArgument}, answer{wire.KindStatus, id + 1, codes.DeadlineExceeded})
+	}
+	if _, err := nc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	expectFrames(t, rd, want, false)
+	msg, _ := proto.Marshal(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}})
+	for id := uint32(7); id <= 8; id++ { // both places are free
+		if _, err := nc.Write(append(request(id, stream, 0, nil), wire.AppendFrame(nil, wire.KindMessage, 0, id, msg)...)); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := rd.ReadFrame(); err != nil || f.Kind != wire.KindMessage || f.ID != id {
+			t.Fatalf("stream %d after the refused ones: %v %v %v", id, f.Kind, f.ID, err)
+		}
+	}
+}

@@ -147,6 +147,15 @@ type Options struct {
 	// negative value disables compression.
 	CompressThreshold int
 
+	// MaxConnectionAge is how long a connection may live: past it (±10%)
+	// the server sends GOAWAY, lets the calls in flight finish and closes
+	// it, so that long-lived clients reconnect and rebalance, as grpc-go's
+	// keepalive.ServerParameters.MaxConnectionAge. 0 means no limit.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long calls may go on after
+	// MaxConnectionAge's GOAWAY; past it they end with UNAVAILABLE. 0 means
+	// they may take as long as they need.
+	MaxConnectionAgeGrace time.Duration
 	// HandshakeTimeout bounds the wait for the client's preface; 0 means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration

@@ -14,6 +14,9 @@
 //	--max-connections-per-addr  CALCD_MAX_CONNECTIONS_PER_ADDR  connections from one IP address, each transport (1024)
 //	--max-handshakes            CALCD_MAX_HANDSHAKES            raw TCP connections before their preface (1024; the oldest is dropped)
 //	--handshake-timeout         CALCD_HANDSHAKE_TIMEOUT         wait for the preface or HTTP/2 handshake (10s)
+//	--max-connection-age        CALCD_MAX_CONNECTION_AGE        GOAWAY connections this old, both transports (0: never)
+//	--max-connection-age-grace  CALCD_MAX_CONNECTION_AGE_GRACE  then end their calls with UNAVAILABLE (0: let them finish)
+//	--drain-delay               CALCD_DRAIN_DELAY               NOT_SERVING this long before draining on SIGTERM (0)
 //	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
 //	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
 //	--max-pending-frame-bytes   CALCD_MAX_PENDING_FRAME_BYTES   raw TCP memory for large frames being received, in all (67108864)
@@ -41,8 +44,8 @@
 // RESOURCE_EXHAUSTED; those already served are unaffected.
 //
 // On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING (and
-// /readyz 503; the admin port closes after the drain), the RPC
-// listeners close, every connection gets GOAWAY (raw TCP) or an HTTP/2
+// /readyz 503; the admin port closes after the drain) while calcd still
+// serves everything for --drain-delay, then the RPC listeners close, every connection gets GOAWAY (raw TCP) or an HTTP/2
 // GOAWAY (gRPC), and calls in flight, open streams included, may finish.
 // At --shutdown-timeout whatever still runs is ended with UNAVAILABLE,
 // which clients may retry elsewhere. Either way calcd exits 0; it exits 1
@@ -138,6 +141,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		*p = d
 		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
 	}
+	optDur := func(p *time.Duration, name, envName, usage string) { // 0: off
+		v := env(envName, "0s")
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want a duration such as 30m, or 0 for none", name, v, envName))
+		}
+		*p = d
+		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
+	}
 	boolean := func(p *bool, name, envName, def, usage string) {
 		v := env(envName, def)
 		b, err := strconv.ParseBool(v)
@@ -159,6 +171,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "connections from one IP address, on each transport (raise it behind a proxy)")
 	num(&t.MaxHandshakes, "max-handshakes", "CALCD_MAX_HANDSHAKES", tcpserver.DefaultMaxHandshakes, "raw TCP connections that have not sent their preface; at the cap the oldest is dropped")
 	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "wait for a new connection's preface (raw TCP) or HTTP/2 handshake (gRPC)")
+	optDur(&t.MaxConnectionAge, "max-connection-age", "CALCD_MAX_CONNECTION_AGE", "on both transports, GOAWAY a connection this old (±10%) so that clients reconnect and rebalance; 0 for never")
+	optDur(&t.MaxConnectionAgeGrace, "max-connection-age-grace", "CALCD_MAX_CONNECTION_AGE_GRACE", "after that GOAWAY, end calls still running with UNAVAILABLE this much later; 0 to let them finish")
+	optDur(&cfg.calcd.DrainDelay, "drain-delay", "CALCD_DRAIN_DELAY", "on SIGTERM, report NOT_SERVING for this long before draining, so load balancers stop sending first; 0 for none")
 	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
 	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
@@ -200,7 +215,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if t.HandshakeTimeout <= 0 {
 		return cfg, errors.New("--handshake-timeout must be positive")
 	}
+	if t.MaxConnectionAge < 0 || t.MaxConnectionAgeGrace < 0 || cfg.calcd.DrainDelay < 0 {
+		return cfg, errors.New("--max-connection-age, --max-connection-age-grace and --drain-delay must not be negative")
+	}
 	g.MaxConcurrentStreams, g.MaxStreams = t.MaxConcurrentStreams, t.MaxStreams
+	g.MaxConnectionAge, g.MaxConnectionAgeGrace = t.MaxConnectionAge, t.MaxConnectionAgeGrace
 	g.MaxConnections, g.MaxConnectionsPerAddr, g.HandshakeTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
 	if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return cfg, fmt.Errorf("invalid log level %q", level)
@@ -254,8 +273,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	logger.Info("draining", "timeout", cfg.shutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	logger.Info("draining", "delay", cfg.calcd.DrainDelay.String(), "timeout", cfg.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.calcd.DrainDelay+cfg.shutdownTimeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	if serveErr != nil && !errors.Is(serveErr, calcd.ErrServerClosed) {
