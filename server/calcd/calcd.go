@@ -32,6 +32,7 @@ import (
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/schema"
 	"github.com/calcrpc/calc/server/admin"
+	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/grpcserver"
@@ -59,6 +60,10 @@ type Config struct {
 	// inside calc's access log and recovery, first outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
+	// Auth, when set, authenticates and authorizes every call on every
+	// transport (inside the access log and recovery, before
+	// UnaryInterceptors and StreamInterceptors); nil admits every call.
+	Auth *auth.Authenticator
 	// DrainDelay is how long Shutdown reports NOT_SERVING (health, and
 	// /readyz on the admin port) while still serving everything, before
 	// the transports drain: long enough for load balancers' health checks
@@ -121,14 +126,19 @@ func New(cfg Config) *Server {
 	gopts.Logger = logger.With("transport", "grpc")
 	gopts.OuterUnaryInterceptors = gUnary
 	gopts.OuterStreamInterceptors = gStream
-	gopts.UnaryInterceptors = cfg.UnaryInterceptors
-	gopts.StreamInterceptors = cfg.StreamInterceptors
+	var authUnary []grpc.UnaryServerInterceptor
+	var authStream []grpc.StreamServerInterceptor
+	if cfg.Auth != nil {
+		authUnary, authStream = []grpc.UnaryServerInterceptor{cfg.Auth.UnaryInterceptor()}, []grpc.StreamServerInterceptor{cfg.Auth.StreamInterceptor()}
+	}
+	gopts.UnaryInterceptors = slices.Concat(authUnary, cfg.UnaryInterceptors)
+	gopts.StreamInterceptors = slices.Concat(authStream, cfg.StreamInterceptors)
 	g := grpcserver.New(gopts) // installs the access log and recovery itself
 
 	topts := cfg.TCP
 	topts.Logger = logger.With("transport", "tcp")
-	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger), cfg.UnaryInterceptors)
-	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger), cfg.StreamInterceptors)
+	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger), authUnary, cfg.UnaryInterceptors)
+	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger), authStream, cfg.StreamInterceptors)
 	topts.InlineMethods = calculator.CheapMethods
 	t := tcpserver.New(topts)
 	reg.MustRegister(metrics.NewTCPCollector(t.Stats))

@@ -16,6 +16,7 @@
 //	--handshake-timeout         CALCD_HANDSHAKE_TIMEOUT         wait for the preface or HTTP/2 handshake (10s)
 //	--max-connection-age        CALCD_MAX_CONNECTION_AGE        GOAWAY connections this old, both transports (0: never)
 //	--max-connection-age-grace  CALCD_MAX_CONNECTION_AGE_GRACE  then end their calls with UNAVAILABLE (0: let them finish)
+//	--auth-tokens               CALCD_AUTH_TOKENS               policy file: principals, methods, rate limits (off)
 //	--drain-delay               CALCD_DRAIN_DELAY               NOT_SERVING this long before draining on SIGTERM (0)
 //	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
 //	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
@@ -69,6 +70,7 @@ import (
 	"time"
 
 	"github.com/calcrpc/calc/internal/version"
+	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
@@ -93,6 +95,10 @@ func main() {
 	}
 }
 
+// reloadPoll is how often calcd looks for changes to the files it
+// reloads (SIGHUP reloads them at once).
+const reloadPoll = 5 * time.Second
+
 // errUsage marks a command line the flag package has already complained
 // about.
 var errUsage = errors.New("usage")
@@ -100,6 +106,7 @@ var errUsage = errors.New("usage")
 // config is calcd's configuration.
 type config struct {
 	grpcAddr, tcpAddr, adminAddr string
+	authFile                     string
 	logLevel                     slog.Level
 	logFormat                    string
 	shutdownTimeout              time.Duration
@@ -173,6 +180,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "wait for a new connection's preface (raw TCP) or HTTP/2 handshake (gRPC)")
 	optDur(&t.MaxConnectionAge, "max-connection-age", "CALCD_MAX_CONNECTION_AGE", "on both transports, GOAWAY a connection this old (±10%) so that clients reconnect and rebalance; 0 for never")
 	optDur(&t.MaxConnectionAgeGrace, "max-connection-age-grace", "CALCD_MAX_CONNECTION_AGE_GRACE", "after that GOAWAY, end calls still running with UNAVAILABLE this much later; 0 to let them finish")
+	str(&cfg.authFile, "auth-tokens", "CALCD_AUTH_TOKENS", "", "policy `file` of principals (token SHA-256 digests or client certificate names), their methods and rate limits; reloaded on change and on SIGHUP; off if empty")
 	optDur(&cfg.calcd.DrainDelay, "drain-delay", "CALCD_DRAIN_DELAY", "on SIGTERM, report NOT_SERVING for this long before draining, so load balancers stop sending first; 0 for none")
 	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
@@ -254,6 +262,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Warn(msg)
 	}
 	cfg.calcd.Logger = logger
+	if cfg.authFile != "" {
+		a, err := auth.New(cfg.authFile, logger)
+		if err != nil {
+			return fmt.Errorf("--auth-tokens: %w", err)
+		}
+		cfg.calcd.Auth = a
+		go a.Watch(ctx, reloadPoll)
+		hup := make(chan os.Signal, 1)
+		notifyReload(hup)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					_ = a.Reload()
+				}
+			}
+		}()
+	}
 	srv := calcd.New(cfg.calcd)
 
 	lis, err := calcd.Listen(cfg.tcpAddr, cfg.grpcAddr, cfg.adminAddr)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -481,5 +484,76 @@ func TestAdminFlagErrors(t *testing.T) {
 				t.Fatalf("%v, %s; want a failure with %q", err, out, tt.want)
 			}
 		})
+	}
+}
+
+// TestAuthTokensFile: with --auth-tokens, calls need a token on both
+// transports; editing the file changes who may call, with no restart; a
+// file that cannot be read stops calcd at start with exit status 1 and a
+// message that names the file and no secret.
+func TestAuthTokensFile(t *testing.T) {
+	digest := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
+	path := filepath.Join(t.TempDir(), "auth.json")
+	write := func(token string) {
+		t.Helper()
+		body := `{"principals": [{"name": "app", "token_sha256": "` + digest(token) + `", "methods": ["*"]}]}`
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("first-token")
+	p := startCalcd(t, "CALCD_AUTH_TOKENS="+path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := map[string]calculatorv1.CalculatorServiceClient{
+		"tcp":  calculatorv1.NewCalculatorServiceClient(p.tcpConn(t)),
+		"grpc": calculatorv1.NewCalculatorServiceClient(p.grpcConn(t)),
+	}
+	add := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
+	bearer := func(token string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	for tr, c := range clients {
+		if _, err := c.Calculate(ctx, add); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: no token: %v, want UNAUTHENTICATED", tr, err)
+		}
+		if _, err := c.Calculate(bearer("first-token"), add); err != nil {
+			t.Errorf("%s: the token: %v", tr, err)
+		}
+	}
+	write("second-token") // picked up within the poll interval, or at once by SIGHUP
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for tr, c := range clients {
+		for {
+			_, err := c.Calculate(bearer("second-token"), add)
+			if err == nil {
+				break
+			}
+			if status.Code(err) != codes.Unauthenticated || ctx.Err() != nil {
+				t.Fatalf("%s: the new token: %v", tr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := c.Calculate(bearer("first-token"), add); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: the old token after the reload: %v", tr, err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited // the log is complete
+	if !strings.Contains(p.logs.String(), "auth: policy reloaded") {
+		t.Errorf("no reload in the log:\n%s", p.logs)
+	}
+	if strings.Contains(p.logs.String(), "first-token") || strings.Contains(p.logs.String(), digest("first-token")) {
+		t.Errorf("a token or its digest reached the log:\n%s", p.logs)
+	}
+
+	out, err := exec.Command(filepath.Join(bin, "calcd"), "--auth-tokens", filepath.Join(t.TempDir(), "missing.json"), "--tcp-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "--auth-tokens") || !strings.Contains(string(out), "missing.json") {
+		t.Fatalf("a missing policy file: %v\n%s", err, out)
 	}
 }
