@@ -1,19 +1,19 @@
 // Package dial opens connections to a calc server over either of its
 // transports, calc's raw TCP protocol (client/tcpconn) or gRPC, as the
 // calc and calc-bench commands configure them with their shared --addr,
-// --transport and --compression flags. Both transports give a
+// --transport, --compression and --tls flags. Both transports give a
 // grpc.ClientConnInterface, so the generated client works on either.
 package dial
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip" // --compression gzip
 
 	"github.com/calcrpc/calc/client/tcpconn"
@@ -38,6 +38,10 @@ type Config struct {
 	// "snappy". Raw TCP compresses large messages by itself and takes
 	// only "none".
 	Compression string
+	// TLS is the TLS configuration of either transport (--tls flags).
+	TLS TLS
+
+	tlsConfig *tls.Config // TLS's, loaded by Check
 }
 
 // AddFlags registers --addr, --transport and --compression on fs, setting
@@ -52,10 +56,16 @@ func (c *Config) AddFlags(fs *flag.FlagSet, getenv func(string) string) {
 	}
 	fs.StringVar(&c.Transport, "transport", def, "tcp or grpc (env CALC_TRANSPORT)")
 	fs.StringVar(&c.Compression, "compression", "none", "grpc message compression: none, gzip or snappy")
+	c.TLS.addFlags(fs)
 }
 
-// Check validates c and sets an empty Addr to the transport's default.
+// Check validates c, sets an empty Addr to the transport's default and
+// loads the TLS files.
 func (c *Config) Check() error {
+	var err error
+	if c.tlsConfig, err = c.TLS.Config(); err != nil {
+		return err
+	}
 	switch c.Transport {
 	case "tcp":
 		if c.Addr == "" {
@@ -94,7 +104,7 @@ func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 	}
 	if cfg.Transport == "tcp" {
 		if wrap == nil {
-			conn, err := tcpconn.Dial(ctx, cfg.Addr, tcpconn.Options{})
+			conn, err := tcpconn.Dial(ctx, cfg.Addr, tcpconn.Options{TLSConfig: cfg.tlsConfig})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -104,14 +114,14 @@ func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 		if err != nil {
 			return nil, nil, err
 		}
-		conn, err := tcpconn.NewConn(ctx, nc, tcpconn.Options{})
+		conn, err := tcpconn.NewConn(ctx, nc, tcpconn.Options{TLSConfig: cfg.tlsConfig})
 		if err != nil {
 			nc.Close()
 			return nil, nil, err
 		}
 		return conn, func() { conn.Close() }, nil
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer)}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(grpcCredentials(cfg.tlsConfig)), grpc.WithContextDialer(dialer)}
 	if cfg.Compression != "none" {
 		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(cfg.Compression)))
 	}

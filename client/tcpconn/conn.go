@@ -20,6 +20,7 @@ package tcpconn
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,6 +64,11 @@ type Options struct {
 	// MaxMessageSize caps a received message after decompression; 0 means
 	// wire.DefaultMaxMessageSize.
 	MaxMessageSize int
+	// TLSConfig, when set, runs the connection over TLS (PROTOCOL.md, TLS)
+	// with a clone of it requiring TLS 1.3 and offering ALPN "calc/1".
+	// An empty ServerName is Dial's host (NewConn's: the remote IP
+	// address). nil means plaintext.
+	TLSConfig *tls.Config
 }
 
 // Conn is a raw TCP connection to a calc server. It is safe for concurrent
@@ -115,6 +121,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 		}
 		return nil, status.Errorf(code, "tcpconn: dial %s: %v", addr, err)
 	}
+	opts.TLSConfig = withServerName(opts.TLSConfig, addr)
 	c, err := NewConn(ctx, nc, opts)
 	if err != nil {
 		nc.Close()
@@ -123,9 +130,15 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	return c, nil
 }
 
-// NewConn runs the client handshake on an established connection nc and
-// returns the Conn using it.
+// NewConn runs the client handshake (TLS first, with opts.TLSConfig) on an
+// established connection nc and returns the Conn using it.
 func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
+	if opts.TLSConfig != nil {
+		var err error
+		if nc, err = startTLS(ctx, nc, opts.TLSConfig); err != nil {
+			return nil, err
+		}
+	}
 	if opts.MaxMessageSize == 0 {
 		opts.MaxMessageSize = wire.DefaultMaxMessageSize
 	}

@@ -17,6 +17,9 @@ const (
 	Version = 1
 	// PrefaceSize is the size of the client's connection preface.
 	PrefaceSize = len(Magic) + 1
+	// ALPN is the TLS application protocol (RFC 7301) of calc's raw TCP
+	// protocol over TLS: a server with TLS requires it, a client offers it.
+	ALPN = "calc/1"
 	// LengthSize is the size of a frame's length prefix.
 	LengthSize = 4
 	// HeaderSize is the size of the fixed frame header after the length

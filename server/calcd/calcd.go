@@ -12,6 +12,7 @@ package calcd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -77,6 +78,12 @@ type Config struct {
 	// (calc_tcp_*) and the runtime collectors cost nothing until scraped
 	// and are always registered.
 	RPCMetrics bool
+	// TLSConfig, when set, serves both RPC ports over TLS with it
+	// (server/tlsconfig makes one that reloads its files): the raw TCP
+	// port with ALPN "calc/1", the gRPC port with "h2", TLS 1.3 at least;
+	// it replaces TCP.TLSConfig and GRPC.TLSConfig. The admin port stays
+	// plaintext. nil serves plaintext.
+	TLSConfig *tls.Config
 	// Admin configures the admin port, served when Listeners.Admin is
 	// set. Its Metrics and Ready are set by New: the Server's Metrics and
 	// the health state of the whole server ("").
@@ -122,6 +129,9 @@ func New(cfg Config) *Server {
 		tUnary, tStream = []grpc.UnaryServerInterceptor{tm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tm.StreamServerInterceptor()}
 	}
 
+	if cfg.TLSConfig != nil {
+		cfg.TCP.TLSConfig, cfg.GRPC.TLSConfig = cfg.TLSConfig, cfg.TLSConfig
+	}
 	gopts := cfg.GRPC
 	gopts.Logger = logger.With("transport", "grpc")
 	gopts.OuterUnaryInterceptors = gUnary

@@ -2,12 +2,13 @@
 // recovery and the access log always installed, gzip and snappy encodings,
 // connection limits per address and server-wide, keepalive enforcement, a max
 // receive size and stream limits per connection (announced as HTTP/2
-// MAX_CONCURRENT_STREAMS) and server-wide, behind the same Serve /
-// Shutdown lifecycle as the raw TCP server.
+// MAX_CONCURRENT_STREAMS) and server-wide, optionally TLS, behind the same
+// Serve / Shutdown lifecycle as the raw TCP server.
 package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip grpc-encoding
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -99,6 +101,10 @@ type Options struct {
 	// its RESOURCE_EXHAUSTED (metrics go here).
 	OuterUnaryInterceptors  []grpc.UnaryServerInterceptor
 	OuterStreamInterceptors []grpc.StreamServerInterceptor
+	// TLSConfig, when set, serves gRPC over TLS (credentials.NewTLS) with
+	// a clone of it requiring TLS 1.3 and ALPN "h2"; the TLS handshake is
+	// part of HandshakeTimeout. nil means plaintext HTTP/2.
+	TLSConfig *tls.Config
 }
 
 // Server is the gRPC endpoint. It implements grpc.ServiceRegistrar and
@@ -118,7 +124,7 @@ func New(opts Options) *Server {
 	streams := &streamBudget{limit: int64(orDefault(opts.MaxStreams, DefaultMaxStreams))}
 	unary := slices.Concat(opts.OuterUnaryInterceptors, interceptor.Unary(logger), opts.UnaryInterceptors)
 	stream := slices.Concat(opts.OuterStreamInterceptors, []grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger), opts.StreamInterceptors)
-	g := grpc.NewServer(
+	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxConcurrentStreams(uint32(orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams))),
@@ -135,7 +141,16 @@ func New(opts Options) *Server {
 			MaxConnectionAge:      opts.MaxConnectionAge,
 			MaxConnectionAgeGrace: opts.MaxConnectionAgeGrace,
 		}),
-	)
+	}
+	if opts.TLSConfig != nil {
+		// credentials.NewTLS clones the config again and sets "h2" in the
+		// ones GetConfigForClient returns too.
+		cfg := opts.TLSConfig.Clone()
+		cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS13)
+		cfg.NextProtos = []string{"h2"}
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	g := grpc.NewServer(sopts...)
 	s := &Server{opts: opts, grpc: g}
 	return s
 }

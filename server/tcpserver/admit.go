@@ -1,6 +1,7 @@
 package tcpserver
 
 import (
+	"crypto/tls"
 	"net"
 	"time"
 
@@ -58,6 +59,9 @@ func (s *Server) admit(nc net.Conn) (*conn, string) {
 		delete(a.handshaking, oldest)
 		s.counters.refused[refusedHandshakeEvicted].Add(1)
 		_ = oldest.nc.SetReadDeadline(time.Unix(1, 0)) // its handshake fails at once
+	}
+	if s.tls != nil {
+		nc = tls.Server(nc, s.tls) // its handshake runs in conn.handshake
 	}
 	c := newConn(s, nc, key)
 	// The handshake's deadline is set here, under mu, so that an eviction

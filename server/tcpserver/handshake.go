@@ -13,11 +13,14 @@ import (
 	"github.com/calcrpc/calc/internal/wire"
 )
 
-// handshake reads the preface, takes the connection past admission's
-// handshake stage and sends SETTINGS; or it answers a stray client, or
-// refuses one past MaxConnections, and reports false. The read deadline
-// was set by admit.
+// handshake runs the TLS handshake (with Options.TLSConfig, tls.go),
+// reads the preface, takes the connection past admission's handshake stage
+// and sends SETTINGS; or it answers a stray client, or refuses one past
+// MaxConnections, and reports false. The read deadline was set by admit.
 func (c *conn) handshake() bool {
+	if !c.tlsHandshake() {
+		return false
+	}
 	version, got, err := wire.ReadPreface(connReader{c})
 	switch {
 	case errors.Is(err, wire.ErrBadMagic):

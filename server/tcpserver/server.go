@@ -40,6 +40,7 @@ package tcpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,6 +170,15 @@ type Options struct {
 	// WriteTimeout closes a connection whose writes make no progress for
 	// this long (a peer that does not read); 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+
+	// TLSConfig, when set, serves every connection over TLS (PROTOCOL.md,
+	// TLS): the server uses a clone with TLS 1.3 at least and ALPN
+	// "calc/1", which clients must ask for. The TLS handshake is part of
+	// the handshake stage, under HandshakeTimeout and MaxHandshakes. A
+	// connection refused before its handshake (MaxConnectionsPerAddr) is
+	// closed without a GOAWAY, and an idle TLS connection keeps a
+	// goroutine and a read buffer (no idle parking). nil means plaintext.
+	TLSConfig *tls.Config
 }
 
 // withDefaults returns o with every zero field set to its default: the one
@@ -206,7 +216,8 @@ func (o Options) withDefaults() Options {
 
 // Server serves registered services over the raw TCP protocol.
 type Server struct {
-	opts     Options // defaults filled
+	opts     Options     // defaults filled
+	tls      *tls.Config // serverTLS(opts.TLSConfig); nil for plaintext
 	logger   *slog.Logger
 	unary    grpc.UnaryServerInterceptor
 	stream   grpc.StreamServerInterceptor
@@ -249,6 +260,7 @@ func New(opts Options) *Server {
 		admission: newAdmission(),
 		idle:      newIdler(opts.IdleTimeout),
 		frames:    wire.NewBudget(opts.MaxPendingFrameBytes),
+		tls:       serverTLS(opts.TLSConfig),
 	}
 	s.settings = wire.AppendSettingsFrame(nil, wire.Settings{
 		MaxFrameSize:       uint32(opts.MaxFrameSize),
@@ -327,10 +339,11 @@ func (s *Server) Serve(lis net.Listener) error {
 }
 
 // refuse closes a connection that was not admitted, first telling it why
-// with a GOAWAY when there is a reason to give.
+// with a GOAWAY when there is a reason to give, and no TLS handshake to
+// spend on it.
 func (s *Server) refuse(nc net.Conn, reason string) {
 	defer nc.Close()
-	if reason == "" {
+	if reason == "" || s.tls != nil {
 		return
 	}
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -356,6 +369,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = lis.Close()
 	}
 	conns := s.admission.all()
+	if s.tls != nil {
+		// A GOAWAY would wait for a TLS handshake in progress: cut them.
+		for c := range s.admission.handshaking {
+			delete(s.admission.handshaking, c)
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 	var done chan struct{}
 	if len(conns) > 0 {
 		done = make(chan struct{})

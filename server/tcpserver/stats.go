@@ -22,14 +22,17 @@ type Stats struct {
 	// StreamsOpen counts the streaming calls open on the server.
 	StreamsOpen int
 	// BytesReceived and BytesSent count the bytes read from and written to
-	// every connection's socket.
+	// every connection's socket; with TLS, the protocol's bytes inside it.
 	BytesReceived, BytesSent uint64
 	// ConnectionsRefused counts connections closed before serving a call,
 	// by reason: "per_addr" (MaxConnectionsPerAddr), "max_connections"
 	// (MaxConnections), "handshake_evicted" (cut off at MaxHandshakes for
 	// a newer connection), "handshake_timeout" (no preface within
-	// HandshakeTimeout), "bad_preface" (not calc's protocol, HTTP
-	// included) and "unsupported_version".
+	// HandshakeTimeout, the TLS handshake's included), "bad_preface" (not
+	// calc's protocol, HTTP included), "unsupported_version", and with TLS
+	// "tls_handshake" (a TLS handshake that failed: not TLS, an unknown or
+	// missing client certificate, no common protocol version) and "alpn"
+	// (a client that did not ask for ALPN calc/1).
 	ConnectionsRefused map[string]uint64
 	// FrameBudgetExhausted counts connections closed because a large frame
 	// found MaxPendingFrameBytes spent.
@@ -53,11 +56,13 @@ const (
 	refusedHandshakeTimeout
 	refusedBadPreface
 	refusedUnsupportedVersion
+	refusedTLSHandshake
+	refusedALPN
 	numRefusals
 )
 
 // refusalNames are the refusals' label values, by refusal.
-var refusalNames = [numRefusals]string{"per_addr", "max_connections", "handshake_evicted", "handshake_timeout", "bad_preface", "unsupported_version"}
+var refusalNames = [numRefusals]string{"per_addr", "max_connections", "handshake_evicted", "handshake_timeout", "bad_preface", "unsupported_version", "tls_handshake", "alpn"}
 
 // streamRefusal is the limit a refused stream hit (Stats.CallsRefused).
 type streamRefusal int

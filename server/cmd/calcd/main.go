@@ -28,6 +28,10 @@
 //	--admin-pprof               CALCD_ADMIN_PPROF               serve net/http/pprof on the admin port (false)
 //	--rpc-metrics               CALCD_RPC_METRICS               per-RPC metrics with the admin port (true; 10-30% of a raw TCP call)
 //	--pprof-addr                CALCD_PPROF_ADDR                deprecated: --admin-addr ADDR --admin-pprof
+//	--tls-cert                  CALCD_TLS_CERT                  PEM certificate chain: serve both RPC ports over TLS 1.3 (off)
+//	--tls-key                   CALCD_TLS_KEY                   PEM private key of --tls-cert
+//	--tls-client-ca             CALCD_TLS_CLIENT_CA             PEM CA certificates: require client certificates signed by them (mutual TLS; off)
+//	--insecure-listen           CALCD_INSECURE_LISTEN           allow non-loopback RPC addresses without TLS (false)
 //	--version                                                   print the version and exit
 //
 // An address with port 0 picks a free port; the "listening" log record
@@ -43,6 +47,24 @@
 // The per-RPC metrics cost a raw TCP call 10-30% of its time
 // today; --rpc-metrics=false keeps the rest. Work past a limit is refused with
 // RESOURCE_EXHAUSTED; those already served are unaffected.
+//
+// # TLS and protected mode
+//
+// With --tls-cert and --tls-key both RPC ports serve TLS 1.3 only: the raw
+// TCP port requires ALPN "calc/1" (PROTOCOL.md, TLS), the gRPC port "h2".
+// With --tls-client-ca as well, every client must present a certificate
+// signed by one of its CAs. The admin port stays plaintext: keep it on
+// loopback or behind your own network policy. calcd reloads the three
+// files on SIGHUP and when it sees one change (it looks every 5 seconds);
+// new connections get the new certificate, established ones carry on, and
+// a bad file is logged and the previous certificate kept. go run
+// ./tools/devcerts makes certificates for development.
+//
+// Protected mode: calcd refuses to start, exiting 2 before it listens,
+// when --tcp-addr or --grpc-addr is reachable from the network (not
+// localhost or a loopback IP address; an empty host, 0.0.0.0 and :: are
+// every interface) and TLS is off. --insecure-listen overrides it, with a
+// warning in the log.
 //
 // On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING (and
 // /readyz 503; the admin port closes after the drain) while calcd still
@@ -73,6 +95,7 @@ import (
 	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/tcpserver"
+	"github.com/calcrpc/calc/server/tlsconfig"
 )
 
 func main() {
@@ -88,6 +111,9 @@ func main() {
 	switch err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); {
 	case errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case errors.Is(err, errProtected):
+		fmt.Fprintln(os.Stderr, "calcd:", err)
 		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "calcd:", err)
@@ -110,6 +136,8 @@ type config struct {
 	logLevel                     slog.Level
 	logFormat                    string
 	shutdownTimeout              time.Duration
+	tls                          tlsconfig.Files
+	insecureListen               bool
 	calcd                        calcd.Config
 	version                      bool
 	deprecated                   []string // warnings to log
@@ -188,6 +216,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&cfg.logFormat, "log-format", "CALCD_LOG_FORMAT", "json", "json or text")
 	str(&timeout, "shutdown-timeout", "CALCD_SHUTDOWN_TIMEOUT", "30s", "how long a drain waits for calls before ending them with UNAVAILABLE")
+	str(&cfg.tls.Cert, "tls-cert", "CALCD_TLS_CERT", "", "PEM certificate chain `file`: serve both RPC ports over TLS 1.3 (with --tls-key); reloaded on SIGHUP and on change")
+	str(&cfg.tls.Key, "tls-key", "CALCD_TLS_KEY", "", "PEM private key `file` of --tls-cert")
+	str(&cfg.tls.ClientCA, "tls-client-ca", "CALCD_TLS_CLIENT_CA", "", "PEM CA certificates `file`: require client certificates signed by one of them (mutual TLS)")
+	boolean(&cfg.insecureListen, "insecure-listen", "CALCD_INSECURE_LISTEN", "false", "allow RPC addresses reachable from the network without TLS (protected mode is on otherwise)")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -215,6 +247,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		cfg.deprecated = append(cfg.deprecated, "--pprof-addr (CALCD_PPROF_ADDR) is deprecated: use --admin-addr with --admin-pprof")
 	}
 	cfg.calcd.RPCMetrics = rpcMetrics && cfg.adminAddr != ""
+	if (cfg.tls.Cert == "") != (cfg.tls.Key == "") {
+		return cfg, errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.tls.ClientCA != "" && cfg.tls.Cert == "" {
+		return cfg, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
 	for _, v := range []int{t.MaxConnections, t.MaxConnectionsPerAddr, t.MaxHandshakes, t.MaxConcurrentStreams, t.MaxStreams, t.MaxPendingFrameBytes} {
 		if v <= 0 {
 			return cfg, errors.New("limits must be positive integers")
@@ -261,6 +299,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, msg := range cfg.deprecated {
 		logger.Warn(msg)
 	}
+	warning, err := protect(cfg)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		logger.Warn(warning)
+	}
+	if cfg.tls.Cert != "" {
+		tlsFiles, err := tlsconfig.New(cfg.tls, tlsconfig.Options{Logger: logger})
+		if err != nil {
+			return err
+		}
+		cfg.calcd.TLSConfig = tlsFiles.Config()
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go tlsFiles.Watch(wctx)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					_ = tlsFiles.Reload() // logged
+				case <-wctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	cfg.calcd.Logger = logger
 	if cfg.authFile != "" {
 		a, err := auth.New(cfg.authFile, logger)
@@ -291,8 +359,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	logger.Info("listening", "transport", "grpc", "addr", lis.GRPC.Addr().String(), "version", version.String("calcd"))
-	logger.Info("listening", "transport", "tcp", "addr", lis.TCP.Addr().String())
+	secure := cfg.tls.Cert != ""
+	logger.Info("listening", "transport", "grpc", "addr", lis.GRPC.Addr().String(), "tls", secure, "version", version.String("calcd"))
+	logger.Info("listening", "transport", "tcp", "addr", lis.TCP.Addr().String(), "tls", secure)
 	if lis.Admin != nil {
 		logger.Info("listening", "transport", "admin", "addr", lis.Admin.Addr().String(), "pprof", cfg.calcd.Admin.Pprof)
 	}
@@ -314,4 +383,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// errProtected marks protected mode's refusal to start; calcd exits 2.
+var errProtected = errors.New("protected mode")
+
+// protect is protected mode: it refuses RPC addresses reachable from the
+// network unless their traffic is protected, TLS for now, or
+// --insecure-listen accepts the risk, which it returns a warning for.
+func protect(cfg config) (warning string, err error) {
+	if cfg.tls.Cert != "" {
+		return "", nil
+	}
+	for _, a := range []struct{ flag, addr string }{{"--tcp-addr", cfg.tcpAddr}, {"--grpc-addr", cfg.grpcAddr}} {
+		if calcd.Loopback(a.addr) {
+			continue
+		}
+		if cfg.insecureListen {
+			return fmt.Sprintf("%s %s is reachable from the network without TLS (--insecure-listen)", a.flag, a.addr), nil
+		}
+		return "", fmt.Errorf("%w: refusing to listen on %s %s, reachable from the network, without TLS: "+
+			"give --tls-cert and --tls-key, listen on a loopback address, or accept the risk with --insecure-listen", errProtected, a.flag, a.addr)
+	}
+	return "", nil
 }
