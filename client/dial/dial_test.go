@@ -32,6 +32,10 @@ func TestCheck(t *testing.T) {
 		{args: []string{"--transport", "udp"}, err: `unknown transport "udp"`},
 		{args: []string{"--compression", "gzip"}, err: "--compression applies to --transport grpc only"},
 		{args: []string{"--transport", "grpc", "--compression", "brotli"}, err: `unknown compression "brotli"`},
+		{args: []string{"--tls"}, addr: "127.0.0.1:4000"},
+		{args: []string{"--tls-ca", "testdata/missing.pem"}, err: "--tls-ca: open testdata/missing.pem: no such file or directory"},
+		{args: []string{"--tls-cert", "client.pem"}, err: "--tls-cert and --tls-key go together"},
+		{args: []string{"--tls-cert", "missing.pem", "--tls-key", "missing-key.pem"}, err: "--tls-cert, --tls-key: open missing.pem: no such file or directory"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

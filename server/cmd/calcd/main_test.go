@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,9 +61,27 @@ type process struct {
 	grpcAddr  string
 	tcpAddr   string
 	adminAddr string // when calcd was given an admin address
-	logs      *bytes.Buffer
+	logs      *logBuffer
 	exited    chan struct{} // closed when the process has exited
 	exitErr   error         // cmd.Wait's result, set before exited closes
+}
+
+// logBuffer is a process's log, read by tests while it is written.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startCalcd runs the real calcd on free loopback ports and waits until
@@ -78,7 +97,7 @@ func startCalcd(t *testing.T, env ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, logs: new(bytes.Buffer), exited: make(chan struct{})}
+	p := &process{cmd: cmd, logs: new(logBuffer), exited: make(chan struct{})}
 	wantAdmin := slices.ContainsFunc(env, func(e string) bool {
 		return strings.HasPrefix(e, "CALCD_ADMIN_ADDR=") || strings.HasPrefix(e, "CALCD_PPROF_ADDR=")
 	})

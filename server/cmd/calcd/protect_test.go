@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/calcrpc/calc/server/tlsconfig"
+)
+
+// TestProtect is protected mode's decision, without binding anything.
+func TestProtect(t *testing.T) {
+	const local = "127.0.0.1:4000"
+	withTLS := tlsconfig.Files{Cert: "server.pem", Key: "server-key.pem"}
+	for _, tc := range []struct {
+		name           string
+		tcp, grpc      string
+		tls            tlsconfig.Files
+		insecureListen bool
+		err, warning   string // "" for none
+	}{
+		{name: "loopback", tcp: local, grpc: "[::1]:50051"},
+		{name: "localhost", tcp: "localhost:4000", grpc: local},
+		{name: "every interface", tcp: "0.0.0.0:4000", grpc: local,
+			err: "protected mode: refusing to listen on --tcp-addr 0.0.0.0:4000, reachable from the network, without TLS: give --tls-cert and --tls-key, listen on a loopback address, or accept the risk with --insecure-listen"},
+		{name: "empty host", tcp: local, grpc: ":50051", err: "refusing to listen on --grpc-addr :50051"},
+		{name: "IPv6 any", tcp: "[::]:4000", grpc: local, err: "refusing to listen on --tcp-addr [::]:4000"},
+		{name: "LAN address", tcp: "192.168.1.10:4000", grpc: local, err: "refusing to listen on --tcp-addr 192.168.1.10:4000"},
+		{name: "host name", tcp: local, grpc: "calc.example:50051", err: "refusing to listen on --grpc-addr calc.example:50051"},
+		{name: "TLS", tcp: "0.0.0.0:4000", grpc: ":50051", tls: withTLS},
+		{name: "override", tcp: "0.0.0.0:4000", grpc: local, insecureListen: true,
+			warning: "--tcp-addr 0.0.0.0:4000 is reachable from the network without TLS (--insecure-listen)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			warning, err := protect(config{tcpAddr: tc.tcp, grpcAddr: tc.grpc, tls: tc.tls, insecureListen: tc.insecureListen})
+			switch {
+			case tc.err == "" && err != nil, tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("protect: %v; want an error with %q", err, tc.err)
+			case warning != tc.warning:
+				t.Fatalf("warning %q, want %q", warning, tc.warning)
+			}
+		})
+	}
+}
