@@ -16,6 +16,10 @@
 //	--addr HOST:PORT     server address (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
 //	--transport T        tcp (calc's raw TCP protocol, the default) or grpc (env CALC_TRANSPORT)
 //	--compression C      grpc only: none, gzip or snappy (default none)
+//	--tls                TLS 1.3 on either transport, trusting the system's roots (implied by the --tls-* flags)
+//	--tls-ca FILE        trust the CA certificates in FILE (PEM) instead
+//	--tls-cert, --tls-key FILE  client certificate and key, for a server requiring mutual TLS
+//	--tls-server-name N  verify the server's certificate for N (default: the host of --addr)
 //	--timeout D          per-call deadline (default 5s); a subcommand's whole deadline (calc health: 1s)
 //	--json               print one JSON object per result or error
 //
