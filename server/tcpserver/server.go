@@ -14,7 +14,8 @@
 // # The engine
 //
 // A connection is served by one goroutine while it is busy and, on Linux,
-// by none while it is idle. Its life has four stages, one file each:
+// by none while it is idle (a TLS connection, Options.TLSConfig, keeps its
+// goroutine: tls.go). Its life has four stages, one file each:
 //
 //   - admission (admit.go): the server-wide budgets a new connection must
 //     fit: connections in all, connections per remote address, and

@@ -100,7 +100,12 @@ func TestTLS(t *testing.T) {
 					return h(ctx, req)
 				}},
 			})
-			addOver(t, srv.DialTCP(t, tcpconn.Options{TLSConfig: p.clientConfig(p.client)}))
+			c := srv.DialTCP(t, tcpconn.Options{TLSConfig: p.clientConfig(p.client)})
+			addOver(t, c)
+			// Past the 100 ms after which a connection goes idle, its TLS
+			// reads have timed out between bursts: it still serves.
+			time.Sleep(150 * time.Millisecond)
+			addOver(t, c)
 			info, ok := (<-peers).AuthInfo.(credentials.TLSInfo)
 			if !ok || info.State.NegotiatedProtocol != wire.ALPN || info.State.Version != tls.VersionTLS13 {
 				t.Fatalf("peer AuthInfo %+v", info)
