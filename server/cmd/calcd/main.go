@@ -31,7 +31,7 @@
 //	--tls-cert                  CALCD_TLS_CERT                  PEM certificate chain: serve both RPC ports over TLS 1.3 (off)
 //	--tls-key                   CALCD_TLS_KEY                   PEM private key of --tls-cert
 //	--tls-client-ca             CALCD_TLS_CLIENT_CA             PEM CA certificates: require client certificates signed by them (mutual TLS; off)
-//	--insecure-listen           CALCD_INSECURE_LISTEN           allow non-loopback RPC addresses without TLS (false)
+//	--insecure-listen           CALCD_INSECURE_LISTEN           allow non-loopback RPC addresses without TLS and auth (false)
 //	--version                                                   print the version and exit
 //
 // An address with port 0 picks a free port; the "listening" log record
@@ -63,7 +63,8 @@
 // Protected mode: calcd refuses to start, exiting 2 before it listens,
 // when --tcp-addr or --grpc-addr is reachable from the network (not
 // localhost or a loopback IP address; an empty host, 0.0.0.0 and :: are
-// every interface) and TLS is off. --insecure-listen overrides it, with a
+// every interface) without TLS and authentication (--tls-cert, and
+// --auth-tokens or --tls-client-ca). --insecure-listen overrides it, with a
 // warning in the log.
 //
 // On SIGINT or SIGTERM calcd drains: health reports NOT_SERVING (and
@@ -219,7 +220,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.tls.Cert, "tls-cert", "CALCD_TLS_CERT", "", "PEM certificate chain `file`: serve both RPC ports over TLS 1.3 (with --tls-key); reloaded on SIGHUP and on change")
 	str(&cfg.tls.Key, "tls-key", "CALCD_TLS_KEY", "", "PEM private key `file` of --tls-cert")
 	str(&cfg.tls.ClientCA, "tls-client-ca", "CALCD_TLS_CLIENT_CA", "", "PEM CA certificates `file`: require client certificates signed by one of them (mutual TLS)")
-	boolean(&cfg.insecureListen, "insecure-listen", "CALCD_INSECURE_LISTEN", "false", "allow RPC addresses reachable from the network without TLS (protected mode is on otherwise)")
+	boolean(&cfg.insecureListen, "insecure-listen", "CALCD_INSECURE_LISTEN", "false", "allow RPC addresses reachable from the network without TLS and authentication (protected mode is on otherwise)")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -306,30 +307,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if warning != "" {
 		logger.Warn(warning)
 	}
+	cfg.calcd.Logger = logger
+	var reloaders []func() error // on SIGHUP; each also watches its files
 	if cfg.tls.Cert != "" {
 		tlsFiles, err := tlsconfig.New(cfg.tls, tlsconfig.Options{Logger: logger})
 		if err != nil {
 			return err
 		}
 		cfg.calcd.TLSConfig = tlsFiles.Config()
-		wctx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
-		go tlsFiles.Watch(wctx)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for {
-				select {
-				case <-hup:
-					_ = tlsFiles.Reload() // logged
-				case <-wctx.Done():
-					return
-				}
-			}
-		}()
+		go tlsFiles.Watch(ctx)
+		reloaders = append(reloaders, tlsFiles.Reload)
 	}
-	cfg.calcd.Logger = logger
 	if cfg.authFile != "" {
 		a, err := auth.New(cfg.authFile, logger)
 		if err != nil {
@@ -337,6 +325,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		cfg.calcd.Auth = a
 		go a.Watch(ctx, reloadPoll)
+		reloaders = append(reloaders, a.Reload)
+	}
+	if len(reloaders) > 0 {
 		hup := make(chan os.Signal, 1)
 		notifyReload(hup)
 		defer signal.Stop(hup)
@@ -346,7 +337,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				case <-ctx.Done():
 					return
 				case <-hup:
-					_ = a.Reload()
+					for _, reload := range reloaders {
+						_ = reload() // a failure is logged, and the old files stay in force
+					}
 				}
 			}
 		}()
@@ -389,21 +382,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 var errProtected = errors.New("protected mode")
 
 // protect is protected mode: it refuses RPC addresses reachable from the
-// network unless their traffic is protected, TLS for now, or
-// --insecure-listen accepts the risk, which it returns a warning for.
+// network unless their traffic is protected, by TLS and authentication
+// (--tls-cert with --auth-tokens or --tls-client-ca), or --insecure-listen
+// accepts the risk, which it returns a warning for.
 func protect(cfg config) (warning string, err error) {
-	if cfg.tls.Cert != "" {
+	var missing []string
+	if cfg.tls.Cert == "" {
+		missing = append(missing, "TLS")
+	}
+	if cfg.authFile == "" && cfg.tls.ClientCA == "" {
+		missing = append(missing, "authentication")
+	}
+	if len(missing) == 0 {
 		return "", nil
 	}
+	without := strings.Join(missing, " and ")
 	for _, a := range []struct{ flag, addr string }{{"--tcp-addr", cfg.tcpAddr}, {"--grpc-addr", cfg.grpcAddr}} {
 		if calcd.Loopback(a.addr) {
 			continue
 		}
 		if cfg.insecureListen {
-			return fmt.Sprintf("%s %s is reachable from the network without TLS (--insecure-listen)", a.flag, a.addr), nil
+			return fmt.Sprintf("%s %s is reachable from the network without %s (--insecure-listen)", a.flag, a.addr, without), nil
 		}
-		return "", fmt.Errorf("%w: refusing to listen on %s %s, reachable from the network, without TLS: "+
-			"give --tls-cert and --tls-key, listen on a loopback address, or accept the risk with --insecure-listen", errProtected, a.flag, a.addr)
+		return "", fmt.Errorf("%w: refusing to listen on %s %s, reachable from the network, without %s: "+
+			"give --tls-cert and --tls-key, and --auth-tokens or --tls-client-ca; listen on a loopback address; "+
+			"or accept the risk with --insecure-listen", errProtected, a.flag, a.addr, without)
 	}
 	return "", nil
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // TestProtectedMode checks that calcd refuses to listen on every
-// interface without TLS: it exits 2 before it binds anything.
+// interface without TLS and authentication: it exits 2 before it binds anything.
 func TestProtectedMode(t *testing.T) {
 	cmd := exec.Command(filepath.Join(bin, "calcd"), "--tcp-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0")
 	cmd.Env = os.Environ()
@@ -24,7 +24,7 @@ func TestProtectedMode(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 		t.Fatalf("calcd exited with %v, want exit status 2:\n%s", err, out)
 	}
-	want := "calcd: protected mode: refusing to listen on --tcp-addr 0.0.0.0:0, reachable from the network, without TLS: give --tls-cert and --tls-key, listen on a loopback address, or accept the risk with --insecure-listen\n"
+	want := "calcd: protected mode: refusing to listen on --tcp-addr 0.0.0.0:0, reachable from the network, without TLS and authentication: give --tls-cert and --tls-key, and --auth-tokens or --tls-client-ca; listen on a loopback address; or accept the risk with --insecure-listen\n"
 	if !strings.HasSuffix(string(out), want) || strings.Contains(string(out), `"listening"`) {
 		t.Fatalf("output:\n%s\nwant it to end with:\n%s", out, want)
 	}
