@@ -40,6 +40,10 @@ type Config struct {
 	Compression string
 	// TLS is the TLS configuration of either transport (--tls flags).
 	TLS TLS
+	// Token, if set, is sent as "authorization: Bearer <token>" metadata
+	// on every call; Check refuses it in plaintext to a server that is not
+	// on a loopback address.
+	Token string
 
 	tlsConfig *tls.Config // TLS's, loaded by Check
 }
@@ -57,6 +61,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Transport, "transport", def, "tcp or grpc (env CALC_TRANSPORT)")
 	fs.StringVar(&c.Compression, "compression", "none", "grpc message compression: none, gzip or snappy")
 	c.TLS.addFlags(fs)
+	fs.StringVar(&c.Token, "token", getenv("CALC_TOKEN"), "bearer `token` for servers with --auth-tokens (env CALC_TOKEN, which unlike a flag other users' ps cannot show)")
 }
 
 // Check validates c, sets an empty Addr to the transport's default and
@@ -84,7 +89,7 @@ func (c *Config) Check() error {
 	default:
 		return fmt.Errorf("unknown transport %q (want tcp or grpc)", c.Transport)
 	}
-	return nil
+	return c.checkToken()
 }
 
 // Open opens one connection to the server cfg names, which cfg.Check has
@@ -94,6 +99,14 @@ func (c *Config) Check() error {
 // it. Raw TCP errors are gRPC statuses (tcpconn.Dial), except that with
 // wrap a failure to reach the server is the socket's own error.
 func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.ClientConnInterface, func(), error) {
+	conn, closeConn, err := open(ctx, cfg, wrap)
+	if err != nil || cfg.Token == "" {
+		return conn, closeConn, err
+	}
+	return withToken{conn, "Bearer " + cfg.Token}, closeConn, nil
+}
+
+func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.ClientConnInterface, func(), error) {
 	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", addr)

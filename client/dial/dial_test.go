@@ -36,6 +36,12 @@ func TestCheck(t *testing.T) {
 		{args: []string{"--tls-ca", "testdata/missing.pem"}, err: "--tls-ca: open testdata/missing.pem: no such file or directory"},
 		{args: []string{"--tls-cert", "client.pem"}, err: "--tls-cert and --tls-key go together"},
 		{args: []string{"--tls-cert", "missing.pem", "--tls-key", "missing-key.pem"}, err: "--tls-cert, --tls-key: open missing.pem: no such file or directory"},
+		{args: []string{"--token", "t"}, addr: "127.0.0.1:4000"},
+		{args: []string{"--token", "t", "--addr", "localhost:4000"}, addr: "localhost:4000"},
+		{args: []string{"--token", "t", "--addr", "[::1]:4000"}, addr: "[::1]:4000"},
+		{args: []string{"--tls", "--addr", "calc.example:4000"}, env: map[string]string{"CALC_TOKEN": "t"}, addr: "calc.example:4000"},
+		{args: []string{"--addr", "calc.example:4000"}, env: map[string]string{"CALC_TOKEN": "t"}, err: "refusing to send --token (CALC_TOKEN) in plaintext to calc.example:4000, which is not a loopback address: use --tls or --tls-ca"},
+		{args: []string{"--token", "t", "--addr", "10.0.0.1:4000"}, err: "refusing to send --token"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
@@ -247,6 +250,42 @@ func TestTimeout(t *testing.T) {
 					t.Fatalf("calc %q: exit %d, stdout %q, stderr %q; want 1 and one line of DEADLINE_EXCEEDED", args, r.code, r.stdout, r.stderr)
 				}
 			})
+		}
+	}
+}
+
+// TestToken: against a calcd with a token policy, calc without a token
+// fails with UNAUTHENTICATED (exit 1) and with CALC_TOKEN or --token it
+// calculates, over both transports.
+func TestToken(t *testing.T) {
+	digest := sha256.Sum256([]byte("calc-test-token"))
+	path := filepath.Join(t.TempDir(), "auth.json")
+	policy := `{"principals": [{"name": "cli", "token_sha256": "` + hex.EncodeToString(digest[:]) + `", "methods": ["*"]}]}`
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := calcdtest.Start(t, calcd.Config{Auth: a})
+	addrs := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}
+	for _, tr := range calcdtest.Transports {
+		base := []string{"--transport", tr, "--addr", addrs[tr]}
+		if r := calc(append(base, "2", "+", "3"), "", noEnv); r.code != 1 || !strings.HasPrefix(r.stderr, "calc: UNAUTHENTICATED: ") {
+			t.Errorf("%s: no token: %+v", tr, r)
+		}
+		env := func(k string) string {
+			if k == "CALC_TOKEN" {
+				return "calc-test-token"
+			}
+			return ""
+		}
+		if r := calc(append(base, "2", "+", "3"), "", env); r.code != 0 || r.stdout != "5\n" {
+			t.Errorf("%s: CALC_TOKEN: %+v", tr, r)
+		}
+		if r := calc(append(base, "--token", "calc-test-token", "list"), "", noEnv); r.code != 0 || !strings.Contains(r.stdout, "calculator.v1.CalculatorService") {
+			t.Errorf("%s: --token with list: %+v", tr, r)
 		}
 	}
 }
