@@ -15,6 +15,37 @@
 // GOAWAY, new calls and calls it did not accept fail with UNAVAILABLE and
 // match errors.Is(err, ErrNotProcessed): they are safe to retry on a new
 // connection.
+//
+// # Client: reconnecting and balancing
+//
+// A Conn is one connection and stays broken once lost. A Client keeps a
+// Conn to every endpoint of its target connected and spreads calls over
+// them; it implements grpc.ClientConnInterface too:
+//
+//	cc, err := tcpconn.NewClient("dns:///calc.internal:4000", tcpconn.ClientOptions{})
+//	...
+//	defer cc.Close()
+//	client := calculatorv1.NewCalculatorServiceClient(cc)
+//
+// The target is HOST:PORT, a static list "a:4000,b:4000", or
+// dns:///HOST:PORT, whose host is resolved to all its addresses, again
+// whenever a connection is lost or an attempt fails and every 30 s
+// (ResolveInterval); endpoints that disappear are closed once their calls
+// end. Each endpoint reconnects on its own: at once after losing a READY
+// connection, then with gRPC's connection backoff (1 s, growing 1.6 times
+// per failure up to 120 s, ±20% jitter, each attempt given at least 20 s),
+// reset by a successful handshake. Calls go to the READY connections in
+// turn (RoundRobin) or to the less busy of two picked at random
+// (PowerOfTwoChoices). With none READY a call waits while an endpoint is
+// CONNECTING and fails fast with UNAVAILABLE once all are in
+// TRANSIENT_FAILURE, as gRPC's calls do; with grpc.WaitForReady(true) or
+// ClientOptions.WaitForReady it waits until its deadline. A call the
+// server never processed (ErrNotProcessed: above a GOAWAY's last id, or
+// started as its connection ended) is made again on another connection
+// under the same deadline, at most 5 attempts in all; with RetryIdempotent
+// so is one that failed with UNAVAILABLE, after a backoff. State and
+// WaitForStateChange report the connectivity state aggregated as gRPC
+// does.
 package tcpconn
 
 import (
@@ -45,7 +76,9 @@ import (
 const DefaultKeepaliveTimeout = 20 * time.Second
 
 // ErrNotProcessed is matched (errors.Is) by the error of a call the server
-// did not process because it had sent GOAWAY: retrying it is safe.
+// did not process: one above the last id of the server's GOAWAY, or one
+// started after the connection had ended, so that nothing of it was
+// written. Retrying it is safe.
 var ErrNotProcessed = errors.New("tcpconn: call not processed by the server")
 
 // Options configures a Conn. The zero value means the documented defaults.
@@ -81,6 +114,8 @@ type Conn struct {
 	threshold int
 	settings  wire.Settings
 	readerOut chan struct{} // closed when the reader goroutine exits
+	ended     chan struct{} // closed when err is first set: GOAWAY or the end
+	endOnce   sync.Once
 	heard     chan struct{} // signalled on every frame received, for keepalive
 	kick      chan struct{} // wakes the flusher
 	flusher   sync.Once     // starts the flusher on the first stream message
@@ -112,14 +147,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		code := codes.Unavailable
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			code = codes.DeadlineExceeded
-		case errors.Is(err, context.Canceled):
-			code = codes.Canceled
-		}
-		return nil, status.Errorf(code, "tcpconn: dial %s: %v", addr, err)
+		return nil, dialError(addr, err)
 	}
 	opts.TLSConfig = withServerName(opts.TLSConfig, addr)
 	c, err := NewConn(ctx, nc, opts)
@@ -128,6 +156,18 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialError is the status of a failure to open a socket to addr.
+func dialError(addr string, err error) error {
+	code := codes.Unavailable
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Errorf(code, "tcpconn: dial %s: %v", addr, err)
 }
 
 // NewConn runs the client handshake (TLS first, with opts.TLSConfig) on an
@@ -147,10 +187,11 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 	}
 	c := &Conn{
 		nc:        nc,
-		out:       wire.NewWriter(nc),
+		out:       wire.NewWriter(halfCloser{nc}),
 		rd:        wire.NewReader(nc, opts.MaxMessageSize+wire.DefaultMaxFrameSize-wire.DefaultMaxMessageSize),
 		opts:      opts,
 		readerOut: make(chan struct{}),
+		ended:     make(chan struct{}),
 		heard:     make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
 		refs:      map[string]uint32{},
@@ -177,6 +218,20 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		go c.keepalive(every)
 	}
 	return c, nil
+}
+
+// halfCloser is the connection as its Writer sees it: a failed write
+// closes only the sending side where the connection allows it (TCP), so
+// that the reader still reads what the server sent before, such as the
+// GOAWAY that says which calls it never processed; the reader then closes
+// the connection at its end.
+type halfCloser struct{ net.Conn }
+
+func (h halfCloser) Close() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return h.Conn.Close()
 }
 
 // handshake sends the preface and reads the server's first frame. An I/O
@@ -248,6 +303,27 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// isEnded reports whether the connection takes no more calls: it got
+// GOAWAY or ended.
+func (c *Conn) isEnded() bool {
+	select {
+	case <-c.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+// isGone reports whether the connection has ended, its reader gone.
+func (c *Conn) isGone() bool {
+	select {
+	case <-c.readerOut:
+		return true
+	default:
+		return false
+	}
+}
+
 // fail ends the connection with err, failing every pending call.
 func (c *Conn) fail(err error) {
 	c.mu.Lock()
@@ -257,6 +333,7 @@ func (c *Conn) fail(err error) {
 	calls := c.pending
 	c.pending = map[uint32]*pending{}
 	c.mu.Unlock()
+	c.endOnce.Do(func() { close(c.ended) })
 	_ = c.nc.Close()
 	for _, p := range calls {
 		p.finish(err)
@@ -297,10 +374,7 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.err != nil {
-			startErr = c.err
-			if c.goAway {
-				startErr = notProcessed(c.err)
-			}
+			startErr = notProcessed(c.err) // nothing of it was written
 			return b
 		}
 		ref, bound := c.refs[method]
@@ -318,9 +392,12 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 	if startErr != nil {
 		return 0, startErr
 	}
-	if err != nil {
-		return 0, c.closedErr(err)
+	if err != nil && id == 0 { // the Writer had failed: nothing was written
+		return 0, notProcessed(c.closedErr(err))
 	}
+	// A write that failed after the call was registered closed the
+	// connection: the reader ends the call with it, as it does the calls
+	// queued behind another caller's failed write.
 	return id, nil
 }
 
@@ -566,6 +643,7 @@ func (c *Conn) handleGoAway(last uint32, code int32, msg string) {
 		}
 	}
 	c.mu.Unlock()
+	c.endOnce.Do(func() { close(c.ended) })
 	for _, p := range lost {
 		p.finish(notProcessed(status.Error(codes.Unavailable, reason)))
 	}

@@ -18,10 +18,16 @@ import (
 // grpc.ClientConnInterface; grpc.CallOptions are accepted and ignored.
 // Cancelling ctx cancels the call on the server too.
 func (c *Conn) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.newStream(ctx, method, nil)
+}
+
+// newStream opens a streaming call; onEnd, if not nil, runs once when the
+// call ends after it started.
+func (c *Conn) newStream(ctx context.Context, method string, onEnd func()) (*clientStream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1)}
+	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1), onEnd: onEnd}
 	id, err := c.start(ctx, method, nil, &pending{stream: s})
 	if err != nil {
 		return nil, err
@@ -51,6 +57,8 @@ type clientStream struct {
 	ctx context.Context
 	id  uint32
 
+	onEnd func() // run once when the call ends, or nil
+
 	mu    sync.Mutex
 	stop  func() bool // unregisters the context watch
 	queue [][]byte
@@ -74,7 +82,8 @@ func (s *clientStream) end(err error) {
 		err = io.EOF
 	}
 	s.mu.Lock()
-	if s.err == nil {
+	first := s.err == nil
+	if first {
 		s.err = err
 	}
 	stop := s.stop
@@ -82,6 +91,9 @@ func (s *clientStream) end(err error) {
 	s.signal()
 	if stop != nil {
 		stop()
+	}
+	if first && s.onEnd != nil {
+		s.onEnd()
 	}
 }
 
