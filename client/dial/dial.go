@@ -12,9 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"strings"
 
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // --compression gzip
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // --compression snappy
@@ -28,9 +31,11 @@ const (
 
 // Config says which server to connect to and how.
 type Config struct {
-	// Addr is the server's HOST:PORT; Check sets an empty Addr to the
-	// transport's default, 127.0.0.1:4000 for tcp or 127.0.0.1:50051 for
-	// grpc.
+	// Addr is the server's HOST:PORT, a comma-separated list of servers
+	// (HOST:PORT,HOST:PORT) or dns:///HOST:PORT for every address of a
+	// name; Check sets an empty Addr to the transport's default,
+	// 127.0.0.1:4000 for tcp or 127.0.0.1:50051 for grpc. Calls are spread
+	// over several servers round robin.
 	Addr string
 	// Transport is "tcp" (calc's raw TCP protocol) or "grpc".
 	Transport string
@@ -53,7 +58,7 @@ type Config struct {
 // environment variables CALC_ADDR and CALC_TRANSPORT, read with getenv;
 // --transport defaults to tcp without one.
 func (c *Config) AddFlags(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&c.Addr, "addr", getenv("CALC_ADDR"), "server `address` (default "+defaultTCPAddr+" for tcp, "+defaultGRPCAddr+" for grpc; env CALC_ADDR)")
+	fs.StringVar(&c.Addr, "addr", getenv("CALC_ADDR"), "server `address`: HOST:PORT, a list HOST:PORT,HOST:PORT or dns:///HOST:PORT, calls spread round robin (default "+defaultTCPAddr+" for tcp, "+defaultGRPCAddr+" for grpc; env CALC_ADDR)")
 	def := getenv("CALC_TRANSPORT")
 	if def == "" {
 		def = "tcp"
@@ -92,12 +97,19 @@ func (c *Config) Check() error {
 	return c.checkToken()
 }
 
-// Open opens one connection to the server cfg names, which cfg.Check has
-// accepted. ctx bounds the raw TCP handshake; gRPC connects lazily, on
-// the first call. wrap, if not nil, wraps the socket, as calc-bench does
-// to count bytes. Open returns the connection and a function that closes
-// it. Raw TCP errors are gRPC statuses (tcpconn.Dial), except that with
-// wrap a failure to reach the server is the socket's own error.
+// Open opens a client of the servers cfg names, which cfg.Check has
+// accepted, and returns it with a function that closes it. Over raw TCP
+// it is a tcpconn.Client, which reconnects by itself after a server
+// restarts and spreads calls over every server: Open waits, within ctx,
+// until one connection is ready, and fails with the last connection
+// error (a gRPC status) once every server has refused, or with ctx's
+// status. Its calls then wait for a ready connection until their
+// deadlines (tcpconn.ClientOptions.WaitForReady) and are retried when
+// they fail UNAVAILABLE (RetryIdempotent: calc's methods are pure). Over
+// gRPC it connects lazily, on the first call; a list of servers is given
+// to gRPC by a manual resolver, and a list or a dns:/// name is balanced
+// by gRPC's round_robin. wrap, if not nil, wraps every socket, as
+// calc-bench does to count bytes.
 func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.ClientConnInterface, func(), error) {
 	conn, closeConn, err := open(ctx, cfg, wrap)
 	if err != nil || cfg.Token == "" {
@@ -116,29 +128,39 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 		return wrap(nc), nil
 	}
 	if cfg.Transport == "tcp" {
-		if wrap == nil {
-			conn, err := tcpconn.Dial(ctx, cfg.Addr, tcpconn.Options{TLSConfig: cfg.tlsConfig})
-			if err != nil {
-				return nil, nil, err
-			}
-			return conn, func() { conn.Close() }, nil
+		opts := tcpconn.ClientOptions{Conn: tcpconn.Options{TLSConfig: cfg.tlsConfig}, WaitForReady: true, RetryIdempotent: true}
+		if wrap != nil {
+			opts.Dial = dialer
 		}
-		nc, err := dialer(ctx, cfg.Addr)
+		cc, err := tcpconn.NewClient(cfg.Addr, opts)
 		if err != nil {
 			return nil, nil, err
 		}
-		conn, err := tcpconn.NewConn(ctx, nc, tcpconn.Options{TLSConfig: cfg.tlsConfig})
-		if err != nil {
-			nc.Close()
+		if err := cc.WaitReady(ctx); err != nil {
+			cc.Close()
 			return nil, nil, err
 		}
-		return conn, func() { conn.Close() }, nil
+		return cc, func() { cc.Close() }, nil
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(grpcCredentials(cfg.tlsConfig)), grpc.WithContextDialer(dialer)}
 	if cfg.Compression != "none" {
 		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(cfg.Compression)))
 	}
-	conn, err := grpc.NewClient(cfg.Addr, opts...)
+	target := cfg.Addr
+	if list := strings.Split(target, ","); len(list) > 1 {
+		r := manual.NewBuilderWithScheme("calc-servers")
+		var addrs []resolver.Address
+		for _, a := range list {
+			addrs = append(addrs, resolver.Address{Addr: strings.TrimSpace(a)})
+		}
+		r.InitialState(resolver.State{Addresses: addrs})
+		target = r.Scheme() + ":///servers"
+		opts = append(opts, grpc.WithResolvers(r))
+	}
+	if target != cfg.Addr || strings.HasPrefix(target, "dns:///") {
+		opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,8 +7,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
@@ -109,6 +112,63 @@ func TestOpen(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestOpenTargets opens clients of a list of two servers and of a
+// dns:/// name over each transport and calls through them, and checks
+// the errors of a bad target and of servers that are all down.
+func TestOpenTargets(t *testing.T) {
+	first, second := serve(t), serve(t)
+	down := closedAddr(t)
+	for _, transport := range []string{"tcp", "grpc"} {
+		_, port, _ := net.SplitHostPort(first[transport])
+		tests := []struct {
+			name string
+			addr string
+			code codes.Code // of Open over tcp, or of the call
+		}{
+			{"list", first[transport] + "," + second[transport], codes.OK},
+			{"list with a server down", down + "," + first[transport], codes.OK},
+			{"dns", "dns:///localhost:" + port, codes.OK},
+			{"all down", down + "," + down, codes.Unavailable},
+		}
+		for _, tt := range tests {
+			t.Run(transport+" "+tt.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				cfg := dial.Config{Addr: tt.addr, Transport: transport, Compression: "none"}
+				conn, closeFn, err := dial.Open(ctx, cfg, nil)
+				if err == nil {
+					defer closeFn()
+					for range 4 {
+						_, err = calculatorv1.NewCalculatorServiceClient(conn).Calculate(ctx,
+							&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3})
+						if err != nil {
+							break
+						}
+					}
+				}
+				if status.Code(err) != tt.code {
+					t.Fatalf("%s over %s: %v; want %v", tt.addr, transport, err, tt.code)
+				}
+			})
+		}
+	}
+	cfg := dial.Config{Addr: "calc.internal", Transport: "tcp", Compression: "none"}
+	if _, _, err := dial.Open(context.Background(), cfg, nil); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Open with a target without a port: %v; want INVALID_ARGUMENT", err)
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 // serve runs the calculator on a raw TCP server and a gRPC server on

@@ -13,7 +13,8 @@
 //
 // Flags:
 //
-//	--addr HOST:PORT     server address (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
+//	--addr ADDR          server address: HOST:PORT, a list HOST:PORT,HOST:PORT or dns:///HOST:PORT, calls
+//	                     spread round robin (default 127.0.0.1:4000 for tcp, 127.0.0.1:50051 for grpc; env CALC_ADDR)
 //	--transport T        tcp (calc's raw TCP protocol, the default) or grpc (env CALC_TRANSPORT)
 //	--compression C      grpc only: none, gzip or snappy (default none)
 //	--tls                TLS 1.3 on either transport, trusting the system's roots (implied by the --tls-* flags)
@@ -111,6 +112,10 @@
 // When the server refuses such an expression, calc says so and exits 2:
 //
 //	calc: the shell expanded * into file names (go.mod main.go); quote the expression: calc '2 * 3'
+//
+// Over raw TCP calc reconnects by itself: a REPL outlives a restart of
+// its server, each expression waiting within --timeout for the new
+// connection, and with several servers it goes on with the others.
 //
 // Pointed at the other transport's port, calc (its subcommands too) fails
 // at once and says which --transport to use:
