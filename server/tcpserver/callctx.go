@@ -28,10 +28,10 @@ func (cl *call) Done() <-chan struct{} {
 	if cl.done != nil {
 		return cl.done
 	}
-	cl.done = make(chan struct{})
 	if cl.err == nil {
-		cl.checkLocked()
+		cl.checkLocked() // before done exists: ending the context closes done
 	}
+	cl.done = make(chan struct{})
 	if cl.err != nil {
 		close(cl.done)
 		return cl.done
