@@ -339,7 +339,7 @@ func TestClientRetryIdempotent(t *testing.T) {
 				}
 				entered <- struct{}{}
 				<-ctx.Done()
-				return nil, ctx.Err()
+				return nil, status.FromContextError(ctx.Err()).Err()
 			}
 			a, b := serveAt(t, "127.0.0.1:0", hold), serveAt(t, "127.0.0.1:0")
 			opts := fast

@@ -114,7 +114,7 @@ type Conn struct {
 	threshold int
 	settings  wire.Settings
 	readerOut chan struct{} // closed when the reader goroutine exits
-	ended     chan struct{} // closed when err is first set: GOAWAY or the end
+	ended     chan struct{} // closed at GOAWAY, the end, or a failed write: no more calls
 	endOnce   sync.Once
 	heard     chan struct{} // signalled on every frame received, for keepalive
 	kick      chan struct{} // wakes the flusher
@@ -304,7 +304,7 @@ func (c *Conn) Close() error {
 }
 
 // isEnded reports whether the connection takes no more calls: it got
-// GOAWAY or ended.
+// GOAWAY, ended, or failed to write.
 func (c *Conn) isEnded() bool {
 	select {
 	case <-c.ended:
@@ -392,12 +392,17 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 	if startErr != nil {
 		return 0, startErr
 	}
-	if err != nil && id == 0 { // the Writer had failed: nothing was written
-		return 0, notProcessed(c.closedErr(err))
+	if err != nil {
+		// A failed Writer takes no more calls. If it had failed before,
+		// fn did not run: nothing of this call was written.
+		c.endOnce.Do(func() { close(c.ended) })
+		if id == 0 {
+			return 0, notProcessed(c.closedErr(err))
+		}
 	}
 	// A write that failed after the call was registered closed the
-	// connection: the reader ends the call with it, as it does the calls
-	// queued behind another caller's failed write.
+	// sending side: the reader ends the call when the server's side ends,
+	// as it does the calls queued behind another caller's failed write.
 	return id, nil
 }
 
