@@ -359,8 +359,10 @@ func (c *Client) choose() (ready, bool) {
 		if len(rs) == 0 {
 			return ready{}, false
 		}
-		var r ready
-		if c.opts.Balancer == PowerOfTwoChoices && len(rs) > 1 {
+		r := rs[0]
+		switch {
+		case len(rs) == 1:
+		case c.opts.Balancer == PowerOfTwoChoices:
 			i, j := rand.IntN(len(rs)), rand.IntN(len(rs)-1)
 			if j >= i {
 				j++
@@ -369,7 +371,7 @@ func (c *Client) choose() (ready, bool) {
 			if rs[j].sc.inflight.Load() < r.sc.inflight.Load() {
 				r = rs[j]
 			}
-		} else {
+		default:
 			r = rs[int(c.next.Add(1)-1)%len(rs)]
 		}
 		r.sc.inflight.Add(1)
