@@ -3,6 +3,7 @@ package tcpconn
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -90,14 +91,22 @@ func (sc *subConn) run() {
 func (sc *subConn) connect(timeout time.Duration) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(sc.ctx, timeout)
 	defer cancel()
+	opts := sc.c.opts.Conn
+	// TLS verifies the name the user gave: a dns:/// target's host, not
+	// the address it resolved to.
+	name := sc.addr
+	if sc.c.target.host != "" {
+		name = net.JoinHostPort(sc.c.target.host, sc.c.target.port)
+	}
+	opts.TLSConfig = withServerName(opts.TLSConfig, name)
 	if sc.c.opts.Dial == nil {
-		return Dial(ctx, sc.addr, sc.c.opts.Conn)
+		return Dial(ctx, sc.addr, opts)
 	}
 	nc, err := sc.c.opts.Dial(ctx, sc.addr)
 	if err != nil {
 		return nil, dialError(sc.addr, err)
 	}
-	conn, err := NewConn(ctx, nc, sc.c.opts.Conn)
+	conn, err := NewConn(ctx, nc, opts)
 	if err != nil {
 		nc.Close()
 	}

@@ -6,6 +6,7 @@ package interceptor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -90,13 +91,40 @@ func recoverTo(ctx context.Context, logger *slog.Logger, method string, err *err
 	}
 }
 
+// UnaryDeadline reports a call whose handler gave up with CANCELLED
+// because the call's deadline passed as DEADLINE_EXCEEDED, which is what
+// happened, and what a client whose own timer fired first sees: the answer
+// no longer depends on which side noticed first.
+func UnaryDeadline() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		return resp, deadlineStatus(ctx, err)
+	}
+}
+
+// StreamDeadline returns the streaming form of UnaryDeadline (a health
+// Watch ends this way).
+func StreamDeadline() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return deadlineStatus(ss.Context(), handler(srv, ss))
+	}
+}
+
+func deadlineStatus(ctx context.Context, err error) error {
+	if status.Code(err) == codes.Canceled && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, status.Convert(err).Message())
+	}
+	return err
+}
+
 // Unary returns calc's unary interceptor chain, outermost first: logging
-// wraps recovery, so a panic is logged as the INTERNAL call it became.
+// wraps recovery, so a panic is logged as the INTERNAL call it became, and
+// the deadline's status.
 func Unary(logger *slog.Logger) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{UnaryLogging(logger), UnaryRecovery(logger)}
+	return []grpc.UnaryServerInterceptor{UnaryLogging(logger), UnaryRecovery(logger), UnaryDeadline()}
 }
 
 // Stream returns calc's stream interceptor chain, in the order of Unary.
 func Stream(logger *slog.Logger) []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{StreamLogging(logger), StreamRecovery(logger)}
+	return []grpc.StreamServerInterceptor{StreamLogging(logger), StreamRecovery(logger), StreamDeadline()}
 }
