@@ -283,15 +283,7 @@ func benchIdle(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1
 	}
-	if f.json {
-		err = json.NewEncoder(stdout).Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
-	}
-	if err != nil || len(rep.Errors) > 0 {
-		return 1
-	}
-	return 0
+	return writeReport(f, stdout, rep, len(rep.Errors))
 }
 
 // benchBurst runs calc-bench --burst.
@@ -301,12 +293,20 @@ func benchBurst(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "calc-bench:", err)
 		return 1
 	}
+	return writeReport(f, stdout, rep, len(rep.Errors))
+}
+
+// writeReport prints an idle or burst report, as JSON with --json, and
+// returns the exit status: 1 when the report holds errors or cannot be
+// written.
+func writeReport(f *benchFlags, stdout io.Writer, rep interface{ WriteText(io.Writer) error }, errs int) int {
+	var err error
 	if f.json {
 		err = json.NewEncoder(stdout).Encode(rep)
 	} else {
 		err = rep.WriteText(stdout)
 	}
-	if err != nil || len(rep.Errors) > 0 {
+	if err != nil || errs > 0 {
 		return 1
 	}
 	return 0
