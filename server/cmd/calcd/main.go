@@ -26,7 +26,7 @@
 //	--shutdown-timeout          CALCD_SHUTDOWN_TIMEOUT          how long SIGTERM waits for calls (30s)
 //	--admin-addr                CALCD_ADMIN_ADDR                admin port listen address (off)
 //	--admin-pprof               CALCD_ADMIN_PPROF               serve net/http/pprof on the admin port (false)
-//	--rpc-metrics               CALCD_RPC_METRICS               per-RPC metrics with the admin port (true; 10-30% of a raw TCP call)
+//	--rpc-metrics               CALCD_RPC_METRICS               per-RPC metrics with the admin port (true)
 //	--pprof-addr                CALCD_PPROF_ADDR                deprecated: --admin-addr ADDR --admin-pprof
 //	--tls-cert                  CALCD_TLS_CERT                  PEM certificate chain: serve both RPC ports over TLS 1.3 (off)
 //	--tls-key                   CALCD_TLS_KEY                   PEM private key of --tls-cert
@@ -44,8 +44,8 @@
 // server's calc_tcp_* figures, Go runtime and process metrics), /healthz
 // (200 while the process runs), /readyz (200 while serving, 503
 // NOT_SERVING while draining) and, with --admin-pprof, /debug/pprof/.
-// The per-RPC metrics cost a raw TCP call 10-30% of its time
-// today; --rpc-metrics=false keeps the rest. Work past a limit is refused with
+// --rpc-metrics=false keeps everything but the per-RPC metrics, which
+// cost the cheapest raw TCP calls up to a fifth of their time. Work past a limit is refused with
 // RESOURCE_EXHAUSTED; those already served are unaffected.
 //
 // # TLS and protected mode
@@ -200,7 +200,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
 	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
 	str(&cfg.adminAddr, "admin-addr", "CALCD_ADMIN_ADDR", "", "admin port listen `address` (/metrics, /healthz, /readyz), off if empty; set 127.0.0.1:9464 to enable, loopback recommended")
-	boolean(&rpcMetrics, "rpc-metrics", "CALCD_RPC_METRICS", "true", "with the admin port, per-RPC metrics (grpc_server_*) on both transports; they add 10-30% to a raw TCP call's time (BenchmarkCalculate)")
+	boolean(&rpcMetrics, "rpc-metrics", "CALCD_RPC_METRICS", "true", "with the admin port, per-RPC metrics (grpc_server_*) on both transports")
 	boolean(&cfg.calcd.Admin.Pprof, "admin-pprof", "CALCD_ADMIN_PPROF", "false", "serve net/http/pprof under /debug/pprof/ on the admin port")
 	str(&pprofAddr, "pprof-addr", "CALCD_PPROF_ADDR", "", "deprecated: means --admin-addr `address` --admin-pprof")
 	num(&t.MaxConnections, "max-connections", "CALCD_MAX_CONNECTIONS", tcpserver.DefaultMaxConnections, "connections on each transport (raw TCP: past the handshake)")
