@@ -1,8 +1,9 @@
 // Package metrics holds calcd's Prometheus collectors: a registry of its
-// own with the Go runtime and process collectors, go-grpc-middleware's
-// per-RPC collectors for one transport (the names every gRPC dashboard
-// expects, plus a transport label), and the raw TCP server's connection
-// figures, read from tcpserver.Stats when scraped.
+// own with the Go runtime and process collectors, per-RPC collectors for
+// each transport (the names every gRPC dashboard expects, plus a transport
+// label: go-grpc-middleware's own for gRPC, RPCMetrics, which counts the
+// same with less work per call, for raw TCP), and the raw TCP server's
+// connection figures, read from tcpserver.Stats when scraped.
 //
 // The per-RPC collectors are interceptors, and the raw TCP server runs
 // grpc-go interceptors, so one set of names covers both transports:
