@@ -168,10 +168,17 @@ func TestGoAwayAboveLastID(t *testing.T) {
 // TestIdleTimeoutAndKeepalive checks that the server closes an idle
 // connection and that the client's pings keep one open.
 func TestIdleTimeoutAndKeepalive(t *testing.T) {
-	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{IdleTimeout: 200 * time.Millisecond}})
+	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{IdleTimeout: 500 * time.Millisecond}})
 	quiet := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{KeepaliveInterval: -1}))
-	pinging := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{}))
-	time.Sleep(600 * time.Millisecond)
+	// Ten pings per idle timeout: a loaded machine may delay a few.
+	pinging := calculatorv1.NewCalculatorServiceClient(srv.DialTCP(t, tcpconn.Options{KeepaliveInterval: 50 * time.Millisecond}))
+	deadline := time.Now().Add(20 * time.Second)
+	for srv.TCP.Stats().ConnectionsOpen > 1 { // until the server has closed the quiet one
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open: the idle one was not closed", srv.TCP.Stats().ConnectionsOpen)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := quiet.Calculate(context.Background(), add); status.Code(err) != codes.Unavailable {
 		t.Errorf("idle connection without pings: %v; want UNAVAILABLE", err)
 	}
