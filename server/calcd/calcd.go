@@ -61,6 +61,10 @@ type Config struct {
 	// inside calc's access log and recovery, first outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
+	// AccessLogEvery samples the access log on every transport: one call
+	// in AccessLogEvery is logged at Info, the others at Debug; 0 logs
+	// failed calls at Info and successful ones at Debug.
+	AccessLogEvery int
 	// Auth, when set, authenticates and authorizes every call on every
 	// transport (inside the access log and recovery, before
 	// UnaryInterceptors and StreamInterceptors); nil admits every call.
@@ -138,6 +142,7 @@ func New(cfg Config) *Server {
 	}
 	gopts := cfg.GRPC
 	gopts.Logger = logger.With("transport", "grpc")
+	gopts.AccessLogEvery = cfg.AccessLogEvery
 	gopts.OuterUnaryInterceptors = gUnary
 	gopts.OuterStreamInterceptors = gStream
 	var authUnary []grpc.UnaryServerInterceptor
@@ -151,8 +156,8 @@ func New(cfg Config) *Server {
 
 	topts := cfg.TCP
 	topts.Logger = logger.With("transport", "tcp")
-	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger), authUnary, cfg.UnaryInterceptors)
-	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger), authStream, cfg.StreamInterceptors)
+	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger, cfg.AccessLogEvery), authUnary, cfg.UnaryInterceptors)
+	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger, cfg.AccessLogEvery), authStream, cfg.StreamInterceptors)
 	topts.InlineMethods = calculator.CheapMethods
 	t := tcpserver.New(topts)
 	reg.MustRegister(metrics.NewTCPCollector(t.Stats))

@@ -48,6 +48,10 @@ const (
 type Options struct {
 	// Logger receives the access log and panics; nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLogEvery samples the access log: one call in AccessLogEvery is
+	// logged at Info, the others at Debug; 0 logs failed calls at Info and
+	// successful ones at Debug (interceptor.UnaryLogging).
+	AccessLogEvery int
 	// MaxConcurrentStreams caps the calls (unary or streaming: each is an
 	// HTTP/2 stream) open on one connection, announced to clients in HTTP/2
 	// SETTINGS; 0 means DefaultMaxConcurrentStreams.
@@ -122,8 +126,8 @@ func New(opts Options) *Server {
 		logger = slog.Default()
 	}
 	streams := &streamBudget{limit: int64(orDefault(opts.MaxStreams, DefaultMaxStreams))}
-	unary := slices.Concat(opts.OuterUnaryInterceptors, interceptor.Unary(logger), opts.UnaryInterceptors)
-	stream := slices.Concat(opts.OuterStreamInterceptors, []grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger), opts.StreamInterceptors)
+	unary := slices.Concat(opts.OuterUnaryInterceptors, interceptor.Unary(logger, opts.AccessLogEvery), opts.UnaryInterceptors)
+	stream := slices.Concat(opts.OuterStreamInterceptors, []grpc.StreamServerInterceptor{streams.intercept}, interceptor.Stream(logger, opts.AccessLogEvery), opts.StreamInterceptors)
 	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,34 +20,56 @@ import (
 
 // UnaryLogging returns an interceptor that writes one log record per unary
 // call: method, peer, status code, duration and, on failure, the message.
-// Successful calls are logged at Debug level and failures at Info, so an
-// access log at the default level costs nothing on the hot path.
-func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
+// With sampleEvery 0, successful calls are logged at Debug level and
+// failures at Info, so an access log at the default level costs nothing on
+// the hot path. With sampleEvery N > 0 it is an access log a busy server
+// can keep on: one call in N, whatever its outcome, is logged at Info with
+// a "sampled" attribute of N, and the others at Debug.
+func UnaryLogging(logger *slog.Logger, sampleEvery int) grpc.UnaryServerInterceptor {
+	s := &sampler{every: uint64(max(sampleEvery, 0))}
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		logCall(ctx, logger, info.FullMethod, start, err)
+		s.logCall(ctx, logger, info.FullMethod, start, err)
 		return resp, err
 	}
 }
 
 // StreamLogging returns an interceptor that writes one log record per stream
 // when it ends, like UnaryLogging.
-func StreamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
+func StreamLogging(logger *slog.Logger, sampleEvery int) grpc.StreamServerInterceptor {
+	s := &sampler{every: uint64(max(sampleEvery, 0))}
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		logCall(ss.Context(), logger, info.FullMethod, start, err)
+		s.logCall(ss.Context(), logger, info.FullMethod, start, err)
 		return err
 	}
 }
 
-// logCall writes the access record for one call.
-func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
-	level := slog.LevelDebug
-	if err != nil {
-		level = slog.LevelInfo
+// sampler picks the calls an access log with sampling writes at Info.
+type sampler struct {
+	every uint64 // 0: no sampling
+	n     atomic.Uint64
+}
+
+// level returns the level of a call's record, and whether it was sampled.
+func (s *sampler) level(err error) (slog.Level, bool) {
+	if s.every > 0 {
+		if s.n.Add(1)%s.every == 0 {
+			return slog.LevelInfo, true
+		}
+		return slog.LevelDebug, false
 	}
+	if err != nil {
+		return slog.LevelInfo, false
+	}
+	return slog.LevelDebug, false
+}
+
+// logCall writes the access record for one call.
+func (s *sampler) logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
+	level, sampled := s.level(err)
 	if !logger.Enabled(ctx, level) {
 		return
 	}
@@ -61,6 +84,9 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, start time
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", st.Message()))
+	}
+	if sampled {
+		attrs = append(attrs, slog.Uint64("sampled", s.every))
 	}
 	logger.LogAttrs(ctx, level, "call", attrs...)
 }
@@ -118,13 +144,14 @@ func deadlineStatus(ctx context.Context, err error) error {
 }
 
 // Unary returns calc's unary interceptor chain, outermost first: logging
+// (sampling one call in sampleEvery, or none with 0: see UnaryLogging)
 // wraps recovery, so a panic is logged as the INTERNAL call it became, and
 // the deadline's status.
-func Unary(logger *slog.Logger) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{UnaryLogging(logger), UnaryRecovery(logger), UnaryDeadline()}
+func Unary(logger *slog.Logger, sampleEvery int) []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{UnaryLogging(logger, sampleEvery), UnaryRecovery(logger), UnaryDeadline()}
 }
 
 // Stream returns calc's stream interceptor chain, in the order of Unary.
-func Stream(logger *slog.Logger) []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{StreamLogging(logger), StreamRecovery(logger), StreamDeadline()}
+func Stream(logger *slog.Logger, sampleEvery int) []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{StreamLogging(logger, sampleEvery), StreamRecovery(logger), StreamDeadline()}
 }

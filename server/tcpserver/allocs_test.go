@@ -36,8 +36,8 @@ func TestAllocsPerCall(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := tcpserver.New(tcpserver.Options{
 		Logger:             logger,
-		UnaryInterceptors:  interceptor.Unary(logger),
-		StreamInterceptors: interceptor.Stream(logger),
+		UnaryInterceptors:  interceptor.Unary(logger, 0),
+		StreamInterceptors: interceptor.Stream(logger, 0),
 		InlineMethods:      calculator.CheapMethods,
 	})
 	calculatorv1.RegisterCalculatorServiceServer(srv, calculator.New())

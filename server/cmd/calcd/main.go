@@ -21,6 +21,7 @@
 //	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
 //	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
 //	--max-pending-frame-bytes   CALCD_MAX_PENDING_FRAME_BYTES   raw TCP memory for large frames being received, in all (67108864)
+//	--access-log-every          CALCD_ACCESS_LOG_EVERY          log one call in N at info (0: failures at info)
 //	--log-level                 CALCD_LOG_LEVEL                 debug, info, warn or error (info)
 //	--log-format                CALCD_LOG_FORMAT                json or text (json)
 //	--shutdown-timeout          CALCD_SHUTDOWN_TIMEOUT          how long SIGTERM waits for calls (30s)
@@ -168,6 +169,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		*p = n
 		fs.IntVar(p, name, n, usage+" (env "+envName+")")
 	}
+	num0 := func(p *int, name, envName, usage string) { // 0: off
+		v := env(envName, "0")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("invalid %s %q (env %s): want 0 or a positive integer", name, v, envName))
+		}
+		*p = n
+		fs.IntVar(p, name, n, usage+" (env "+envName+")")
+	}
 	dur := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
 		v := env(envName, def.String())
 		d, err := time.ParseDuration(v)
@@ -215,6 +225,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
 	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
 	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
+	num0(&cfg.calcd.AccessLogEvery, "access-log-every", "CALCD_ACCESS_LOG_EVERY", "access log: log one call in `N` at info, whatever its outcome, and the rest at debug; 0: failed calls at info, successful ones at debug")
 	str(&cfg.logFormat, "log-format", "CALCD_LOG_FORMAT", "json", "json or text")
 	str(&timeout, "shutdown-timeout", "CALCD_SHUTDOWN_TIMEOUT", "30s", "how long a drain waits for calls before ending them with UNAVAILABLE")
 	str(&cfg.tls.Cert, "tls-cert", "CALCD_TLS_CERT", "", "PEM certificate chain `file`: serve both RPC ports over TLS 1.3 (with --tls-key); reloaded on SIGHUP and on change")
@@ -261,6 +272,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if t.HandshakeTimeout <= 0 {
 		return cfg, errors.New("--handshake-timeout must be positive")
+	}
+	if cfg.calcd.AccessLogEvery < 0 {
+		return cfg, errors.New("--access-log-every must not be negative")
 	}
 	if t.MaxConnectionAge < 0 || t.MaxConnectionAgeGrace < 0 || cfg.calcd.DrainDelay < 0 {
 		return cfg, errors.New("--max-connection-age, --max-connection-age-grace and --drain-delay must not be negative")
