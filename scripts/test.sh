@@ -73,6 +73,9 @@ go test -run '^$' -bench . -benchtime 1x ./...
 step "Wireshark dissector: golden output, malformed input, a live loopback capture"
 bash tools/wireshark/test.sh
 
+step "deploy: the systemd unit"
+bash deploy/test.sh
+
 step "C# generation template"
 bash client/csharp/generate.sh
 
