@@ -20,7 +20,9 @@ import (
 func TestAccessLogSampling(t *testing.T) {
 	info := &grpc.UnaryServerInfo{FullMethod: "/calculator.v1.CalculatorService/Calculate"}
 	ok := func(context.Context, any) (any, error) { return "ok", nil }
-	bad := func(context.Context, any) (any, error) { return nil, status.Error(codes.InvalidArgument, "division by zero") }
+	bad := func(context.Context, any) (any, error) {
+		return nil, status.Error(codes.InvalidArgument, "division by zero")
+	}
 	for _, tt := range []struct {
 		every       int
 		records     int
