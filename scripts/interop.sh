@@ -5,6 +5,13 @@
 # (Maven Central, PyPI, npm, Debian packages). Prints each language's counts
 # and time, then the total; exits non-zero if any case failed.
 #
+# With python among the languages, a second pass, "python+tls", starts a
+# second calcd with TLS, mutual TLS (--tls-client-ca) and --auth-tokens
+# (dev certificates from tools/devcerts, a policy with the SHA-256 of a
+# random token) and runs the Python runner over TLS with a client
+# certificate and that token (passed in the environment as CALC_TOKEN, never
+# on a command line), plus the Python TLS tests against it.
+#
 #   scripts/interop.sh              all languages
 #   scripts/interop.sh python node  only these
 set -euo pipefail
@@ -16,8 +23,10 @@ langs=("$@")
 
 work=$(mktemp -d)
 calcd_pid=""
+tls_pid=""
 cleanup() {
   [ -z "$calcd_pid" ] || kill "$calcd_pid" 2>/dev/null || true
+  [ -z "$tls_pid" ] || kill "$tls_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -26,13 +35,16 @@ trap cleanup EXIT
 go build -o "$work/calcd" ./server/cmd/calcd
 "$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 2>"$work/calcd.log" &
 calcd_pid=$!
-addr_of() { # transport: the address calcd logged it listens on
-  sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$1\",\"addr\":\"\([^\"]*\)\".*/\1/p" "$work/calcd.log" | head -1
+addr_of() { # transport [log]: the address calcd logged it listens on
+  sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$1\",\"addr\":\"\([^\"]*\)\".*/\1/p" "${2:-$work/calcd.log}" | head -1
 }
-for _ in $(seq 100); do
-  [ -n "$(addr_of tcp)" ] && break
-  sleep 0.1
-done
+wait_listening() { # log: until calcd logged its raw TCP address (10 s at most)
+  for _ in $(seq 100); do
+    [ -n "$(addr_of tcp "$1")" ] && break
+    sleep 0.1
+  done
+}
+wait_listening "$work/calcd.log"
 grpc_addr=$(addr_of grpc)
 tcp_addr=$(addr_of tcp)
 if [ -z "$tcp_addr" ] || [ -z "$grpc_addr" ]; then
@@ -46,11 +58,12 @@ total_pass=0
 total_fail=0
 summary=()
 status=0
-for lang in "${langs[@]}"; do
-  script="client/$lang/run-conformance.sh"
+run_lang() { # label script args...: run one runner, print its output, add up its counts
+  local lang=$1 script=$2 start secs rc counts pass fail
+  shift 2
   echo "interop: === $lang ===" >&2
   start=$(date +%s)
-  if bash "$script" --grpc "$grpc_addr" --tcp "$tcp_addr" >"$work/$lang.out"; then rc=0; else rc=$?; fi
+  if bash "$script" "$@" >"$work/$lang.out"; then rc=0; else rc=$?; fi
   secs=$(( $(date +%s) - start ))
   cat "$work/$lang.out"
   counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$work/$lang.out" | tail -1 || true)
@@ -67,8 +80,50 @@ for lang in "${langs[@]}"; do
   total_pass=$((total_pass + pass))
   total_fail=$((total_fail + fail))
   [ "$fail" -eq 0 ] || status=1
-  summary+=("$(printf '%-8s %5d passed, %3d failed  %4ds' "$lang" "$pass" "$fail" "$secs")")
+  summary+=("$(printf '%-10s %5d passed, %3d failed  %4ds' "$lang" "$pass" "$fail" "$secs")")
+}
+
+with_python=0
+for lang in "${langs[@]}"; do
+  [ "$lang" != python ] || with_python=1
+  run_lang "$lang" "client/$lang/run-conformance.sh" --grpc "$grpc_addr" --tcp "$tcp_addr"
 done
+
+# python+tls: a second calcd requiring TLS 1.3, a client certificate and a token.
+if [ "$with_python" = 1 ]; then
+  certs="$work/certs"
+  go run ./tools/devcerts -out "$certs" >&2
+  token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '{"principals":[{"name":"interop","token_sha256":"%s","methods":["*"]}]}\n' \
+    "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" >"$work/policy.json"
+  "$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 \
+    --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem" --tls-client-ca "$certs/ca.pem" \
+    --auth-tokens "$work/policy.json" 2>"$work/calcd-tls.log" &
+  tls_pid=$!
+  wait_listening "$work/calcd-tls.log"
+  tls_grpc=$(addr_of grpc "$work/calcd-tls.log")
+  tls_tcp=$(addr_of tcp "$work/calcd-tls.log")
+  if [ -z "$tls_tcp" ] || [ -z "$tls_grpc" ]; then
+    echo "interop: the TLS calcd did not start:" >&2
+    cat "$work/calcd-tls.log" >&2
+    total_fail=$((total_fail + 1))
+    status=1
+    summary+=("$(printf '%-10s %5d passed, %3d failed  %4ds' python+tls 0 1 0)")
+  else
+    echo "interop: TLS calcd (mTLS, --auth-tokens) serving gRPC on $tls_grpc and raw TCP on $tls_tcp" >&2
+    # CALC_TLS_* and CALC_TOKEN also turn on client/python/tests/test_tls.py's tests against this calcd.
+    CALC_TOKEN=$token CALC_TLS_TCP=$tls_tcp CALC_TLS_GRPC=$tls_grpc CALC_TLS_CA="$certs/ca.pem" \
+      CALC_TLS_CERT="$certs/client.pem" CALC_TLS_KEY="$certs/client-key.pem" \
+      CALC_TLS_SERVER_CERT="$certs/server.pem" CALC_TLS_SERVER_KEY="$certs/server-key.pem" \
+      run_lang python+tls client/python/run-conformance.sh --grpc "$tls_grpc" --tcp "$tls_tcp" \
+      --tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client-key.pem"
+    if ! kill -0 "$tls_pid" 2>/dev/null; then
+      echo "interop: the TLS calcd died during the run:" >&2
+      cat "$work/calcd-tls.log" >&2
+      status=1
+    fi
+  fi
+fi
 
 if ! kill -0 "$calcd_pid" 2>/dev/null; then
   echo "interop: calcd died during the run:" >&2
@@ -76,7 +131,7 @@ if ! kill -0 "$calcd_pid" 2>/dev/null; then
   status=1
 fi
 echo
-echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors):"
+echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors; python+tls: the same over TLS with a client certificate and a token):"
 printf '  %s\n' "${summary[@]}"
 echo "interop: $total_pass passed, $total_fail failed"
 exit $status

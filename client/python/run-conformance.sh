@@ -8,7 +8,8 @@
 #      "dev"); skipped when pyproject.toml/setup.py did not change since,
 #   3. the protobuf/gRPC code regenerated from proto/ (generate.py),
 #   4. the unit tests (pytest; output on stderr),
-#   5. python -m calc_client.conformance "$@", whose last stdout line is
+#   5. python -m calc_client.conformance "$@" (e.g. --tls-ca/--tls-cert/--tls-key;
+#      the token comes from env CALC_TOKEN), whose last stdout line is
 #      "N passed, N failed".
 # Exits non-zero if the unit tests or any conformance check failed.
 set -euo pipefail

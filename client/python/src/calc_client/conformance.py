@@ -13,6 +13,11 @@ raw TCP connection; the TCP client reconnects only if a case left the
 connection unusable). Over raw TCP the client's local deadline timer is given
 a grace period, so a DEADLINE_EXCEEDED must come from the server's STATUS,
 and a cancelled stream's CANCELLED is the server's answer to the CANCEL frame.
+
+With --tls (or any of --tls-ca, --tls-cert/--tls-key, --tls-server-name) both
+transports connect over TLS (raw TCP: TLS 1.3, ALPN calc/1); --token, or the
+environment variable CALC_TOKEN (which, unlike an argument, ps cannot show),
+is sent as "authorization: Bearer <token>" on every call.
 """
 from __future__ import annotations
 
@@ -278,7 +283,9 @@ async def run(args) -> Report:
             report.fail(v["name"], "wire", why)
 
     # gRPC: one channel for every case.
-    grpc_client = GrpcClient(args.grpc)
+    sec = dict(tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+               tls_server_name=args.tls_server_name, token=args.token or None)
+    grpc_client = GrpcClient(args.grpc, **sec)
     try:
         async def grpc_for():
             return grpc_client
@@ -298,7 +305,8 @@ async def run(args) -> Report:
                 await c.close()
                 print(f"note: opening a new raw TCP connection (the previous one is "
                       f"{'closed' if c.closed else 'going away'})", file=sys.stderr)
-            tcp_state["client"] = c = await TcpClient.connect(host.strip("[]"), int(port), deadline_grace=2.0)
+            tcp_state["client"] = c = await TcpClient.connect(host.strip("[]"), int(port), deadline_grace=2.0,
+                                                                 **sec)
         return c
 
     try:
@@ -324,8 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default=os.environ.get("CALC_CASES") or _find(CASES_PATH), help=CASES_PATH)
     p.add_argument("--vectors", default=os.environ.get("CALC_VECTORS") or _find(VECTORS_PATH), help=VECTORS_PATH)
     p.add_argument("--case-timeout", type=float, default=30.0, help="seconds per case and transport")
+    p.add_argument("--tls", action="store_true", help="connect over TLS, trusting the system's roots "
+                   "(implied by the other --tls options)")
+    p.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificates to trust instead of the system's")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate, for mutual TLS (with --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-server-name", metavar="NAME", help="name to verify the server's certificate against")
+    p.add_argument("--token", default=os.environ.get("CALC_TOKEN", ""),
+                   help="bearer token sent on every call (default: env CALC_TOKEN, which ps cannot show)")
     p.add_argument("-v", "--verbose", action="store_true", help="also list passing cases (on stderr)")
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     for what in ("cases", "vectors"):
         path = getattr(args, what)
         if not path or not Path(path).is_file():

@@ -10,6 +10,12 @@ from ``grpc-status-details-bin``)::
 
 The generated stub is there as ``client.stub`` for anything else, and the
 synchronous stub works as usual with ``grpc.insecure_channel``.
+
+TLS and tokens, with the Go client's option names: ``tls=True`` (system
+roots), ``tls_ca``, ``tls_cert`` + ``tls_key`` (mutual TLS) and
+``tls_server_name`` make a ``grpc.ssl_channel_credentials`` channel;
+``token`` adds ``authorization: Bearer <token>`` metadata to every call and
+is refused without TLS unless the target is localhost or a loopback address.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import grpc
 from google.protobuf.message import Message
 
 from .errors import CalcError
+from .security import TlsOptions, bearer, check_token
 from .gen.calculator.v1 import calculator_pb2 as pb
 from .gen.calculator.v1.calculator_pb2_grpc import CalculatorServiceStub
 from .service import CALCULATE_STREAM, Method
@@ -31,8 +38,17 @@ __all__ = ["GrpcClient", "GrpcStream"]
 Metadata = Iterable[tuple[str, "str | bytes"]]
 
 
-def _md(metadata: Metadata | None):
-    return tuple(metadata) if metadata else None
+def _md(metadata: Metadata | None, auth: list | None = None):
+    md = (*(auth or ()), *(metadata or ()))
+    return md or None
+
+
+def _host(target: str) -> str:
+    """The host of a HOST:PORT target ("" if it has another shape, e.g. a dns:/// or unix: URI)."""
+    if "/" in target or target.startswith("unix:"):
+        return ""
+    host, sep, port = target.rpartition(":")
+    return host.strip("[]") if sep and port.isdigit() else target
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -55,9 +71,37 @@ class GrpcClient:
     """One gRPC channel (one HTTP/2 connection, calls multiplexed on it)."""
 
     def __init__(self, target: str, *, options: Sequence[tuple[str, object]] | None = None,
-                 compression: grpc.Compression | None = None, channel: grpc.aio.Channel | None = None) -> None:
+                 compression: grpc.Compression | None = None, channel: grpc.aio.Channel | None = None,
+                 tls: bool = False, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_server_name: str | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None) -> None:
+        """A channel to target (HOST:PORT); plaintext unless a TLS option or credentials are given.
+
+        tls, tls_ca, tls_cert/tls_key and tls_server_name are as for TcpClient.connect (the channel's
+        credentials are grpc.ssl_channel_credentials; ALPN h2 is grpc's own); credentials replaces them
+        with channel credentials of your own. token is sent as "authorization: Bearer <token>" metadata
+        on every call, and refused (ValueError) over plaintext to a target that is not loopback. A
+        channel given as channel is used as is (only token applies, checked as if it were plaintext
+        unless a TLS option says otherwise).
+        """
         self.target = target
-        self.channel = channel or grpc.aio.insecure_channel(target, options=options, compression=compression)
+        opts = TlsOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_name=tls_server_name)
+        secure = credentials is not None or opts.on
+        check_token(token, secure, _host(target))
+        self._auth = bearer(token)
+        if channel is None:
+            options = list(options or ())
+            if opts.on and credentials is None:
+                ca, key, cert = opts.read()
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                           certificate_chain=cert)
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            if credentials is not None:
+                channel = grpc.aio.secure_channel(target, credentials, options=options, compression=compression)
+            else:
+                channel = grpc.aio.insecure_channel(target, options=options, compression=compression)
+        self.channel = channel
         self.stub = CalculatorServiceStub(self.channel)
 
     async def __aenter__(self) -> "GrpcClient":
@@ -95,17 +139,17 @@ class GrpcClient:
 
     def open_stream(self, method: Method | str, *, timeout: float | None = None,
                     metadata: Metadata | None = None) -> "GrpcStream":
-        return GrpcStream(self._rpc(method)(timeout=timeout, metadata=_md(metadata)), _deadline(timeout))
+        return GrpcStream(self._rpc(method)(timeout=timeout, metadata=_md(metadata, self._auth)),
+                          _deadline(timeout))
 
     def _rpc(self, method: Method | str):
         name = method.name if isinstance(method, Method) else method
         return getattr(self.stub, name.rsplit("/", 1)[-1])
 
-    @staticmethod
-    async def _unary(rpc, request: Message, timeout, metadata) -> Message:
+    async def _unary(self, rpc, request: Message, timeout, metadata) -> Message:
         deadline = _deadline(timeout)
         try:
-            return await rpc(request, timeout=timeout, metadata=_md(metadata))
+            return await rpc(request, timeout=timeout, metadata=_md(metadata, self._auth))
         except grpc.aio.AioRpcError as e:
             raise _to_calc_error(e, deadline) from None
 

@@ -40,7 +40,12 @@ What the client does, by PROTOCOL.md section:
 * GOAWAY: new calls fail UNAVAILABLE; pending calls above the last accepted
   id fail UNAVAILABLE with ``safe_to_retry`` set; the others still get their
   answers until the server closes;
-* a closed connection fails every pending call with UNAVAILABLE.
+* a closed connection fails every pending call with UNAVAILABLE;
+* TLS (PROTOCOL.md, "TLS"): ``tls=True`` / ``tls_ca`` / ``tls_cert`` /
+  ``tls_key`` / ``tls_server_name`` (or ``ssl=`` a context of your own) wrap
+  the whole byte stream in TLS 1.3 with ALPN ``calc/1``, checked after the
+  handshake; ``token=`` adds ``authorization: Bearer <token>`` to every
+  call, refused in plaintext to a host that is not loopback.
 
 Frames are written whole by one writer: frames queued in the same event-loop
 turn are coalesced into one write.
@@ -51,6 +56,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import ssl as _ssl
 import struct
 from typing import Iterable
 
@@ -61,6 +67,7 @@ from google.rpc import status_pb2
 from . import wire
 from .errors import CalcError, code_from_number
 from .gen.calculator.v1 import calculator_pb2 as pb
+from .security import ALPN, TlsOptions, bearer, check_token, tcp_ssl_context
 from .service import CALCULATE, CALCULATE_STREAM, EVALUATE, METHODS_BY_FULL_NAME, Method
 from .stream import MessageReader
 
@@ -124,6 +131,17 @@ class TcpClient:
         deadline_grace: seconds past a call's deadline to wait for the
             server's answer before failing the call locally (default 0: the
             local timer fires at the deadline itself).
+        tls: connect over TLS 1.3 with ALPN calc/1, trusting the system's
+            roots unless tls_ca is given (implied by any tls_* option).
+        tls_ca: PEM file of the CA certificates to trust instead.
+        tls_cert, tls_key: PEM client certificate and key (mutual TLS).
+        tls_server_name: name to verify the server's certificate against
+            (and to send as SNI); default: the host connected to.
+        ssl: an ssl.SSLContext of your own instead of the tls_* files; it
+            must offer ALPN calc/1 (checked after the handshake).
+        token: sent as "authorization: Bearer <token>" metadata on every
+            call; refused (ValueError) without TLS unless the host is
+            localhost or a loopback address.
     """
 
     def __init__(
@@ -134,6 +152,7 @@ class TcpClient:
         compress: bool = True,
         keepalive: bool = True,
         deadline_grace: float = 0.0,
+        token: str | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._max_message_size = max_message_size
@@ -160,20 +179,32 @@ class TcpClient:
         self._ping_counter = itertools.count(1)
         self._keepalive_task: asyncio.Task | None = None
         self.peer: str = ""
+        self._auth = bearer(token)
+        self._tls = False  # whether the connection must have negotiated ALPN calc/1
 
     # --- connecting -----------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, connect_timeout: float = 10.0, **options) -> "TcpClient":
-        """Open a connection, send the preface and wait for the server's SETTINGS."""
-        client = cls(**options)
+    async def connect(cls, host: str, port: int, *, connect_timeout: float = 10.0, tls: bool = False,
+                      tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                      tls_server_name: str | None = None, ssl: _ssl.SSLContext | None = None,
+                      token: str | None = None, **options) -> "TcpClient":
+        """Open a connection (TLS if asked), send the preface and wait for the server's SETTINGS."""
+        tls_opts = TlsOptions(enabled=tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_name=tls_server_name)
+        ctx = ssl if ssl is not None else (tcp_ssl_context(tls_opts) if tls_opts.on else None)
+        check_token(token, ctx is not None, host)
+        client = cls(token=token, **options)
         client.peer = f"{host}:{port}"
+        client._tls = ctx is not None
+        tls_kw = {} if ctx is None else {"ssl": ctx, "server_hostname": tls_server_name or host.strip("[]"),
+                                         "ssl_handshake_timeout": connect_timeout}
         try:
             await asyncio.wait_for(
-                client._loop.create_connection(lambda: _Protocol(client), host, port), connect_timeout
+                client._loop.create_connection(lambda: _Protocol(client), host, port, **tls_kw), connect_timeout
             )
         except (OSError, asyncio.TimeoutError) as e:
-            raise _err(_SC.UNAVAILABLE, f"connect to {host}:{port}: {e!r}", safe_to_retry=True) from None
+            what = "TLS handshake with" if isinstance(e, _ssl.SSLError) else "connect to"
+            raise _err(_SC.UNAVAILABLE, f"{what} {host}:{port}: {e!r}", safe_to_retry=True) from None
         try:
             await asyncio.wait_for(asyncio.shield(client._settings_fut), connect_timeout)
         except asyncio.TimeoutError:
@@ -309,7 +340,8 @@ class TcpClient:
                                         f"{reason.message!r}); open a new connection", safe_to_retry=True)
         if self._next_id > wire.MAX_UINT32:
             raise _err(_SC.UNAVAILABLE, "call ids exhausted; open a new connection", safe_to_retry=True)
-        md = wire.validate_metadata(metadata)
+        md = wire.validate_metadata([*self._auth, *metadata] if self._auth and metadata else
+                                    (self._auth or metadata))
         flags = 0
         if message is not None:
             if len(message) > self.settings.max_message_size:
@@ -408,6 +440,14 @@ class TcpClient:
 
     def _connection_made(self, transport) -> None:
         self._transport = transport
+        if self._tls:
+            sslobj = transport.get_extra_info("ssl_object")
+            alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+            if alpn != ALPN:
+                self._abort(_err(_SC.UNAVAILABLE, f"{self.peer}: the server did not negotiate ALPN {ALPN!r} "
+                                                  f"(got {alpn!r}): not a calc raw TCP TLS endpoint, or the "
+                                                  f"ssl context does not offer {ALPN!r}"))
+                return
         transport.write(wire.PREFACE)
 
     def _data_received(self, data: bytes) -> None:
