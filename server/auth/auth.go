@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -142,7 +141,7 @@ func (a *Authenticator) authorize(ctx context.Context, method string) error {
 		return status.Errorf(codes.PermissionDenied, "auth: principal %q may not call %s", pr.name, method)
 	}
 	if pr.limiter != nil {
-		return limit(pr.limiter, "principal "+pr.name)
+		return limit(pr.limiter, "principal ", pr.name)
 	}
 	return nil
 }
@@ -222,15 +221,13 @@ func (a *Authenticator) limitAnon(ctx context.Context, p *policy) error {
 		a.anon[key] = l
 	}
 	a.mu.Unlock()
-	if net.ParseIP(key) == nil {
-		key = "this client"
-	}
-	return limit(l, "unauthenticated calls from "+key)
+	return limit(l, "unauthenticated calls from ", key)
 }
 
 // limit takes a token from l, or returns RESOURCE_EXHAUSTED with the delay
-// after which one will be there (google.rpc.RetryInfo).
-func limit(l *rate.Limiter, who string) error {
+// after which one will be there (google.rpc.RetryInfo). The message names
+// the bucket as kind+name, built only for a refusal.
+func limit(l *rate.Limiter, kind, name string) error {
 	r := l.Reserve()
 	d := r.Delay()
 	if d == 0 {
@@ -240,7 +237,7 @@ func limit(l *rate.Limiter, who string) error {
 	if d == rate.InfDuration {
 		d = time.Duration(math.MaxInt64)
 	}
-	st := status.Newf(codes.ResourceExhausted, "auth: rate limit of %s reached; retry in %v", who, d.Round(time.Millisecond))
+	st := status.Newf(codes.ResourceExhausted, "auth: rate limit of %s%s reached; retry in %v", kind, name, d.Round(time.Millisecond))
 	if ds, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
 		st = ds
 	}

@@ -103,16 +103,8 @@ func unmarshalRequest(msg []byte, v any) error {
 // the CANCELLED its handler saw.
 func (cl *call) failErr(err error) {
 	st := statusOf(err)
-	if codes.Code(st.GetCode()) == codes.Canceled {
-		switch {
-		case context.Cause(cl.c.ctx) == errDrainDeadline, context.Cause(cl.c.ctx) == errMaxAgeGrace:
-			st = status.Convert(context.Cause(cl.c.ctx)).Proto()
-		case cl.Err() == context.DeadlineExceeded:
-			// A handler that says CANCELLED because its context ended
-			// (health's Watch does) ended at the call's deadline: say so,
-			// as a gRPC client would.
-			st = statusProto(codes.DeadlineExceeded, st.GetMessage())
-		}
+	if cause := context.Cause(cl.c.ctx); codes.Code(st.GetCode()) == codes.Canceled && (cause == errDrainDeadline || cause == errMaxAgeGrace) {
+		st = status.Convert(cause).Proto()
 	}
 	cl.end(st)
 }
