@@ -15,6 +15,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+source scripts/lib.sh
 base=${1:-HEAD~1}
 new=${2:-.}
 dur=${BENCH_DURATION:-5}
@@ -58,19 +59,12 @@ build new "$new"
 # start NAME starts NAME's calcd on free loopback ports and records its
 # addresses.
 start() {
-  local name=$1 log=$work/$1/calcd.log a
+  local name=$1 log=$work/$1/calcd.log
   "$work/$name/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --log-level info 2>"$log" &
   pids+=($!)
   echo $! >"$work/$name/pid"
   for tr in tcp grpc; do
-    a=""
-    for _ in $(seq 100); do
-      a=$(sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$tr\",\"addr\":\"\([^\"]*\)\".*/\1/p" "$log" | head -n 1)
-      [ -n "$a" ] && break
-      sleep 0.1
-    done
-    [ -n "$a" ] || { echo "bench-compare: $name calcd did not start:" >&2; cat "$log" >&2; exit 1; }
-    echo "$a" >"$work/$name/$tr"
+    listen_addr "$log" "$tr" >"$work/$name/$tr"
   done
 }
 start base

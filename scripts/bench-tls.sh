@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+source scripts/lib.sh
 dur=${BENCH_DURATION:-3}
 runs=${BENCH_RUNS:-3}
 work=$(mktemp -d)
@@ -30,19 +31,12 @@ go run ./tools/devcerts -out "$work/certs" >/dev/null
 
 # start NAME ARGS... starts a calcd and records its addresses in $work/NAME.{tcp,grpc}.
 start() {
-  local name=$1 a
+  local name=$1
   shift
   "$work/calcd" --tcp-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --log-level info "$@" 2>"$work/$name.log" &
   pids+=($!)
   for tr in tcp grpc; do
-    a=""
-    for _ in $(seq 100); do
-      a=$(sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$tr\",\"addr\":\"\([^\"]*\)\".*/\1/p" "$work/$name.log" | head -n 1)
-      [ -n "$a" ] && break
-      sleep 0.1
-    done
-    [ -n "$a" ] || { echo "bench-tls: $name did not start:" >&2; cat "$work/$name.log" >&2; exit 1; }
-    echo "$a" >"$work/$name.$tr"
+    listen_addr "$work/$name.log" "$tr" >"$work/$name.$tr"
   done
 }
 start plain

@@ -54,22 +54,7 @@ go build -o "$bin/calc-bench" ./bench/cmd/calc-bench
 go build -o "$bin/echofloor" ./scripts/echofloor
 go build -o "$bin/benchreport" ./bench/cmd/benchreport
 
-# addr_of LOG TRANSPORT waits (at most 10 s) for the server's "listening"
-# record for TRANSPORT and prints its address.
-addr_of() {
-  local a
-  for _ in $(seq 100); do
-    a=$(sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$2\",\"addr\":\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1)
-    if [ -n "$a" ]; then
-      echo "$a"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "bench: no $2 listening address in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
+source scripts/lib.sh
 
 # Servers (and clients) get the open-file limit raised to the hard limit,
 # for the idle runs.
@@ -82,10 +67,10 @@ pids+=("$calcd_pid")
 "$bin/echofloor" serve --addr 127.0.0.1:0 2>"$work/floor.log" &
 floor_pid=$!
 pids+=("$floor_pid")
-tcp_addr=$(addr_of "$work/calcd.log" tcp)
-grpc_addr=$(addr_of "$work/calcd.log" grpc)
-pprof_addr=$(addr_of "$work/calcd.log" admin) # pprof is served on the admin port
-floor_addr=$(addr_of "$work/floor.log" floor)
+tcp_addr=$(listen_addr "$work/calcd.log" tcp)
+grpc_addr=$(listen_addr "$work/calcd.log" grpc)
+pprof_addr=$(listen_addr "$work/calcd.log" admin) # pprof is served on the admin port
+floor_addr=$(listen_addr "$work/floor.log" floor)
 echo "bench: calcd pid $calcd_pid (tcp $tcp_addr, grpc $grpc_addr, pprof $pprof_addr), floor pid $floor_pid ($floor_addr)" >&2
 
 for d in raw charts profiles; do
@@ -161,7 +146,7 @@ for n in "${idle_sizes[@]}"; do
     2>"$work/idle-calcd.log" &
   idle_pid=$!
   pids+=("$idle_pid")
-  idle_addr=$(addr_of "$work/idle-calcd.log" tcp)
+  idle_addr=$(listen_addr "$work/idle-calcd.log" tcp)
   "$bin/calc-bench" --transport tcp --addr "$idle_addr" --idle "$n" --server-pid "$idle_pid" --json \
     >"$out/raw/idle-$n/tcp-1.json" 2>"$work/err" || { echo "bench: idle $n failed:" >&2; cat "$work/err" >&2; }
   kill "$idle_pid"

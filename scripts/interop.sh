@@ -35,18 +35,9 @@ trap cleanup EXIT
 go build -o "$work/calcd" ./server/cmd/calcd
 "$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 2>"$work/calcd.log" &
 calcd_pid=$!
-addr_of() { # transport [log]: the address calcd logged it listens on
-  sed -n "s/.*\"msg\":\"listening\",\"transport\":\"$1\",\"addr\":\"\([^\"]*\)\".*/\1/p" "${2:-$work/calcd.log}" | head -1
-}
-wait_listening() { # log: until calcd logged its raw TCP address (10 s at most)
-  for _ in $(seq 100); do
-    [ -n "$(addr_of tcp "$1")" ] && break
-    sleep 0.1
-  done
-}
-wait_listening "$work/calcd.log"
-grpc_addr=$(addr_of grpc)
-tcp_addr=$(addr_of tcp)
+source scripts/lib.sh
+tcp_addr=$(listen_addr "$work/calcd.log" tcp || true)
+grpc_addr=$(listen_addr "$work/calcd.log" grpc || true)
 if [ -z "$tcp_addr" ] || [ -z "$grpc_addr" ]; then
   echo "interop: calcd did not start:" >&2
   cat "$work/calcd.log" >&2
@@ -100,9 +91,8 @@ if [ "$with_python" = 1 ]; then
     --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem" --tls-client-ca "$certs/ca.pem" \
     --auth-tokens "$work/policy.json" 2>"$work/calcd-tls.log" &
   tls_pid=$!
-  wait_listening "$work/calcd-tls.log"
-  tls_grpc=$(addr_of grpc "$work/calcd-tls.log")
-  tls_tcp=$(addr_of tcp "$work/calcd-tls.log")
+  tls_tcp=$(listen_addr "$work/calcd-tls.log" tcp || true)
+  tls_grpc=$(listen_addr "$work/calcd-tls.log" grpc || true)
   if [ -z "$tls_tcp" ] || [ -z "$tls_grpc" ]; then
     echo "interop: the TLS calcd did not start:" >&2
     cat "$work/calcd-tls.log" >&2
