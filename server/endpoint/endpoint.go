@@ -1,8 +1,7 @@
 // Package endpoint holds what calc's transport endpoints share, so that
 // each of them (server/tcpserver, server/grpcserver) speaks of it in the
-// same words: the error Serve returns after Shutdown, the key by which
-// per-peer limits count a connection, and the status with which work past
-// a budget is refused.
+// same words: the error Serve returns after Shutdown, and the key by which
+// per-peer limits count a connection.
 package endpoint
 
 import (
