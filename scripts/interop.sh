@@ -5,12 +5,12 @@
 # (Maven Central, PyPI, npm, Debian packages). Prints each language's counts
 # and time, then the total; exits non-zero if any case failed.
 #
-# With python among the languages, a second pass, "python+tls", starts a
-# second calcd with TLS, mutual TLS (--tls-client-ca) and --auth-tokens
-# (dev certificates from tools/devcerts, a policy with the SHA-256 of a
-# random token) and runs the Python runner over TLS with a client
-# certificate and that token (passed in the environment as CALC_TOKEN, never
-# on a command line), plus the Python TLS tests against it.
+# A second pass, "<lang>+tls", starts a second calcd with TLS, mutual TLS
+# (--tls-client-ca) and --auth-tokens (dev certificates from tools/devcerts,
+# a policy with the SHA-256 of a random token) and runs each runner that
+# speaks TLS (tls_langs below) over TLS with a client certificate and that
+# token (passed in the environment as CALC_TOKEN, never on a command line).
+# The CALC_TLS_* variables also let a language's own TLS tests use it.
 #
 #   scripts/interop.sh              all languages
 #   scripts/interop.sh python node  only these
@@ -74,14 +74,17 @@ run_lang() { # label script args...: run one runner, print its output, add up it
   summary+=("$(printf '%-10s %5d passed, %3d failed  %4ds' "$lang" "$pass" "$fail" "$secs")")
 }
 
-with_python=0
 for lang in "${langs[@]}"; do
-  [ "$lang" != python ] || with_python=1
   run_lang "$lang" "client/$lang/run-conformance.sh" --grpc "$grpc_addr" --tcp "$tcp_addr"
 done
 
-# python+tls: a second calcd requiring TLS 1.3, a client certificate and a token.
-if [ "$with_python" = 1 ]; then
+# <lang>+tls: a second calcd requiring TLS 1.3, a client certificate and a token.
+tls_langs=(python)
+run_tls=()
+for lang in "${langs[@]}"; do
+  for t in "${tls_langs[@]}"; do [ "$lang" != "$t" ] || run_tls+=("$lang"); done
+done
+if [ ${#run_tls[@]} -gt 0 ]; then
   certs="$work/certs"
   go run ./tools/devcerts -out "$certs" >&2
   token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -98,15 +101,16 @@ if [ "$with_python" = 1 ]; then
     cat "$work/calcd-tls.log" >&2
     total_fail=$((total_fail + 1))
     status=1
-    summary+=("$(printf '%-10s %5d passed, %3d failed  %4ds' python+tls 0 1 0)")
+    summary+=("$(printf '%-10s %5d passed, %3d failed  %4ds' tls 0 1 0)")
   else
     echo "interop: TLS calcd (mTLS, --auth-tokens) serving gRPC on $tls_grpc and raw TCP on $tls_tcp" >&2
-    # CALC_TLS_* and CALC_TOKEN also turn on client/python/tests/test_tls.py's tests against this calcd.
-    CALC_TOKEN=$token CALC_TLS_TCP=$tls_tcp CALC_TLS_GRPC=$tls_grpc CALC_TLS_CA="$certs/ca.pem" \
-      CALC_TLS_CERT="$certs/client.pem" CALC_TLS_KEY="$certs/client-key.pem" \
-      CALC_TLS_SERVER_CERT="$certs/server.pem" CALC_TLS_SERVER_KEY="$certs/server-key.pem" \
-      run_lang python+tls client/python/run-conformance.sh --grpc "$tls_grpc" --tcp "$tls_tcp" \
-      --tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client-key.pem"
+    for lang in "${run_tls[@]}"; do
+      CALC_TOKEN=$token CALC_TLS_TCP=$tls_tcp CALC_TLS_GRPC=$tls_grpc CALC_TLS_CA="$certs/ca.pem" \
+        CALC_TLS_CERT="$certs/client.pem" CALC_TLS_KEY="$certs/client-key.pem" \
+        CALC_TLS_SERVER_CERT="$certs/server.pem" CALC_TLS_SERVER_KEY="$certs/server-key.pem" \
+        run_lang "$lang+tls" "client/$lang/run-conformance.sh" --grpc "$tls_grpc" --tcp "$tls_tcp" \
+        --tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client-key.pem"
+    done
     if ! kill -0 "$tls_pid" 2>/dev/null; then
       echo "interop: the TLS calcd died during the run:" >&2
       cat "$work/calcd-tls.log" >&2
@@ -121,7 +125,7 @@ if ! kill -0 "$calcd_pid" 2>/dev/null; then
   status=1
 fi
 echo
-echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors; python+tls: the same over TLS with a client certificate and a token):"
+echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors; <lang>+tls: the same over TLS with a client certificate and a token):"
 printf '  %s\n' "${summary[@]}"
 echo "interop: $total_pass passed, $total_fail failed"
 exit $status
