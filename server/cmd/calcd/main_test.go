@@ -34,7 +34,7 @@ import (
 	_ "github.com/calcrpc/calc/internal/grpcsnappy"
 )
 
-// bin holds the calcd and calc binaries built for these tests.
+// bin holds the calcd, calc and calc-bench binaries built for these tests.
 var bin string
 
 func TestMain(m *testing.M) {
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = dir
-	for _, pkg := range []string{".", "../../../client/cmd/calc"} {
+	for _, pkg := range []string{".", "../../../client/cmd/calc", "../../../bench/cmd/calc-bench"} {
 		cmd := exec.Command("go", "build", "-race", "-o", dir, pkg)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"os"
 	"os/exec"
@@ -100,5 +101,110 @@ func TestTLSCLI(t *testing.T) {
 	}
 	if out, errOut, code := calc("tcp", p.tcpAddr, "--tls-cert", clientCert, "--tls-key", clientKey, "1+1"); out != "2\n" || code != 0 {
 		t.Fatalf("after the reload: %q %q exit %d", out, errOut, code)
+	}
+}
+
+// TestTLSRotationUnderLoad swaps calcd's certificate files four times
+// while calc-bench loads both transports over mutual TLS, with connections
+// aged out every few hundred milliseconds so that handshakes keep
+// happening across the swaps: every call succeeds, and each new
+// handshake after a SIGHUP gets the new certificate.
+func TestTLSRotationUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devcerts.NewCA(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	server, err := ca.Server(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Client(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := file("ca.pem", ca.CertPEM)
+	certFile, keyFile := file("server.pem", server.CertPEM), file("server-key.pem", server.KeyPEM)
+	clientCert, clientKey := file("client.pem", client.CertPEM), file("client-key.pem", client.KeyPEM)
+	p := startCalcd(t, "CALCD_TLS_CERT="+certFile, "CALCD_TLS_KEY="+keyFile, "CALCD_TLS_CLIENT_CA="+caFile,
+		"CALCD_MAX_CONNECTION_AGE=300ms", "CALCD_LOG_LEVEL=info")
+
+	type run struct {
+		transport string
+		out       bytes.Buffer
+		err       error
+	}
+	runs := []*run{{transport: "tcp"}, {transport: "grpc"}}
+	done := make(chan struct{})
+	for _, r := range runs {
+		addr := p.tcpAddr
+		if r.transport == "grpc" {
+			addr = p.grpcAddr
+		}
+		cmd := exec.Command(filepath.Join(bin, "calc-bench"), "--transport", r.transport, "--addr", addr,
+			"--tls-ca", caFile, "--tls-cert", clientCert, "--tls-key", clientKey,
+			"--conns", "4", "--concurrency", "8", "--warmup", "0s", "--duration", "3s", "--count", "2000000")
+		cmd.Stdout, cmd.Stderr = &r.out, &r.out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			r.err = cmd.Wait()
+			done <- struct{}{}
+		}()
+	}
+
+	clientCfg := &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"calc/1"}}
+	pair, err := client.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCfg.Certificates = []tls.Certificate{pair}
+	for i := range 4 {
+		time.Sleep(400 * time.Millisecond)
+		next, err := ca.Server(devcerts.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file("server.pem", next.CertPEM)
+		file("server-key.pem", next.KeyPEM)
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		want := `"serial":"` + next.Serial.String() + `"`
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), want); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rotation %d: no reload of serial %s logged:\n%s", i, next.Serial, p.logs.String())
+			}
+		}
+		conn, err := tls.Dial("tcp", p.tcpAddr, clientCfg)
+		if err != nil {
+			t.Fatalf("rotation %d: a new handshake: %v", i, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+		conn.Close()
+		if got != next.Serial.String() {
+			t.Errorf("rotation %d: a new handshake got serial %s, want %s", i, got, next.Serial)
+		}
+	}
+	for range runs {
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("calc-bench did not finish")
+		}
+	}
+	for _, r := range runs {
+		if r.err != nil || !strings.Contains(r.out.String(), "errors      none") {
+			t.Errorf("%s: calc-bench across four certificate rotations: %v\n%s", r.transport, r.err, r.out.String())
+		}
+		t.Logf("%s:\n%s", r.transport, r.out.String())
 	}
 }
