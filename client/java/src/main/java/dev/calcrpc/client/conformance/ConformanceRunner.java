@@ -15,9 +15,8 @@ import dev.calcrpc.calculator.v1.Operator;
 import dev.calcrpc.client.ErrorDetails;
 import dev.calcrpc.client.grpc.CalcGrpc;
 import dev.calcrpc.client.grpc.SnappyCodec;
-import dev.calcrpc.client.tcp.CalcTcpClient;
-import dev.calcrpc.client.tcp.TcpCallFuture;
-import dev.calcrpc.client.tcp.TcpClientStream;
+import dev.calcrpc.client.security.TlsOptions;
+import dev.calcrpc.client.tcp.TcpChannel;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -40,11 +39,16 @@ import java.util.concurrent.TimeoutException;
 
 /**
  * The conformance runner: every case of testdata/conformance/cases.json over gRPC and raw TCP (the
- * unary cases also over gRPC with grpc-encoding snappy), and every vector of
- * testdata/wire/vectors.json through the raw TCP library's decoder. Prints one line per failure
- * and then "N passed, N failed"; exits 1 if any failed.
+ * unary cases also over gRPC with grpc-encoding snappy), with the same generated stubs on both
+ * (raw TCP through {@link TcpChannel}), and every vector of testdata/wire/vectors.json through the
+ * raw TCP library's decoder. Prints one line per failure and then "N passed, N failed"; exits 1 if
+ * any failed.
  *
- * <p>Usage: {@code ConformanceRunner --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE]}
+ * <p>Usage: {@code ConformanceRunner --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE]
+ * [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN]}.
+ * Any --tls option connects both transports over TLS (raw TCP: TLS 1.3, ALPN calc/1); the token
+ * (default: env CALC_TOKEN, which ps cannot show) is sent as "authorization: Bearer TOKEN" with
+ * every call.
  */
 public final class ConformanceRunner {
   static final String GRPC = "grpc";
@@ -57,17 +61,16 @@ public final class ConformanceRunner {
   private final ManagedChannel grpcChannel;
   private final ManagedChannel snappyChannel;
   private final SnappyCodec snappy = new SnappyCodec();
-  private final String tcpTarget;
-  private CalcTcpClient tcp;
+  private final TcpChannel tcpChannel;
   private int passed;
   private int failed;
   /** The gRPC endpoint's status per error case, to check the raw TCP one is the same. */
   private final Map<String, com.google.rpc.Status> grpcStatuses = new HashMap<>();
 
-  private ConformanceRunner(String grpcTarget, String tcpTarget) {
-    this.grpcChannel = CalcGrpc.channel(grpcTarget);
-    this.snappyChannel = CalcGrpc.snappyChannel(grpcTarget, snappy);
-    this.tcpTarget = tcpTarget;
+  private ConformanceRunner(String grpcTarget, String tcpTarget, TlsOptions tls, String token) {
+    this.grpcChannel = CalcGrpc.channel(grpcTarget, tls, token);
+    this.snappyChannel = CalcGrpc.snappyChannel(grpcTarget, snappy, tls, token);
+    this.tcpChannel = TcpChannel.forTarget(tcpTarget).tls(tls).token(token).build();
   }
 
   public static void main(String[] args) throws Exception {
@@ -75,21 +78,49 @@ public final class ConformanceRunner {
     String tcp = null;
     String cases = "../../testdata/conformance/cases.json";
     String vectors = "../../testdata/wire/vectors.json";
+    TlsOptions tls = TlsOptions.NONE;
+    java.nio.file.Path cert = null;
+    java.nio.file.Path key = null;
+    String token = System.getenv("CALC_TOKEN");
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
-      String val = i + 1 < args.length ? args[i + 1] : null;
+      if (a.equals("--tls")) {
+        tls = tls.withTls(true);
+        continue;
+      }
+      if (i + 1 >= args.length) {
+        usage(a.startsWith("--") ? a + " needs a value" : "unknown argument " + a);
+      }
+      String val = args[++i];
       switch (a) {
-        case "--grpc" -> { grpc = val; i++; }
-        case "--tcp" -> { tcp = val; i++; }
-        case "--cases" -> { cases = val; i++; }
-        case "--vectors" -> { vectors = val; i++; }
+        case "--grpc" -> grpc = val;
+        case "--tcp" -> tcp = val;
+        case "--cases" -> cases = val;
+        case "--vectors" -> vectors = val;
+        case "--tls-ca" -> tls = tls.withCa(java.nio.file.Path.of(val));
+        case "--tls-cert" -> cert = java.nio.file.Path.of(val);
+        case "--tls-key" -> key = java.nio.file.Path.of(val);
+        case "--tls-server-name" -> tls = tls.withServerName(val);
+        case "--token" -> token = val;
         default -> usage("unknown argument " + a);
       }
     }
-    if (grpc == null || tcp == null || cases == null || vectors == null) {
+    if (grpc == null || tcp == null) {
       usage("--grpc and --tcp are required");
     }
-    ConformanceRunner r = new ConformanceRunner(grpc, tcp);
+    if ((cert == null) != (key == null)) {
+      usage("--tls-cert and --tls-key go together");
+    }
+    if (cert != null) {
+      tls = tls.withCert(cert, key);
+    }
+    ConformanceRunner r;
+    try {
+      r = new ConformanceRunner(grpc, tcp, tls, token);
+    } catch (IllegalArgumentException e) {
+      usage(e.getMessage());
+      return;
+    }
     int exit;
     try {
       r.runVectors(Path.of(vectors));
@@ -106,18 +137,18 @@ public final class ConformanceRunner {
 
   private static void usage(String why) {
     System.err.println("ConformanceRunner: " + why);
-    System.err.println("usage: ConformanceRunner --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE]");
+    System.err.println("usage: ConformanceRunner --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE]\n"
+        + "         [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN (default: env CALC_TOKEN)]");
     System.exit(2);
   }
 
   private void shutdown() throws InterruptedException {
-    if (tcp != null) {
-      tcp.close();
+    for (ManagedChannel ch : List.of(grpcChannel, snappyChannel, tcpChannel)) {
+      ch.shutdownNow();
     }
-    grpcChannel.shutdownNow();
-    snappyChannel.shutdownNow();
-    grpcChannel.awaitTermination(5, TimeUnit.SECONDS);
-    snappyChannel.awaitTermination(5, TimeUnit.SECONDS);
+    for (ManagedChannel ch : List.of(grpcChannel, snappyChannel, tcpChannel)) {
+      ch.awaitTermination(5, TimeUnit.SECONDS);
+    }
   }
 
   private void record(String name, String transport, String why) {
@@ -159,12 +190,6 @@ public final class ConformanceRunner {
     if (cs.isEmpty()) {
       record("cases", "-", "no cases in " + file);
     }
-    String tcpConnectError = null;
-    try {
-      tcp = connectTcp();
-    } catch (StatusRuntimeException e) {
-      tcpConnectError = "connect: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription();
-    }
     for (JsonElement e : cs) {
       JsonObject c = e.getAsJsonObject();
       String name = VectorChecker.str(c, "name", "?");
@@ -172,32 +197,23 @@ public final class ConformanceRunner {
       List<String> transports = kind.equals("unary") ? List.of(GRPC, GRPC_SNAPPY, TCP) : List.of(GRPC, TCP);
       for (String t : transports) {
         String why;
-        if (t.equals(TCP) && tcp == null) {
-          why = tcpConnectError;
-        } else {
-          try {
-            why = runCase(c, kind, t);
-          } catch (Exception | AssertionError ex) {
-            why = "runner threw " + ex;
-          }
+        try {
+          why = runCase(c, kind, t);
+        } catch (Exception | AssertionError ex) {
+          why = "runner threw " + ex;
         }
         record(name, t, why);
-        if (t.equals(TCP) && tcp != null && tcp.channel().isTerminated()) { // keep later cases independent
-          tcp.close();
-          try {
-            tcp = connectTcp();
-          } catch (StatusRuntimeException ex) {
-            tcp = null;
-            tcpConnectError = "reconnect: " + ex.getStatus().getCode() + ": " + ex.getStatus().getDescription();
-          }
-        }
       }
     }
   }
 
-  private CalcTcpClient connectTcp() {
-    int colon = tcpTarget.lastIndexOf(':');
-    return CalcTcpClient.connect(tcpTarget.substring(0, colon), Integer.parseInt(tcpTarget.substring(colon + 1)));
+  /** The channel of transport t: raw TCP, gRPC, or gRPC able to send snappy. */
+  private io.grpc.Channel channel(String t) {
+    return switch (t) {
+      case TCP -> tcpChannel;
+      case GRPC_SNAPPY -> snappyChannel;
+      default -> grpcChannel;
+    };
   }
 
   private String runCase(JsonObject c, String kind, String t) throws Exception {
@@ -264,17 +280,10 @@ public final class ConformanceRunner {
     return null;
   }
 
+  /** One unary call, with the same generated blocking stub on every transport. */
   private Message call(String rpc, Message req, String t) {
-    if (t.equals(TCP)) {
-      CalcTcpClient client = tcp.withDeadlineAfter(CALL_TIMEOUT_S, TimeUnit.SECONDS);
-      return switch (rpc) {
-        case "Calculate" -> client.calculate((CalculateRequest) req).await();
-        case "Evaluate" -> client.evaluate((EvaluateRequest) req).await();
-        default -> throw new IllegalArgumentException(rpc);
-      };
-    }
     CalculatorServiceGrpc.CalculatorServiceBlockingStub stub = CalculatorServiceGrpc
-        .newBlockingStub(t.equals(GRPC_SNAPPY) ? snappyChannel : grpcChannel)
+        .newBlockingStub(channel(t))
         .withDeadlineAfter(CALL_TIMEOUT_S, TimeUnit.SECONDS);
     if (t.equals(GRPC_SNAPPY)) {
       stub = stub.withCompression(SnappyCodec.NAME);
@@ -347,16 +356,11 @@ public final class ConformanceRunner {
   /** Opens CalculateStream on transport t; timeoutMs &lt;= 0 for the default safety deadline. */
   private StreamObserver<CalculateStreamRequest> openStream(String t, long timeoutMs, Collector out) {
     long ms = timeoutMs > 0 ? timeoutMs : TimeUnit.SECONDS.toMillis(3 * CALL_TIMEOUT_S);
-    if (t.equals(TCP)) {
-      return tcp.withDeadlineAfter(ms, TimeUnit.MILLISECONDS).calculateStream(out);
-    }
-    return CalculatorServiceGrpc.newStub(grpcChannel).withDeadlineAfter(ms, TimeUnit.MILLISECONDS).calculateStream(out);
+    return CalculatorServiceGrpc.newStub(channel(t)).withDeadlineAfter(ms, TimeUnit.MILLISECONDS).calculateStream(out);
   }
 
   private static void cancel(StreamObserver<CalculateStreamRequest> requests) {
-    if (requests instanceof TcpClientStream<?, ?> s) {
-      s.cancel();
-    } else if (requests instanceof ClientCallStreamObserver<?> s) {
+    if (requests instanceof ClientCallStreamObserver<?> s) {
       s.cancel("cancelled by the conformance runner", null);
     } else {
       throw new IllegalStateException("cannot cancel " + requests.getClass());
@@ -493,12 +497,11 @@ public final class ConformanceRunner {
   private String concurrent(JsonObject c, String t) throws Exception {
     int count = c.get("count").getAsInt();
     List<Future<CalculateResponse>> futures = new ArrayList<>(count);
-    CalculatorServiceGrpc.CalculatorServiceFutureStub stub = CalculatorServiceGrpc.newFutureStub(grpcChannel)
+    CalculatorServiceGrpc.CalculatorServiceFutureStub stub = CalculatorServiceGrpc.newFutureStub(channel(t))
         .withDeadlineAfter(3 * CALL_TIMEOUT_S, TimeUnit.SECONDS);
-    CalcTcpClient client = tcp == null ? null : tcp.withDeadlineAfter(3 * CALL_TIMEOUT_S, TimeUnit.SECONDS);
     for (long i = 1; i <= count; i++) {
       CalculateRequest req = CalculateRequest.newBuilder().setOperator(Operator.OPERATOR_ADD).setLhs(i).setRhs(i).build();
-      futures.add(t.equals(TCP) ? client.calculate(req) : stub.calculate(req));
+      futures.add(stub.calculate(req));
     }
     int bad = 0;
     String firstBad = null;
@@ -507,7 +510,7 @@ public final class ConformanceRunner {
       String why;
       try {
         Future<CalculateResponse> f = futures.get(i);
-        CalculateResponse r = f instanceof TcpCallFuture<CalculateResponse> tf ? tf.await() : f.get(3 * CALL_TIMEOUT_S, TimeUnit.SECONDS);
+        CalculateResponse r = f.get(3 * CALL_TIMEOUT_S, TimeUnit.SECONDS);
         why = r.getResult() == 2 * n ? null : "call " + n + ": result " + r.getResult() + ", want " + 2 * n;
       } catch (ExecutionException e) {
         why = "call " + n + ": " + ErrorDetails.of(e.getCause());

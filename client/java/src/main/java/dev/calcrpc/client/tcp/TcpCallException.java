@@ -20,14 +20,16 @@ public final class TcpCallException extends StatusRuntimeException {
 
   private final transient com.google.rpc.Status statusProto;
   private final boolean safeToRetry;
+  private final boolean local;
 
-  private TcpCallException(Status status, Metadata trailers, com.google.rpc.Status statusProto, boolean safeToRetry) {
+  private TcpCallException(Status status, Metadata trailers, com.google.rpc.Status statusProto, boolean safeToRetry, boolean local) {
     super(status, trailers);
     this.statusProto = statusProto;
     this.safeToRetry = safeToRetry;
+    this.local = local;
   }
 
-  /** The failure the server sent in a STATUS frame (or a GOAWAY). */
+  /** The failure the server sent in a STATUS frame (or the GOAWAY that refused a connection). */
   public static TcpCallException fromStatusProto(com.google.rpc.Status sp, boolean safeToRetry) {
     Status status = Status.fromCodeValue(sp.getCode());
     if (status.getCode().value() != sp.getCode()) { // a code gRPC does not know: UNKNOWN, as grpc-java does
@@ -37,7 +39,7 @@ public final class TcpCallException extends StatusRuntimeException {
     status = status.withDescription(sp.getMessage());
     Metadata trailers = new Metadata();
     trailers.put(STATUS_DETAILS_KEY, sp);
-    return new TcpCallException(status, trailers, sp, safeToRetry);
+    return new TcpCallException(status, trailers, sp, safeToRetry, false);
   }
 
   /** A failure decided on this side of the connection. */
@@ -45,7 +47,7 @@ public final class TcpCallException extends StatusRuntimeException {
     com.google.rpc.Status sp = com.google.rpc.Status.newBuilder().setCode(code.value()).setMessage(message).build();
     Metadata trailers = new Metadata();
     trailers.put(STATUS_DETAILS_KEY, sp);
-    return new TcpCallException(code.toStatus().withDescription(message).withCause(cause), trailers, sp, safeToRetry);
+    return new TcpCallException(code.toStatus().withDescription(message).withCause(cause), trailers, sp, safeToRetry, true);
   }
 
   /** The call's final status as google.rpc.Status, details included. */
@@ -59,5 +61,13 @@ public final class TcpCallException extends StatusRuntimeException {
    */
   public boolean isSafeToRetry() {
     return safeToRetry;
+  }
+
+  /**
+   * True when this side decided the failure (a lost connection, a local deadline, a refused
+   * start), false when the server sent it (a STATUS frame, or the GOAWAY refusing a connection).
+   */
+  public boolean isLocal() {
+    return local;
   }
 }

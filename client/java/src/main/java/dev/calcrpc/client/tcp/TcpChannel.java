@@ -1,796 +1,778 @@
 package dev.calcrpc.client.tcp;
 
-import dev.calcrpc.client.wire.ByteSink;
-import dev.calcrpc.client.wire.Frame;
-import dev.calcrpc.client.wire.FrameKind;
-import dev.calcrpc.client.wire.FrameReader;
-import dev.calcrpc.client.wire.RequestHeader;
-import dev.calcrpc.client.wire.Settings;
-import dev.calcrpc.client.wire.Wire;
-import dev.calcrpc.client.wire.WireException;
-import io.grpc.Deadline;
-import io.grpc.Metadata;
+import dev.calcrpc.client.security.BearerToken;
+import dev.calcrpc.client.security.Hosts;
+import dev.calcrpc.client.security.TlsOptions;
+import io.grpc.CallCredentials;
+import io.grpc.CallOptions;
+import io.grpc.ClientCall;
+import io.grpc.ConnectivityState;
+import io.grpc.ManagedChannel;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
-import io.grpc.stub.StreamObserver;
-import java.io.BufferedInputStream;
-import java.io.BufferedOutputStream;
-import java.io.ByteArrayInputStream;
-import java.io.Closeable;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetSocketAddress;
-import java.net.Socket;
-import java.nio.ByteBuffer;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.CompletableFuture;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicInteger;
+import javax.net.ssl.SSLContext;
 
 /**
- * One raw TCP connection to calcd (PROTOCOL.md): any number of concurrent calls, paired with their
- * answers by call id. A reader thread reads frames and completes calls; a writer thread writes
- * whole frames from a queue, coalescing whatever is queued into one socket write, so no caller
- * ever blocks on the socket and the reader never waits for the writer.
+ * calc's raw TCP transport as an {@link io.grpc.Channel}: the stubs grpc-java generates
+ * ({@code CalculatorServiceGrpc.newBlockingStub(channel)}, {@code newStub}, {@code newFutureStub})
+ * work over it unchanged, streaming included, with deadlines, metadata, call credentials,
+ * cancellation and the same status codes and details as over gRPC.
  *
- * <p>Futures complete and stream observers are called on the reader thread, in frame order: do not
- * block there (use the *Async variants of CompletableFuture to move work elsewhere).
+ * <pre>{@code
+ * TcpChannel channel = TcpChannel.forTarget("127.0.0.1:4000").build();
+ * CalculatorServiceGrpc.CalculatorServiceBlockingStub calc = CalculatorServiceGrpc.newBlockingStub(channel);
+ * long five = calc.withDeadlineAfter(5, TimeUnit.SECONDS).calculate(request).getResult();
+ * channel.shutdown();
+ * }</pre>
  *
- * <p>Failures are {@link TcpCallException}s, the io.grpc StatusRuntimeException gRPC stubs throw.
+ * <p>The target is {@code HOST:PORT} or a comma-separated list of them. The channel keeps one
+ * {@link TcpConnection} to every endpoint and reconnects each by itself: at once after losing a
+ * READY connection, then with gRPC's connection backoff ({@link Backoff#CONNECTION}: 1 s, ×1.6 per
+ * failure up to 120 s, ±20% jitter, each attempt given at least the min connect timeout, 20 s),
+ * reset by a successful handshake. Calls go round robin over the READY connections. With none
+ * READY a call waits while an endpoint is CONNECTING and fails fast with UNAVAILABLE once all are
+ * in TRANSIENT_FAILURE, as gRPC's calls do; with {@code withWaitForReady()} (or the builder's
+ * waitForReady) it waits until its deadline.
+ *
+ * <p>A call the server never processed (above its GOAWAY's last accepted id, or refused because
+ * its connection was going away or closed before the REQUEST was sent) is made again on another
+ * connection under the same deadline, at most {@code maxAttempts} (5) attempts in all. With
+ * {@code retryIdempotent} so is a unary call that failed with UNAVAILABLE although the server may
+ * have processed it (its connection was lost), after a {@link Backoff#RETRY} delay: set it only
+ * when every method called is idempotent, as calc's are. Streams are not retried once opened.
+ *
+ * <p>Over TLS ({@link Builder#tls}, {@link Builder#tlsCa} ...) every connection runs TLS 1.3 with
+ * ALPN calc/1 and verifies the server's certificate; {@link Builder#token} sends
+ * {@code authorization: Bearer <token>} with every call, and is refused in plaintext to a host
+ * that is not loopback.
  */
-public final class TcpChannel implements AutoCloseable {
+public final class TcpChannel extends ManagedChannel {
+  /** Attempts of one call, retries included, unless {@link Builder#maxAttempts} says otherwise. */
+  public static final int DEFAULT_MAX_ATTEMPTS = 5;
 
-  /** Connection options. */
-  public static final class Options {
-    Duration connectTimeout = Duration.ofSeconds(10);
-    int maxInboundMessageSize = Wire.DEFAULT_MAX_MESSAGE_SIZE;
-    int maxInboundFrameSize = Wire.DEFAULT_MAX_FRAME_SIZE;
-    boolean keepAlive = true;
+  /** The least time one connection attempt is given, handshakes included: gRPC's MIN_CONNECT_TIMEOUT. */
+  public static final Duration DEFAULT_MIN_CONNECT_TIMEOUT = Duration.ofSeconds(20);
 
-    public static Options defaults() {
-      return new Options();
+  /** Opens a connection to one endpoint; a test replaces it. */
+  interface Connector {
+    TcpConnection connect(String host, int port, Duration timeout);
+  }
+
+  /** Learns the outcome of a pick. */
+  interface PickListener {
+    void picked(TcpConnection conn);
+
+    void failed(TcpCallException why);
+  }
+
+  /** Builds a {@link TcpChannel}; the defaults are those of the Go client's ClientOptions. */
+  public static final class Builder {
+    private final String target;
+    private TlsOptions tls = TlsOptions.NONE;
+    private String token;
+    private Backoff backoff = Backoff.CONNECTION;
+    private Backoff retryBackoff = Backoff.RETRY;
+    private Duration minConnectTimeout = DEFAULT_MIN_CONNECT_TIMEOUT;
+    private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
+    private boolean retryIdempotent;
+    private boolean waitForReady;
+    private boolean keepAlive = true;
+    private int maxInboundMessageSize = dev.calcrpc.client.wire.Wire.DEFAULT_MAX_MESSAGE_SIZE;
+    private Executor executor;
+    private Connector connector;
+
+    private Builder(String target) {
+      this.target = target;
     }
 
-    /** Time allowed to connect and receive the server's SETTINGS (default 10 s). */
-    public Options connectTimeout(Duration d) {
-      connectTimeout = d;
+    /** All the TLS options at once. */
+    public Builder tls(TlsOptions options) {
+      this.tls = options == null ? TlsOptions.NONE : options;
       return this;
     }
 
-    /** Largest message this side accepts, after decompression (default 4 MiB). */
-    public Options maxInboundMessageSize(int n) {
-      maxInboundMessageSize = n;
+    /** TLS on, trusting the JDK's default roots unless {@link #tlsCa} is set (--tls). */
+    public Builder tls(boolean on) {
+      tls = tls.withTls(on);
       return this;
     }
 
-    /** Largest frame length this side accepts (default 4,210,688). */
-    public Options maxInboundFrameSize(int n) {
-      maxInboundFrameSize = n;
+    /** A PEM file of the CA certificates to trust instead of the JDK's (--tls-ca); turns TLS on. */
+    public Builder tlsCa(Path file) {
+      tls = tls.withCa(file);
       return this;
     }
 
-    /** PING every half of the server's idle timeout so it does not close the connection (default on). */
-    public Options keepAlive(boolean on) {
-      keepAlive = on;
+    /** The client certificate (PEM), for a server that requires mutual TLS (--tls-cert); with {@link #tlsKey}. */
+    public Builder tlsCert(Path file) {
+      tls = tls.withCert(file, tls.key());
       return this;
+    }
+
+    /** The client certificate's private key (PEM, PKCS#8) (--tls-key). */
+    public Builder tlsKey(Path file) {
+      tls = tls.withCert(tls.cert(), file);
+      return this;
+    }
+
+    /** The name to verify the servers' certificates against instead of each endpoint's host (--tls-server-name). */
+    public Builder tlsServerName(String name) {
+      tls = tls.withServerName(name);
+      return this;
+    }
+
+    /**
+     * A bearer token sent as {@code authorization: Bearer <token>} with every call (null or empty
+     * for none). {@link #build} refuses it without TLS to a host that is not loopback.
+     */
+    public Builder token(String token) {
+      this.token = token == null || token.isEmpty() ? null : token;
+      return this;
+    }
+
+    /** The spacing of connection attempts to one endpoint (default {@link Backoff#CONNECTION}). */
+    public Builder backoff(Backoff b) {
+      this.backoff = b;
+      return this;
+    }
+
+    /** The least time a connection attempt is given, handshakes included (default 20 s). */
+    public Builder minConnectTimeout(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("minConnectTimeout must be positive");
+      }
+      this.minConnectTimeout = d;
+      return this;
+    }
+
+    /** The most attempts of one call, retries included (default 5). */
+    public Builder maxAttempts(int n) {
+      if (n < 1) {
+        throw new IllegalArgumentException("maxAttempts must be at least 1");
+      }
+      this.maxAttempts = n;
+      return this;
+    }
+
+    /**
+     * Also retry a unary call that failed with UNAVAILABLE though the server may have processed
+     * it (default false): only for idempotent methods, as every calculator method is.
+     */
+    public Builder retryIdempotent(boolean on) {
+      this.retryIdempotent = on;
+      return this;
+    }
+
+    /** The spacing of those retries (default {@link Backoff#RETRY}). */
+    public Builder retryBackoff(Backoff b) {
+      this.retryBackoff = b;
+      return this;
+    }
+
+    /**
+     * Make every call that finds no READY connection wait for one until its deadline, as
+     * {@code withWaitForReady()} does for one call (default false: fail fast once every endpoint
+     * is in TRANSIENT_FAILURE).
+     */
+    public Builder waitForReady(boolean on) {
+      this.waitForReady = on;
+      return this;
+    }
+
+    /** PING every half of the server's idle timeout (default on). */
+    public Builder keepAlive(boolean on) {
+      this.keepAlive = on;
+      return this;
+    }
+
+    /** The largest message accepted from the server, after decompression (default 4 MiB). */
+    public Builder maxInboundMessageSize(int n) {
+      this.maxInboundMessageSize = n;
+      return this;
+    }
+
+    /**
+     * The executor that runs call listeners and so stub callbacks (default: the channel's own
+     * threads). A call's CallOptions executor wins, as in grpc-java.
+     */
+    public Builder executor(Executor e) {
+      this.executor = e;
+      return this;
+    }
+
+    Builder connector(Connector c) {
+      this.connector = c;
+      return this;
+    }
+
+    /**
+     * Builds the channel; it starts connecting to every endpoint at once and returns without
+     * waiting.
+     *
+     * @throws IllegalArgumentException for a malformed target, TLS files that cannot be loaded
+     *     (the message names the file), or a token that would go in plaintext to a host that is
+     *     not loopback
+     */
+    public TcpChannel build() {
+      List<Endpoint> endpoints = parseTarget(target);
+      Hosts.checkToken(token, tls.isOn(), target);
+      SSLContext ctx = null;
+      if (tls.isOn()) {
+        try {
+          ctx = tls.sslContext();
+        } catch (IOException e) {
+          throw new IllegalArgumentException(e.getMessage(), e);
+        }
+      }
+      return new TcpChannel(this, endpoints, ctx);
     }
   }
 
-  private static final byte[] CLOSE_WRITER = new byte[0];
-  private static final long MAX_CALL_ID = 0xFFFF_FFFFL;
+  /** One HOST:PORT of the target. */
+  record Endpoint(String host, int port) {
+    @Override
+    public String toString() {
+      return TcpConnection.authorityOf(host, port);
+    }
+  }
 
-  private final Closeable transport;
-  private final Options options;
+  /** Starts building a channel to target: HOST:PORT or a comma-separated list of them. */
+  public static Builder forTarget(String target) {
+    return new Builder(target);
+  }
+
+  static List<Endpoint> parseTarget(String target) {
+    if (target == null || target.isBlank()) {
+      throw new IllegalArgumentException("empty target: want HOST:PORT[,HOST:PORT...]");
+    }
+    Set<Endpoint> out = new LinkedHashSet<>();
+    for (String part : target.split(",", -1)) {
+      String t = part.trim();
+      String host;
+      String port;
+      if (t.startsWith("[")) {
+        int end = t.indexOf("]:");
+        if (end < 0) {
+          throw new IllegalArgumentException("bad endpoint \"" + t + "\" in target \"" + target + "\": want [IPV6]:PORT");
+        }
+        host = t.substring(1, end);
+        port = t.substring(end + 2);
+      } else {
+        int colon = t.lastIndexOf(':');
+        if (colon <= 0 || t.indexOf(':') != colon) {
+          throw new IllegalArgumentException("bad endpoint \"" + t + "\" in target \"" + target + "\": want HOST:PORT[,HOST:PORT...]");
+        }
+        host = t.substring(0, colon);
+        port = t.substring(colon + 1);
+      }
+      int p;
+      try {
+        p = Integer.parseInt(port);
+      } catch (NumberFormatException e) {
+        p = -1;
+      }
+      if (host.isEmpty() || p < 1 || p > 65535) {
+        throw new IllegalArgumentException("bad endpoint \"" + t + "\" in target \"" + target + "\": want HOST:PORT with a port in 1..65535");
+      }
+      out.add(new Endpoint(host, p));
+    }
+    return List.copyOf(out);
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  private final String target;
   private final String authority;
-  private final LinkedBlockingQueue<byte[]> writeQueue = new LinkedBlockingQueue<>();
-  private final Map<Long, Call> calls = new ConcurrentHashMap<>();
-  private final Map<Long, CompletableFuture<Duration>> pings = new ConcurrentHashMap<>();
-  private final AtomicLong pingSeq = new AtomicLong();
-  private final CompletableFuture<Settings> settingsFuture = new CompletableFuture<>();
-  private final ScheduledThreadPoolExecutor timer;
-  private final Thread reader;
-  private final Thread writer;
-  private volatile Settings settings = Settings.DEFAULTS;
+  final boolean secure;
+  final CallCredentials token;
+  final Backoff backoff;
+  final Backoff retryBackoff;
+  final Duration minConnectTimeout;
+  final int maxAttempts;
+  final boolean retryIdempotent;
+  final boolean waitForReady;
+  private final Connector connector;
+  final Executor callbackExecutor;
+  private final ExecutorService ownCallbackExecutor;
+  private final ExecutorService connectPool;
+  final ScheduledThreadPoolExecutor scheduler;
 
-  // Guarded by lock: ids, refs and the connection state change together with the order in which
-  // REQUEST frames are queued, so ids grow and a ref's binding precedes its bare uses.
+  // ---------------------------------------------------------------- state
+
   private final Object lock = new Object();
-  private long nextId = 1;
-  private final Map<String, Integer> refs = new HashMap<>();
-  private Wire.GoAway goAway;
-  private TcpCallException terminated;
+  private final List<Subchannel> subchannels = new ArrayList<>();
+  private volatile TcpConnection[] ready = new TcpConnection[0];
+  private final AtomicInteger next = new AtomicInteger();
+  private final AtomicInteger connectionsMade = new AtomicInteger();
+  private final Set<TcpConnection> connections = ConcurrentHashMap.newKeySet(); // every one not yet ended
+  private final Set<TcpClientCall<?, ?>> calls = ConcurrentHashMap.newKeySet();
+  private final CountDownLatch terminatedLatch = new CountDownLatch(1);
+  // guarded by lock
+  private ConnectivityState state = ConnectivityState.CONNECTING;
+  private TcpCallException lastError;
+  private final Set<Runnable> pickWaiters = new LinkedHashSet<>();
+  private final List<Runnable> stateWatchers = new ArrayList<>();
+  private boolean shutdown;
+  private boolean terminated;
 
-  private TcpChannel(InputStream rawIn, OutputStream rawOut, Closeable transport, Options options, String authority) {
-    this.transport = transport;
-    this.options = options;
-    this.authority = authority;
-    this.timer = new ScheduledThreadPoolExecutor(1, r -> daemon(r, "calc-tcp-timer " + authority));
-    timer.setRemoveOnCancelPolicy(true);
-    InputStream in = new BufferedInputStream(rawIn, 64 << 10);
-    OutputStream out = new BufferedOutputStream(rawOut, 64 << 10);
-    writeQueue.add(Wire.PREFACE);
-    this.reader = daemon(() -> readLoop(in), "calc-tcp-reader " + authority);
-    this.writer = daemon(() -> writeLoop(out), "calc-tcp-writer " + authority);
-  }
-
-  private static Thread daemon(Runnable r, String name) {
-    Thread t = new Thread(r, name);
-    t.setDaemon(true);
-    return t;
-  }
-
-  /** Connects to host:port with default options. */
-  public static TcpChannel connect(String host, int port) {
-    return connect(new InetSocketAddress(host, port), Options.defaults());
-  }
-
-  /**
-   * Connects, sends the preface and waits for the server's SETTINGS.
-   *
-   * @throws TcpCallException UNAVAILABLE when the connection fails, or the GOAWAY's status when the
-   *     server refuses the connection (FAILED_PRECONDITION for a version it does not speak,
-   *     RESOURCE_EXHAUSTED past its max connections)
-   */
-  public static TcpChannel connect(InetSocketAddress address, Options options) {
-    String authority = address.getHostString() + ":" + address.getPort();
-    Socket socket = new Socket();
-    TcpChannel ch;
-    try {
-      socket.setTcpNoDelay(true);
-      socket.setKeepAlive(true);
-      socket.connect(address, (int) options.connectTimeout.toMillis());
-      ch = new TcpChannel(socket.getInputStream(), socket.getOutputStream(), socket, options, authority);
-    } catch (IOException e) {
-      closeQuietly(socket);
-      throw TcpCallException.local(Status.Code.UNAVAILABLE, "connect " + authority + ": " + e.getMessage(), e, true);
+  private TcpChannel(Builder b, List<Endpoint> endpoints, SSLContext sslContext) {
+    this.target = b.target;
+    this.secure = sslContext != null;
+    this.authority = b.tls.serverName() != null ? b.tls.serverName() : endpoints.get(0).toString();
+    this.token = b.token == null ? null : new BearerToken(b.token);
+    this.backoff = b.backoff;
+    this.retryBackoff = b.retryBackoff;
+    this.minConnectTimeout = b.minConnectTimeout;
+    this.maxAttempts = b.maxAttempts;
+    this.retryIdempotent = b.retryIdempotent;
+    this.waitForReady = b.waitForReady;
+    TcpConnection.Options connOpts = TcpConnection.Options.defaults()
+        .keepAlive(b.keepAlive)
+        .maxInboundMessageSize(b.maxInboundMessageSize)
+        .tls(sslContext, b.tls.serverName());
+    this.connector = b.connector != null ? b.connector
+        : (host, port, timeout) -> TcpConnection.connect(InetSocketAddress.createUnresolved(host, port),
+            connOpts.copy().connectTimeout(timeout));
+    this.scheduler = new ScheduledThreadPoolExecutor(1, daemonThreads("calc-tcp-channel-timer"));
+    scheduler.setRemoveOnCancelPolicy(true);
+    this.connectPool = Executors.newCachedThreadPool(daemonThreads("calc-tcp-connect"));
+    if (b.executor != null) {
+      this.ownCallbackExecutor = null;
+      this.callbackExecutor = b.executor;
+    } else {
+      this.ownCallbackExecutor = Executors.newCachedThreadPool(daemonThreads("calc-tcp-callback"));
+      this.callbackExecutor = ownCallbackExecutor;
     }
-    return ch.handshake();
-  }
-
-  /**
-   * Speaks the protocol over an already connected byte stream pair (a TLS socket, a tunnel, a
-   * test pipe): sends the preface and waits for the server's SETTINGS. {@code transport} is closed
-   * when the channel closes.
-   */
-  public static TcpChannel over(InputStream in, OutputStream out, Closeable transport, Options options, String authority) {
-    return new TcpChannel(in, out, transport, options, authority).handshake();
-  }
-
-  private TcpChannel handshake() {
-    writer.start();
-    reader.start();
-    try {
-      settingsFuture.get(options.connectTimeout.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (ExecutionException e) {
-      close();
-      throw e.getCause() instanceof TcpCallException t ? t
-          : TcpCallException.local(Status.Code.UNAVAILABLE, "connect " + authority + ": " + e.getCause(), e.getCause(), true);
-    } catch (TimeoutException e) {
-      close();
-      throw TcpCallException.local(Status.Code.UNAVAILABLE, "connect " + authority + ": no SETTINGS from the server", e, true);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      close();
-      throw TcpCallException.local(Status.Code.CANCELLED, "interrupted while connecting", e, true);
+    synchronized (lock) {
+      for (Endpoint e : endpoints) {
+        subchannels.add(new Subchannel(e));
+      }
     }
-    return this;
+    for (Subchannel sc : List.copyOf(subchannels)) {
+      sc.attemptNow();
+    }
   }
 
-  /** The server's settings (defaults until its SETTINGS frame arrives). */
-  public Settings serverSettings() {
-    return settings;
+  private static java.util.concurrent.ThreadFactory daemonThreads(String name) {
+    AtomicInteger n = new AtomicInteger();
+    return r -> {
+      Thread t = new Thread(r, name + "-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
   }
 
-  /** The host:port connected to. */
+  @Override
+  public <ReqT, RespT> ClientCall<ReqT, RespT> newCall(MethodDescriptor<ReqT, RespT> method, CallOptions callOptions) {
+    return new TcpClientCall<>(this, method, callOptions);
+  }
+
+  /** The TLS server name if set, else the target's first HOST:PORT. */
+  @Override
   public String authority() {
     return authority;
   }
 
-  /** Whether the server sent GOAWAY: new calls fail with UNAVAILABLE. */
-  public boolean isGoingAway() {
-    synchronized (lock) {
-      return goAway != null;
-    }
-  }
-
-  /** Whether the connection is closed (by either side). */
-  public boolean isTerminated() {
-    synchronized (lock) {
-      return terminated != null;
-    }
-  }
-
-  /** Calls in flight. */
-  public int activeCalls() {
-    return calls.size();
-  }
-
-  // ---------------------------------------------------------------- calls
-
-  /**
-   * Starts a unary call. The future completes with the response, or exceptionally with a
-   * {@link TcpCallException}; cancelling the future sends CANCEL.
-   */
-  public <Req, Resp> TcpCallFuture<Resp> unaryCall(MethodDescriptor<Req, Resp> method, Req request, TcpCallOptions opts) {
-    if (method.getType() != MethodDescriptor.MethodType.UNARY) {
-      throw new IllegalArgumentException(method.getFullMethodName() + " is not unary");
-    }
-    UnaryCall<Resp> call = new UnaryCall<>(method);
-    byte[] msg;
-    try {
-      msg = marshal(method.getRequestMarshaller(), request);
-    } catch (RuntimeException e) {
-      call.future.completeExceptionally(TcpCallException.local(Status.Code.INTERNAL, "marshal request: " + e, e, true));
-      return call.future;
-    }
-    start(call, method, msg, opts);
-    return call.future;
-  }
-
-  /**
-   * Starts a streaming call (client and server streaming, as CalculateStream). Responses go to
-   * {@code responses} on the reader thread; it ends with onCompleted on STATUS OK or onError with
-   * a {@link TcpCallException}. Send with the returned stream, then half-close it.
-   */
-  public <Req, Resp> TcpClientStream<Req, Resp> streamCall(
-      MethodDescriptor<Req, Resp> method, StreamObserver<Resp> responses, TcpCallOptions opts) {
-    if (method.getType() == MethodDescriptor.MethodType.UNARY) {
-      throw new IllegalArgumentException(method.getFullMethodName() + " is unary");
-    }
-    StreamCall<Req, Resp> call = new StreamCall<>(method, responses);
-    call.stream = new TcpClientStream<>(this, call);
-    start(call, method, null, opts);
-    return call.stream;
-  }
-
-  /** Sends PING; the future completes with the round-trip time when the PONG arrives. */
-  public CompletableFuture<Duration> ping() {
-    CompletableFuture<Duration> f = new CompletableFuture<>();
-    long seq = pingSeq.incrementAndGet();
-    long started = System.nanoTime();
-    pings.put(seq, f);
-    synchronized (lock) {
-      if (terminated != null) {
-        pings.remove(seq);
-        f.completeExceptionally(terminated);
-        return f;
-      }
-      writeQueue.add(Wire.frame(FrameKind.PING, 0, 0, ByteBuffer.allocate(8).putLong(seq).array()));
-    }
-    return f.thenApply(ignored -> Duration.ofNanos(System.nanoTime() - started));
-  }
-
-  /** Closes the connection now; calls in flight fail with UNAVAILABLE. */
   @Override
-  public void close() {
-    terminate(TcpCallException.local(Status.Code.UNAVAILABLE, "connection closed by the client", null, false));
+  public String toString() {
+    return "TcpChannel(" + target + (secure ? ", TLS" : "") + ")";
   }
 
-  // Starts a call: assigns its id and method ref and queues its REQUEST, or fails it.
-  private void start(Call call, MethodDescriptor<?, ?> method, byte[] msg, TcpCallOptions opts) {
-    String name = "/" + method.getFullMethodName();
-    Settings s = settings;
-    Wire.EncodedMessage em;
-    if (msg == null) {
-      em = new Wire.EncodedMessage(new byte[0], false);
-    } else if (msg.length > s.maxMessageSize()) {
-      call.fail(TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
-          "request message of " + msg.length + " bytes exceeds the server's max message size " + s.maxMessageSize(), null, true));
-      return;
-    } else {
-      em = Wire.encodeMessage(msg, opts.compression() ? (int) Math.min(s.compressThreshold(), Integer.MAX_VALUE) : 0);
+  // ---------------------------------------------------------------- picking
+
+  /**
+   * Picks a READY connection for a call, round robin. With none READY the listener waits while an
+   * endpoint is CONNECTING, or with wait until the call gives up (the returned Runnable withdraws
+   * it); otherwise it hears UNAVAILABLE with the last connection error. The listener may be called
+   * before pick returns.
+   */
+  Runnable pick(boolean wait, PickListener l) {
+    TcpConnection c = choose();
+    if (c != null) {
+      l.picked(c);
+      return () -> {};
     }
-    List<RequestHeader.Entry> md = metadataEntries(opts.metadata());
-    Deadline deadline = opts.deadline();
-    TcpCallException err = null;
+    TcpCallException fail;
+    Runnable[] waiter = new Runnable[1];
     synchronized (lock) {
-      if (terminated != null) {
-        err = TcpCallException.local(Status.Code.UNAVAILABLE, "connection is closed: " + terminated.getStatus().getDescription(), null, true);
-      } else if (goAway != null) {
-        err = TcpCallException.local(Status.Code.UNAVAILABLE, "connection is going away (GOAWAY: " + describe(goAway.status()) + ")", null, true);
-      } else if (deadline != null && deadline.isExpired()) {
-        err = TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started", null, true);
-      } else if (nextId > MAX_CALL_ID) {
-        err = TcpCallException.local(Status.Code.UNAVAILABLE, "call ids exhausted on this connection", null, true);
-      } else {
-        Integer ref = refs.get(name);
-        boolean bind = ref == null;
-        if (bind && refs.size() >= Wire.MAX_METHOD_REFS) {
-          err = TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED, "more than " + Wire.MAX_METHOD_REFS + " methods on one connection", null, true);
+      c = choose();
+      if (c == null) {
+        if (shutdown) {
+          fail = TcpCallException.local(Status.Code.UNAVAILABLE, "channel shut down", null, true);
+        } else if (state == ConnectivityState.TRANSIENT_FAILURE && !wait) {
+          String why = lastError == null ? "" : ": " + lastError.getStatus().getDescription();
+          fail = TcpCallException.local(Status.Code.UNAVAILABLE, "no server ready" + why, lastError, true);
         } else {
-          if (bind) {
-            ref = refs.size() + 1;
-          }
-          Long budget = deadline == null ? null : Math.max(0, deadline.timeRemaining(TimeUnit.MICROSECONDS));
-          ByteSink p = new ByteSink(32 + em.bytes().length);
-          RequestHeader h;
-          try {
-            h = new RequestHeader(ref, bind ? name : null, budget, md);
-            h.encode(p);
-          } catch (IllegalArgumentException e) {
-            h = null;
-            err = TcpCallException.local(Status.Code.INVALID_ARGUMENT, "request header: " + e.getMessage(), e, true);
-          }
-          if (h != null) {
-            p.write(em.bytes());
-            if (Wire.HEADER_SIZE + (long) p.size() > s.maxFrameSize()) {
-              err = TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
-                  "request frame exceeds the server's max frame size " + s.maxFrameSize(), null, true);
-            } else {
-              long id = nextId++;
-              if (bind) {
-                refs.put(name, ref);
-              }
-              call.id = id;
-              calls.put(id, call);
-              writeQueue.add(Wire.frame(FrameKind.REQUEST, h.flags() | em.flags(), id, p.array(), 0, p.size()));
+          waiter[0] = () -> pick(wait, l);
+          pickWaiters.add(waiter[0]);
+          return () -> {
+            synchronized (lock) {
+              pickWaiters.remove(waiter[0]);
             }
-          }
+          };
         }
+      } else {
+        fail = null;
       }
     }
-    if (err != null) {
-      call.fail(err);
+    if (c != null) {
+      l.picked(c);
+    } else {
+      l.failed(fail);
+    }
+    return () -> {};
+  }
+
+  private TcpConnection choose() {
+    TcpConnection[] rs = ready;
+    for (int i = 0; i < rs.length; i++) {
+      TcpConnection c = rs[Math.floorMod(next.getAndIncrement(), rs.length)];
+      if (c.isUsable()) {
+        return c;
+      }
+    }
+    return null;
+  }
+
+  /** How many connections the channel has made so far. */
+  int connectionsMade() {
+    return connectionsMade.get();
+  }
+
+  /** How many endpoints have a READY connection now. */
+  int readyCount() {
+    return ready.length;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /** Recomputes the READY list and the aggregate state; returns the waiters to run. lock is held. */
+  private List<Runnable> updateLocked() {
+    List<TcpConnection> rs = new ArrayList<>();
+    boolean connecting = false;
+    for (Subchannel sc : subchannels) {
+      if (sc.state == ConnectivityState.READY) {
+        rs.add(sc.conn);
+      } else if (sc.state == ConnectivityState.CONNECTING) {
+        connecting = true;
+      }
+    }
+    ready = rs.toArray(new TcpConnection[0]);
+    ConnectivityState st = shutdown ? ConnectivityState.SHUTDOWN
+        : !rs.isEmpty() ? ConnectivityState.READY
+        : connecting ? ConnectivityState.CONNECTING : ConnectivityState.TRANSIENT_FAILURE;
+    List<Runnable> run = new ArrayList<>(pickWaiters);
+    pickWaiters.clear();
+    if (st != state) {
+      state = st;
+      run.addAll(stateWatchers);
+      stateWatchers.clear();
+    }
+    return run;
+  }
+
+  private void runAll(List<Runnable> rs) {
+    for (Runnable r : rs) {
+      try {
+        r.run();
+      } catch (RuntimeException e) {
+        java.util.logging.Logger.getLogger(TcpChannel.class.getName()).log(java.util.logging.Level.WARNING, "state watcher threw", e);
+      }
+    }
+  }
+
+  /**
+   * The channel's state, aggregated over its endpoints as gRPC's round_robin does: READY if any
+   * is, else CONNECTING if any is, else TRANSIENT_FAILURE; SHUTDOWN after shutdown. An endpoint
+   * that failed to connect counts as TRANSIENT_FAILURE until it is READY again. The channel
+   * connects from the start and is never IDLE, so requestConnection changes nothing.
+   */
+  @Override
+  public ConnectivityState getState(boolean requestConnection) {
+    synchronized (lock) {
+      return state;
+    }
+  }
+
+  /** Runs callback (on the callback executor) once the state is no longer source. */
+  @Override
+  public void notifyWhenStateChanged(ConnectivityState source, Runnable callback) {
+    Runnable onExecutor = () -> callbackExecutor.execute(callback);
+    synchronized (lock) {
+      if (state == source) {
+        stateWatchers.add(onExecutor);
+        return;
+      }
+    }
+    onExecutor.run();
+  }
+
+  /** Starts the next connection attempt of every endpoint in TRANSIENT_FAILURE now. */
+  @Override
+  public void resetConnectBackoff() {
+    List<Subchannel> scs;
+    synchronized (lock) {
+      scs = List.copyOf(subchannels);
+    }
+    for (Subchannel sc : scs) {
+      sc.resetBackoff();
+    }
+  }
+
+  // ---------------------------------------------------------------- endpoints
+
+  /** Keeps one endpoint connected. */
+  private final class Subchannel {
+    final Endpoint endpoint;
+    // guarded by lock
+    ConnectivityState state = ConnectivityState.CONNECTING;
+    TcpConnection conn;
+    int retries;
+    ScheduledFuture<?> nextAttempt;
+    boolean attempting;
+
+    Subchannel(Endpoint endpoint) {
+      this.endpoint = endpoint;
+    }
+
+    void attemptNow() {
+      synchronized (lock) {
+        if (shutdown || attempting) {
+          return;
+        }
+        attempting = true;
+        nextAttempt = null;
+      }
+      try {
+        connectPool.execute(this::attempt);
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        // shut down meanwhile
+      }
+    }
+
+    void resetBackoff() {
+      ScheduledFuture<?> f;
+      synchronized (lock) {
+        f = nextAttempt;
+        if (f == null || state != ConnectivityState.TRANSIENT_FAILURE) {
+          return;
+        }
+        retries = 0;
+      }
+      if (f.cancel(false)) {
+        attemptNow();
+      }
+    }
+
+    /** One connection attempt; after a failure the next starts the backoff delay after this one started. */
+    private void attempt() {
+      long started = System.nanoTime();
+      Duration wait;
+      synchronized (lock) {
+        wait = backoff.delay(retries, ThreadLocalRandom.current().nextDouble());
+      }
+      Duration timeout = wait.compareTo(minConnectTimeout) > 0 ? wait : minConnectTimeout;
+      TcpConnection c;
+      try {
+        c = connector.connect(endpoint.host(), endpoint.port(), timeout);
+      } catch (TcpCallException e) {
+        failed(e, started + wait.toNanos());
+        return;
+      } catch (RuntimeException e) {
+        failed(TcpCallException.local(Status.Code.UNAVAILABLE, "connect " + endpoint + ": " + e, e, true), started + wait.toNanos());
+        return;
+      }
+      List<Runnable> run;
+      boolean closeIt = false;
+      synchronized (lock) {
+        attempting = false;
+        if (shutdown) {
+          closeIt = true;
+          run = List.of();
+        } else {
+          retries = 0;
+          conn = c;
+          state = ConnectivityState.READY;
+          connectionsMade.incrementAndGet();
+          connections.add(c);
+          run = updateLocked();
+        }
+      }
+      if (closeIt) {
+        c.close();
+        maybeTerminate();
+        return;
+      }
+      c.terminationFuture().whenComplete((why, t) -> {
+        connections.remove(c);
+        maybeTerminate();
+      });
+      c.endFuture().whenComplete((why, t) -> lost(c));
+      runAll(run);
+    }
+
+    private void failed(TcpCallException e, long nextAtNanos) {
+      List<Runnable> run;
+      synchronized (lock) {
+        attempting = false;
+        if (shutdown) {
+          run = null;
+        } else {
+          state = ConnectivityState.TRANSIENT_FAILURE;
+          lastError = e;
+          retries++;
+          run = updateLocked();
+          long delay = Math.max(0, nextAtNanos - System.nanoTime());
+          nextAttempt = scheduler.schedule(this::attemptNow, delay, TimeUnit.NANOSECONDS);
+        }
+      }
+      if (run == null) {
+        maybeTerminate();
+        return;
+      }
+      runAll(run);
+    }
+
+    /** conn got GOAWAY or ended: no more picks of it, and a new connection at once. */
+    private void lost(TcpConnection c) {
+      List<Runnable> run;
+      synchronized (lock) {
+        if (conn != c) {
+          return;
+        }
+        conn = null;
+        state = ConnectivityState.CONNECTING;
+        run = updateLocked();
+      }
+      runAll(run);
+      attemptNow();
+    }
+  }
+
+  // ---------------------------------------------------------------- calls and shutdown
+
+  /** Registers a call that started; false if the channel is shut down. */
+  boolean callStarted(TcpClientCall<?, ?> call) {
+    synchronized (lock) {
+      if (shutdown) {
+        return false;
+      }
+      calls.add(call);
+      return true;
+    }
+  }
+
+  void callEnded(TcpClientCall<?, ?> call) {
+    if (calls.remove(call)) {
+      maybeTerminate();
+    }
+  }
+
+  /**
+   * Stops new calls (they fail with UNAVAILABLE) and reconnections; calls in flight go on, and the
+   * connections close when the last of them ends.
+   */
+  @Override
+  public TcpChannel shutdown() {
+    List<Runnable> run;
+    List<ScheduledFuture<?>> attempts = new ArrayList<>();
+    synchronized (lock) {
+      if (shutdown) {
+        return this;
+      }
+      shutdown = true;
+      for (Subchannel sc : subchannels) {
+        if (sc.nextAttempt != null) {
+          attempts.add(sc.nextAttempt);
+        }
+      }
+      run = updateLocked();
+    }
+    attempts.forEach(f -> f.cancel(false));
+    runAll(run); // waiting picks now fail
+    maybeTerminate();
+    return this;
+  }
+
+  /** As {@link #shutdown}, and fails the calls in flight with UNAVAILABLE and closes every connection now. */
+  @Override
+  public TcpChannel shutdownNow() {
+    shutdown();
+    for (TcpClientCall<?, ?> c : List.copyOf(calls)) {
+      c.cancelByChannel(Status.UNAVAILABLE.withDescription("channel shutdownNow invoked"));
+    }
+    for (TcpConnection c : List.copyOf(connections)) {
+      c.close();
+    }
+    maybeTerminate();
+    return this;
+  }
+
+  private void maybeTerminate() {
+    List<TcpConnection> close;
+    synchronized (lock) {
+      if (!shutdown || terminated || !calls.isEmpty()) {
+        return;
+      }
+      close = List.copyOf(connections);
+      if (!close.isEmpty()) {
+        // Close them; their termination calls back here.
+        for (Subchannel sc : subchannels) {
+          sc.conn = null;
+        }
+      } else {
+        for (Subchannel sc : subchannels) {
+          if (sc.attempting) {
+            return; // its connection, if any, is closed when the attempt returns
+          }
+        }
+        terminated = true;
+      }
+    }
+    if (!close.isEmpty()) {
+      close.forEach(TcpConnection::close);
       return;
     }
-    if (deadline != null) {
-      call.deadlineTimer = timer.schedule(() -> expire(call), deadline.timeRemaining(TimeUnit.NANOSECONDS), TimeUnit.NANOSECONDS);
-      if (call.finished) {
-        call.deadlineTimer.cancel(false);
-      }
+    scheduler.shutdownNow();
+    connectPool.shutdownNow();
+    if (ownCallbackExecutor != null) {
+      ownCallbackExecutor.shutdown(); // callbacks already queued still run
     }
+    terminatedLatch.countDown();
   }
 
-  private void expire(Call call) {
-    if (calls.remove(call.id, call)) {
-      sendCancel(call.id);
-      call.complete(TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "deadline exceeded", null, false));
-    }
-  }
-
-  /** Sends CANCEL for a call in flight; the server answers its final STATUS (normally CANCELLED). */
-  void cancel(Call call) {
-    if (calls.get(call.id) == call) {
-      sendCancel(call.id);
-    }
-  }
-
-  /** Forgets a call this side has given up on (a cancelled future) and tells the server. */
-  void abandon(Call call) {
-    if (calls.remove(call.id, call)) {
-      sendCancel(call.id);
-      call.cancelTimer();
-    }
-  }
-
-  /** Fails a call in flight on this side and tells the server. */
-  void failLocally(Call call, TcpCallException e) {
-    if (calls.remove(call.id, call)) {
-      sendCancel(call.id);
-      call.complete(e);
-    }
-  }
-
-  private void sendCancel(long id) {
-    enqueue(Wire.frame(FrameKind.CANCEL, 0, id, new byte[0]));
-  }
-
-  /** Queues a MESSAGE of a streaming call; false if the call is no longer in flight. */
-  boolean sendMessage(Call call, byte[] msg, boolean compression) {
-    if (calls.get(call.id) != call) {
-      return false;
-    }
-    Settings s = settings;
-    if (msg.length > s.maxMessageSize()) {
-      failLocally(call, TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
-          "message of " + msg.length + " bytes exceeds the server's max message size " + s.maxMessageSize(), null, false));
-      return false;
-    }
-    Wire.EncodedMessage em = Wire.encodeMessage(msg, compression ? (int) Math.min(s.compressThreshold(), Integer.MAX_VALUE) : 0);
-    if (Wire.HEADER_SIZE + (long) em.bytes().length > s.maxFrameSize()) {
-      failLocally(call, TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
-          "message frame exceeds the server's max frame size " + s.maxFrameSize(), null, false));
-      return false;
-    }
-    enqueue(Wire.frame(FrameKind.MESSAGE, em.flags(), call.id, em.bytes()));
-    return true;
-  }
-
-  void sendHalfClose(Call call) {
-    if (calls.get(call.id) == call) {
-      enqueue(Wire.frame(FrameKind.HALF_CLOSE, 0, call.id, new byte[0]));
-    }
-  }
-
-  private void enqueue(byte[] frame) {
+  @Override
+  public boolean isShutdown() {
     synchronized (lock) {
-      if (terminated == null) {
-        writeQueue.add(frame);
-      }
+      return shutdown;
     }
   }
 
-  // ---------------------------------------------------------------- reader
-
-  private void readLoop(InputStream in) {
-    FrameReader fr = new FrameReader(in, options.maxInboundFrameSize);
-    try {
-      Frame f;
-      while ((f = fr.read()) != null) {
-        handle(f);
-      }
-      terminate(TcpCallException.local(Status.Code.UNAVAILABLE, "connection closed by the server" + goAwaySuffix(), null, false));
-    } catch (WireException e) {
-      Status.Code code = e.error() == WireException.Error.FRAME_TOO_LARGE ? Status.Code.RESOURCE_EXHAUSTED
-          : e.error() == WireException.Error.TRUNCATED ? Status.Code.UNAVAILABLE : Status.Code.INTERNAL;
-      terminate(TcpCallException.local(code, "connection error: " + e.getMessage() + goAwaySuffix(), e, false));
-    } catch (IOException e) {
-      terminate(TcpCallException.local(Status.Code.UNAVAILABLE, "connection lost: " + e.getMessage() + goAwaySuffix(), e, false));
-    } catch (RuntimeException | Error e) {
-      terminate(TcpCallException.local(Status.Code.INTERNAL, "reader failed: " + e, e, false));
-      throw e;
-    }
+  @Override
+  public boolean isTerminated() {
+    return terminatedLatch.getCount() == 0;
   }
 
-  private String goAwaySuffix() {
-    synchronized (lock) {
-      return goAway == null ? "" : " after GOAWAY (" + describe(goAway.status()) + ")";
-    }
-  }
-
-  private void handle(Frame f) throws WireException {
-    switch (f.kind()) {
-      case SETTINGS -> {
-        requireConnectionFrame(f);
-        Settings s = Settings.parse(f.payload());
-        settings = s;
-        if (settingsFuture.complete(s) && options.keepAlive && s.idleTimeoutMillis() > 0) {
-          long every = Math.max(1, s.idleTimeoutMillis() / 2);
-          timer.scheduleAtFixedRate(this::ping, every, every, TimeUnit.MILLISECONDS);
-        }
-      }
-      case PING -> {
-        requireConnectionFrame(f);
-        if (f.payload().length > Wire.MAX_PING_PAYLOAD) {
-          throw new WireException(WireException.Error.BAD_PAYLOAD, "PING payload over 64 bytes");
-        }
-        enqueue(Wire.frame(FrameKind.PONG, 0, 0, f.payload()));
-      }
-      case PONG -> {
-        requireConnectionFrame(f);
-        if (f.payload().length == 8) {
-          CompletableFuture<Duration> p = pings.remove(ByteBuffer.wrap(f.payload()).getLong());
-          if (p != null) {
-            p.complete(null);
-          }
-        }
-      }
-      case GOAWAY -> {
-        requireConnectionFrame(f);
-        onGoAway(Wire.parseGoAway(f.payload()));
-      }
-      case RESPONSE, MESSAGE -> {
-        Call call = calls.get(f.id());
-        if (call == null) {
-          return; // the call ended on this side (deadline, cancel): late answers are dropped
-        }
-        byte[] msg;
-        try {
-          msg = Wire.decodeMessage(f.payload(), 0, f.payload().length, f.has(Wire.FLAG_COMPRESSED), options.maxInboundMessageSize);
-        } catch (WireException e) {
-          Status.Code code = e.error() == WireException.Error.MESSAGE_TOO_LARGE ? Status.Code.RESOURCE_EXHAUSTED : Status.Code.INTERNAL;
-          TcpCallException err = TcpCallException.local(code, "response message: " + e.getMessage(), e, false);
-          if (f.kind() == FrameKind.MESSAGE) {
-            failLocally(call, err); // the stream goes on at the server: cancel it
-          } else if (calls.remove(f.id(), call)) {
-            call.complete(err); // a RESPONSE ends the call at the server already
-          }
-          return;
-        }
-        call.onMessage(f.kind(), msg);
-      }
-      case STATUS -> {
-        Call call = calls.remove(f.id());
-        if (call == null) {
-          return;
-        }
-        com.google.rpc.Status st;
-        try {
-          st = Wire.parseStatus(f.payload(), 0, f.payload().length);
-        } catch (WireException e) {
-          call.complete(TcpCallException.local(Status.Code.INTERNAL, "undecodable STATUS: " + e.getMessage(), e, false));
-          return;
-        }
-        call.onStatus(st);
-      }
-      case REQUEST, HALF_CLOSE, CANCEL ->
-          throw new WireException(WireException.Error.BAD_PAYLOAD, "the server sent a client-only frame: " + f.kind());
-    }
-  }
-
-  private static void requireConnectionFrame(Frame f) throws WireException {
-    if (f.id() != 0) {
-      throw new WireException(WireException.Error.BAD_PAYLOAD, f.kind() + " with non-zero id " + f.id());
-    }
-  }
-
-  private void onGoAway(Wire.GoAway ga) {
-    synchronized (lock) {
-      if (goAway == null || ga.lastId() < goAway.lastId()) {
-        goAway = ga;
-      }
-    }
-    if (!settingsFuture.isDone()) { // refused: the status says why
-      settingsFuture.completeExceptionally(TcpCallException.fromStatusProto(ga.status().getCode() == 0
-          ? ga.status().toBuilder().setCode(Status.Code.UNAVAILABLE.value()).build() : ga.status(), true));
-    }
-    List<Call> above = new ArrayList<>();
-    for (Call c : calls.values()) {
-      if (c.id > ga.lastId()) {
-        above.add(c);
-      }
-    }
-    for (Call c : above) {
-      if (calls.remove(c.id, c)) {
-        c.complete(TcpCallException.local(Status.Code.UNAVAILABLE,
-            "server going away (GOAWAY last id " + ga.lastId() + ": " + describe(ga.status()) + "); the call was not processed and is safe to retry",
-            null, true));
-      }
-    }
-  }
-
-  private static String describe(com.google.rpc.Status st) {
-    return Status.fromCodeValue(st.getCode()).getCode() + (st.getMessage().isEmpty() ? "" : " \"" + st.getMessage() + "\"");
-  }
-
-  // ---------------------------------------------------------------- writer
-
-  private void writeLoop(OutputStream out) {
-    try {
-      while (true) {
-        byte[] f = writeQueue.take();
-        if (f == CLOSE_WRITER) {
-          return;
-        }
-        out.write(f);
-        while ((f = writeQueue.poll()) != null) {
-          if (f == CLOSE_WRITER) {
-            out.flush();
-            return;
-          }
-          out.write(f);
-        }
-        out.flush();
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    } catch (IOException e) {
-      terminate(TcpCallException.local(Status.Code.UNAVAILABLE, "write failed: " + e.getMessage(), e, false));
-    }
-  }
-
-  // ---------------------------------------------------------------- shutdown
-
-  private void terminate(TcpCallException why) {
-    synchronized (lock) {
-      if (terminated != null) {
-        return;
-      }
-      terminated = why;
-      writeQueue.clear();
-      writeQueue.add(CLOSE_WRITER);
-    }
-    settingsFuture.completeExceptionally(why);
-    closeQuietly(transport);
-    timer.shutdownNow();
-    for (Long id : new ArrayList<>(calls.keySet())) {
-      Call c = calls.remove(id);
-      if (c != null) {
-        c.complete(TcpCallException.local(why.getStatus().getCode(), why.getStatus().getDescription(), why.getCause(), false));
-      }
-    }
-    for (Long seq : new ArrayList<>(pings.keySet())) {
-      CompletableFuture<Duration> p = pings.remove(seq);
-      if (p != null) {
-        p.completeExceptionally(why);
-      }
-    }
-  }
-
-  private static void closeQuietly(Closeable s) {
-    try {
-      s.close();
-    } catch (IOException ignored) {
-      // nothing to do
-    }
-  }
-
-  // ---------------------------------------------------------------- helpers
-
-  static <T> byte[] marshal(MethodDescriptor.Marshaller<T> m, T value) {
-    if (value instanceof com.google.protobuf.MessageLite ml) {
-      return ml.toByteArray();
-    }
-    try (InputStream in = m.stream(value)) {
-      return in.readAllBytes();
-    } catch (IOException e) {
-      throw new IllegalStateException(e);
-    }
-  }
-
-  static <T> T unmarshal(MethodDescriptor.Marshaller<T> m, byte[] b) {
-    return m.parse(new ByteArrayInputStream(b));
-  }
-
-  /** Converts io.grpc.Metadata to wire pairs: "-bin" keys carry raw bytes, others ASCII text. */
-  static List<RequestHeader.Entry> metadataEntries(Metadata md) {
-    if (md == null) {
-      return List.of();
-    }
-    List<RequestHeader.Entry> out = new ArrayList<>();
-    for (String key : md.keys()) {
-      if (key.endsWith(Metadata.BINARY_HEADER_SUFFIX)) {
-        Iterable<byte[]> vs = md.getAll(Metadata.Key.of(key, Metadata.BINARY_BYTE_MARSHALLER));
-        if (vs != null) {
-          vs.forEach(v -> out.add(new RequestHeader.Entry(key, v)));
-        }
-      } else {
-        Iterable<String> vs = md.getAll(Metadata.Key.of(key, Metadata.ASCII_STRING_MARSHALLER));
-        if (vs != null) {
-          vs.forEach(v -> out.add(new RequestHeader.Entry(key, v.getBytes(java.nio.charset.StandardCharsets.US_ASCII))));
-        }
-      }
-    }
-    return out;
-  }
-
-  // ---------------------------------------------------------------- call state
-
-  /** A call in flight. Exactly one of onStatus / complete(error) / a unary RESPONSE ends it. */
-  abstract static class Call {
-    volatile long id;
-    volatile ScheduledFuture<?> deadlineTimer;
-    volatile boolean finished;
-
-    /** A RESPONSE or MESSAGE for this call (decoded message bytes). */
-    abstract void onMessage(FrameKind kind, byte[] msg);
-
-    /** The call's STATUS; the call was already removed from the channel. */
-    abstract void onStatus(com.google.rpc.Status st);
-
-    /** Ends the call with an error; the call was already removed from the channel (or never added). */
-    abstract void complete(TcpCallException e);
-
-    void fail(TcpCallException e) {
-      complete(e);
-    }
-
-    void cancelTimer() {
-      finished = true;
-      ScheduledFuture<?> t = deadlineTimer;
-      if (t != null) {
-        t.cancel(false);
-      }
-    }
-  }
-
-  private final class UnaryCall<Resp> extends Call {
-    final MethodDescriptor<?, Resp> method;
-    final TcpCallFuture<Resp> future;
-
-    UnaryCall(MethodDescriptor<?, Resp> method) {
-      this.method = method;
-      this.future = new TcpCallFuture<>(TcpChannel.this, this);
-    }
-
-    @Override
-    void onMessage(FrameKind kind, byte[] msg) {
-      if (!calls.remove(id, this)) {
-        return;
-      }
-      cancelTimer();
-      if (kind != FrameKind.RESPONSE) {
-        sendCancel(id);
-        future.completeExceptionally(TcpCallException.local(Status.Code.INTERNAL, "server sent MESSAGE on a unary call", null, false));
-        return;
-      }
-      Resp r;
-      try {
-        r = unmarshal(method.getResponseMarshaller(), msg);
-      } catch (RuntimeException e) {
-        future.completeExceptionally(TcpCallException.local(Status.Code.INTERNAL, "invalid response message: " + e.getMessage(), e, false));
-        return;
-      }
-      future.complete(r);
-    }
-
-    @Override
-    void onStatus(com.google.rpc.Status st) {
-      cancelTimer();
-      if (st.getCode() == 0) {
-        future.completeExceptionally(TcpCallException.local(Status.Code.INTERNAL, "unary call ended with status OK and no response", null, false));
-      } else {
-        future.completeExceptionally(TcpCallException.fromStatusProto(st, false));
-      }
-    }
-
-    @Override
-    void complete(TcpCallException e) {
-      cancelTimer();
-      future.completeExceptionally(e);
-    }
-  }
-
-  static final class StreamCall<Req, Resp> extends Call {
-    final MethodDescriptor<Req, Resp> method;
-    final StreamObserver<Resp> observer;
-    TcpClientStream<Req, Resp> stream;
-    private boolean closed; // guarded by this: the observer is called by one thread at a time, never after its end
-
-    StreamCall(MethodDescriptor<Req, Resp> method, StreamObserver<Resp> observer) {
-      this.method = method;
-      this.observer = observer;
-    }
-
-    @Override
-    synchronized void onMessage(FrameKind kind, byte[] msg) {
-      if (closed) {
-        return;
-      }
-      TcpChannel ch = stream.channel();
-      if (kind != FrameKind.MESSAGE) {
-        ch.failLocally(this, TcpCallException.local(Status.Code.INTERNAL, "server sent RESPONSE on a streaming call", null, false));
-        return;
-      }
-      Resp r;
-      try {
-        r = unmarshal(method.getResponseMarshaller(), msg);
-      } catch (RuntimeException e) {
-        ch.failLocally(this, TcpCallException.local(Status.Code.INTERNAL, "invalid stream message: " + e.getMessage(), e, false));
-        return;
-      }
-      try {
-        observer.onNext(r);
-      } catch (RuntimeException e) {
-        ch.failLocally(this, TcpCallException.local(Status.Code.CANCELLED, "response observer failed: " + e, e, false));
-      }
-    }
-
-    @Override
-    synchronized void onStatus(com.google.rpc.Status st) {
-      if (closed) {
-        return;
-      }
-      closed = true;
-      cancelTimer();
-      stream.markDone();
-      if (st.getCode() == 0) {
-        observer.onCompleted();
-      } else {
-        observer.onError(TcpCallException.fromStatusProto(st, false));
-      }
-    }
-
-    @Override
-    synchronized void complete(TcpCallException e) {
-      if (closed) {
-        return;
-      }
-      closed = true;
-      cancelTimer();
-      stream.markDone();
-      observer.onError(e);
-    }
+  @Override
+  public boolean awaitTermination(long timeout, TimeUnit unit) throws InterruptedException {
+    return terminatedLatch.await(timeout, unit);
   }
 }
