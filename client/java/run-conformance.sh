@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Builds calc's Java client (generating the protobuf/gRPC code from ../../proto) and runs its
-# conformance runner against a running calcd:
+# Builds calc's Java client (generating the protobuf/gRPC code from ../../proto), runs its unit and
+# integration tests, and runs its conformance runner against a running calcd:
 #
-#   client/java/run-conformance.sh --grpc 127.0.0.1:4001 --tcp 127.0.0.1:4000
+#   client/java/run-conformance.sh --grpc 127.0.0.1:4001 --tcp 127.0.0.1:4000 [runner options]
+#
+# Every argument goes to the runner: --grpc and --tcp are required; --tls, --tls-ca FILE,
+# --tls-cert FILE, --tls-key FILE, --tls-server-name NAME and --token TOKEN (default: env
+# CALC_TOKEN) connect both transports over TLS with a client certificate and a token.
 #
 # Installs what it needs (JDK 17 and Maven from Debian's packages, only if missing; the Maven
-# dependencies and the protoc binaries from Maven Central into ~/.m2), builds and runs the unit
-# tests quietly (Maven's log is shown only if either fails), then runs the runner, whose last line is
-# "N passed, N failed"; the script's exit status is the runner's.
+# dependencies and the protoc binaries from Maven Central into ~/.m2), builds and runs the tests
+# quietly (Maven's log is shown only if either fails; the integration tests build calcd with Go and
+# start their own), then runs the runner, whose last line is "N passed, N failed"; the script's
+# exit status is the runner's.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -15,22 +20,20 @@ here=$(pwd)
 root=$(cd ../.. && pwd)
 
 usage() {
-  echo "usage: $0 --grpc HOST:PORT --tcp HOST:PORT" >&2
+  echo "usage: $0 --grpc HOST:PORT --tcp HOST:PORT [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN]" >&2
   exit 2
 }
 
-grpc_addr=""
-tcp_addr=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --grpc) [ $# -ge 2 ] || usage; grpc_addr=$2; shift 2 ;;
-    --tcp) [ $# -ge 2 ] || usage; tcp_addr=$2; shift 2 ;;
-    --grpc=*) grpc_addr=${1#--grpc=}; shift ;;
-    --tcp=*) tcp_addr=${1#--tcp=}; shift ;;
-    *) usage ;;
+have_grpc=""
+have_tcp=""
+for a in "$@"; do
+  case "$a" in
+    --grpc|--grpc=*) have_grpc=1 ;;
+    --tcp|--tcp=*) have_tcp=1 ;;
+    -h|--help) usage ;;
   esac
 done
-[ -n "$grpc_addr" ] && [ -n "$tcp_addr" ] || usage
+[ -n "$have_grpc" ] && [ -n "$have_tcp" ] || usage
 
 # --- tools: a JDK 17+ (javac) and Maven 3.8+ -------------------------------------------------
 java_major() {
@@ -64,8 +67,15 @@ if ! mvn -B -q -ntp package >"$log" 2>&1; then
 fi
 
 # --- run -------------------------------------------------------------------------------------
+args=()
+for a in "$@"; do # the runner takes "--flag value"; accept "--flag=value" too
+  case "$a" in
+    --*=*) args+=("${a%%=*}" "${a#*=}") ;;
+    *) args+=("$a") ;;
+  esac
+done
 exec java -cp "$here/target/classes:$(cat "$here/target/classpath.txt")" \
   dev.calcrpc.client.conformance.ConformanceRunner \
-  --grpc "$grpc_addr" --tcp "$tcp_addr" \
   --cases "$root/testdata/conformance/cases.json" \
-  --vectors "$root/testdata/wire/vectors.json"
+  --vectors "$root/testdata/wire/vectors.json" \
+  "${args[@]}"

@@ -106,14 +106,16 @@ class ResilienceTest {
   void reconnectsAfterCalcdIsKilledAndRestarted() throws Exception {
     int port = Calcd.freePort();
     String addr = "127.0.0.1:" + port;
+    Calcd first = Calcd.start("--tcp-addr", addr);
     TcpChannel ch = channel(addr).build();
     try {
       CalculatorServiceGrpc.CalculatorServiceBlockingStub calc = CalculatorServiceGrpc.newBlockingStub(ch);
-      try (Calcd first = Calcd.start("--tcp-addr", addr)) {
+      try {
         for (int i = 0; i < 10; i++) {
           assertEquals(2L * i, calc.withDeadlineAfter(10, TimeUnit.SECONDS).calculate(add(i, i)).getResult());
         }
         assertEquals(ConnectivityState.READY, ch.getState(false));
+      } finally {
         first.kill(); // SIGKILL: no GOAWAY, the connection just ends
       }
       awaitState(ch, ConnectivityState.TRANSIENT_FAILURE); // nothing listens: attempts fail
