@@ -95,6 +95,7 @@ public final class TcpChannel extends ManagedChannel {
     private boolean retryIdempotent;
     private boolean waitForReady;
     private boolean keepAlive = true;
+    private Duration keepAliveTimeout = TcpConnection.DEFAULT_KEEPALIVE_TIMEOUT;
     private int maxInboundMessageSize = dev.calcrpc.client.wire.Wire.DEFAULT_MAX_MESSAGE_SIZE;
     private Executor executor;
     private Connector connector;
@@ -200,6 +201,15 @@ public final class TcpChannel extends ManagedChannel {
     /** PING every half of the server's idle timeout (default on). */
     public Builder keepAlive(boolean on) {
       this.keepAlive = on;
+      return this;
+    }
+
+    /**
+     * How long a connection waits for any frame after a keepalive PING before it is given up as
+     * dead and replaced (default 20 s).
+     */
+    public Builder keepAliveTimeout(Duration d) {
+      this.keepAliveTimeout = d;
       return this;
     }
 
@@ -346,6 +356,7 @@ public final class TcpChannel extends ManagedChannel {
     this.waitForReady = b.waitForReady;
     TcpConnection.Options connOpts = TcpConnection.Options.defaults()
         .keepAlive(b.keepAlive)
+        .keepAliveTimeout(b.keepAliveTimeout)
         .maxInboundMessageSize(b.maxInboundMessageSize)
         .tls(sslContext, b.tls.serverName());
     this.connector = b.connector != null ? b.connector

@@ -67,6 +67,7 @@ public final class TcpConnection implements AutoCloseable {
     int maxInboundMessageSize = Wire.DEFAULT_MAX_MESSAGE_SIZE;
     int maxInboundFrameSize = Wire.DEFAULT_MAX_FRAME_SIZE;
     boolean keepAlive = true;
+    Duration keepAliveTimeout = DEFAULT_KEEPALIVE_TIMEOUT;
     SSLContext sslContext;
     String serverName;
 
@@ -81,6 +82,7 @@ public final class TcpConnection implements AutoCloseable {
       o.maxInboundMessageSize = maxInboundMessageSize;
       o.maxInboundFrameSize = maxInboundFrameSize;
       o.keepAlive = keepAlive;
+      o.keepAliveTimeout = keepAliveTimeout;
       o.sslContext = sslContext;
       o.serverName = serverName;
       return o;
@@ -114,6 +116,15 @@ public final class TcpConnection implements AutoCloseable {
     }
 
     /**
+     * How long to wait for any frame after a keepalive PING before giving the connection up as
+     * dead (default 20 s, as the Go client).
+     */
+    public Options keepAliveTimeout(Duration d) {
+      keepAliveTimeout = d;
+      return this;
+    }
+
+    /**
      * Runs the connection over TLS (PROTOCOL.md, TLS) with ctx ({@link TlsOptions#sslContext()}):
      * TLS 1.3 only, ALPN {@value TlsOptions#ALPN} offered and required after the handshake, and the
      * server's certificate verified for serverName as HTTPS does (SNI too, for a name that is not
@@ -135,6 +146,9 @@ public final class TcpConnection implements AutoCloseable {
     void onClose(TcpCallException error);
   }
 
+  /** How long a connection waits for any frame after a keepalive PING, unless its options say otherwise. */
+  public static final Duration DEFAULT_KEEPALIVE_TIMEOUT = Duration.ofSeconds(20);
+
   private static final byte[] CLOSE_WRITER = new byte[0];
   private static final long MAX_CALL_ID = 0xFFFF_FFFFL;
 
@@ -154,6 +168,7 @@ public final class TcpConnection implements AutoCloseable {
   private final Thread reader;
   private final Thread writer;
   private volatile Settings settings = Settings.DEFAULTS;
+  private volatile long lastFrameNanos = System.nanoTime();
 
   // Guarded by lock: ids, refs and the connection state change together with the order in which
   // REQUEST frames are queued, so ids grow and a ref's binding precedes its bare uses.
@@ -504,6 +519,26 @@ public final class TcpConnection implements AutoCloseable {
     return f.thenApply(ignored -> Duration.ofNanos(System.nanoTime() - started));
   }
 
+  /**
+   * Pings, and ends the connection if nothing at all arrives within the keepalive timeout: the
+   * server or the path to it is gone without a word (a FIN or RST would have ended it already).
+   */
+  private void keepAlivePing() {
+    long sent = System.nanoTime();
+    ping();
+    long timeout = options.keepAliveTimeout.toNanos();
+    try {
+      timer.schedule(() -> {
+        if (lastFrameNanos - sent < 0) {
+          terminate(TcpCallException.local(Status.Code.UNAVAILABLE,
+              "keepalive: nothing from the server within " + options.keepAliveTimeout.toMillis() + " ms of a PING", null, false));
+        }
+      }, timeout, TimeUnit.NANOSECONDS);
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // ended meanwhile
+    }
+  }
+
   /** Closes the connection now; calls in flight fail with UNAVAILABLE. */
   @Override
   public void close() {
@@ -537,6 +572,7 @@ public final class TcpConnection implements AutoCloseable {
     try {
       Frame f;
       while ((f = fr.read()) != null) {
+        lastFrameNanos = System.nanoTime();
         handle(f);
       }
       terminate(TcpCallException.local(Status.Code.UNAVAILABLE, "connection closed by the server" + goAwaySuffix(), null, false));
@@ -570,7 +606,7 @@ public final class TcpConnection implements AutoCloseable {
         settings = s;
         if (settingsFuture.complete(s) && options.keepAlive && s.idleTimeoutMillis() > 0) {
           long every = Math.max(1, s.idleTimeoutMillis() / 2);
-          timer.scheduleAtFixedRate(this::ping, every, every, TimeUnit.MILLISECONDS);
+          timer.scheduleAtFixedRate(this::keepAlivePing, every, every, TimeUnit.MILLISECONDS);
         }
       }
       case PING -> {

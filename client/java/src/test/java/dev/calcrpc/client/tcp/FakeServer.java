@@ -27,6 +27,15 @@ final class FakeServer implements AutoCloseable {
   final FrameReader frames = new FrameReader(recorded, Wire.DEFAULT_MAX_FRAME_SIZE);
   /** Completes once the preface has been read: the client's frames follow. */
   final CompletableFuture<Void> accepted = new CompletableFuture<>();
+  /** Reads the preface (and sends nothing). */
+  final Runnable accept = () -> {
+    try {
+      assertEquals(Wire.VERSION, Wire.readPreface(recorded));
+      accepted.complete(null);
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  };
 
   static TcpConnection.Options options() {
     return TcpConnection.Options.defaults().connectTimeout(Duration.ofSeconds(5)).keepAlive(false);

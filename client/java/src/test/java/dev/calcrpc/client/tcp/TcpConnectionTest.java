@@ -142,6 +142,27 @@ class TcpConnectionTest {
   }
 
   @Test
+  void silentServerFailsKeepalive() throws Exception {
+    try (FakeServer s = new FakeServer()) {
+      // the server asks for pings every 50 ms (half its idle timeout) and then says nothing
+      dev.calcrpc.client.wire.Settings quick = new dev.calcrpc.client.wire.Settings(Wire.DEFAULT_MAX_FRAME_SIZE,
+          Wire.DEFAULT_MAX_MESSAGE_SIZE, Wire.DEFAULT_COMPRESS_THRESHOLD, 1024, 100);
+      CompletableFuture<TcpConnection> cf = CompletableFuture.supplyAsync(() -> TcpConnection.over(s.toClient.in, s.toServer.out,
+          s::close, FakeServer.options().keepAlive(true).keepAliveTimeout(Duration.ofMillis(200)), "fake"));
+      s.accept.run();
+      s.send(Wire.frame(FrameKind.SETTINGS, 0, 0, quick.encode()));
+      TcpConnection c = cf.get(5, TimeUnit.SECONDS);
+      Recorder r = new Recorder();
+      c.start(CALCULATE, ADD_2_3, null, null, true, r);
+      TcpCallException e = r.await();
+      assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+      assertTrue(e.getStatus().getDescription().startsWith("keepalive: nothing from the server within 200 ms of a PING"),
+          e.getStatus().getDescription());
+      assertTrue(c.isTerminated());
+    }
+  }
+
+  @Test
   void pingPong() throws Exception {
     try (FakeServer s = new FakeServer(); TcpConnection c = s.connect()) {
       s.send(FrameKind.PING, 0, 0, new byte[] {0, 0, 0, 0, 0, 0, 0, 42});
