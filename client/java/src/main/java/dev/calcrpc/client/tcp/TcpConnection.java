@@ -178,6 +178,7 @@ public final class TcpConnection implements AutoCloseable {
   private Wire.GoAway goAway;
   private TcpCallException writeFailed;
   private TcpCallException terminated;
+  private boolean idsExhausted;
 
   private TcpConnection(InputStream rawIn, OutputStream rawOut, Closeable transport, Options options, String authority,
       SSLSession sslSession, String applicationProtocol) {
@@ -393,7 +394,7 @@ public final class TcpConnection implements AutoCloseable {
   /** Whether new calls can start: neither GOAWAY nor the end has come. */
   public boolean isUsable() {
     synchronized (lock) {
-      return goAway == null && writeFailed == null && terminated == null;
+      return goAway == null && writeFailed == null && terminated == null && !idsExhausted;
     }
   }
 
@@ -446,7 +447,6 @@ public final class TcpConnection implements AutoCloseable {
       em = Wire.encodeMessage(unaryMessage, compress ? (int) Math.min(s.compressThreshold(), Integer.MAX_VALUE) : 0);
     }
     Call call = new Call(unaryMessage != null, listener);
-    List<RequestHeader.Entry> md = metadata == null ? List.of() : metadata;
     synchronized (lock) {
       if (terminated != null || writeFailed != null) {
         TcpCallException why = terminated != null ? terminated : writeFailed;
@@ -459,47 +459,70 @@ public final class TcpConnection implements AutoCloseable {
         throw TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "deadline exceeded before the call started", null, true);
       }
       if (nextId > MAX_CALL_ID) {
-        throw TcpCallException.local(Status.Code.UNAVAILABLE, "call ids exhausted on this connection", null, true);
+        idsExhausted = true;
+      } else {
+        startLocked(call, name, em, deadline, metadata == null ? List.of() : metadata, s);
       }
-      Integer ref = refs.get(name);
-      boolean bind = ref == null;
-      if (bind && refs.size() >= Wire.MAX_METHOD_REFS) {
-        throw TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED, "more than " + Wire.MAX_METHOD_REFS + " methods on one connection", null, true);
-      }
-      if (bind) {
-        ref = refs.size() + 1;
-      }
-      Long budget = deadline == null ? null : Math.max(0, deadline.timeRemaining(TimeUnit.MICROSECONDS));
-      ByteSink p = new ByteSink(32 + em.bytes().length);
-      RequestHeader h;
-      try {
-        h = new RequestHeader(ref, bind ? name : null, budget, md);
-        h.encode(p);
-      } catch (IllegalArgumentException e) {
-        throw TcpCallException.local(Status.Code.INVALID_ARGUMENT, "request header: " + e.getMessage(), e, true);
-      }
-      p.write(em.bytes());
-      if (Wire.HEADER_SIZE + (long) p.size() > s.maxFrameSize()) {
-        throw TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
-            "request frame exceeds the server's max frame size " + s.maxFrameSize(), null, true);
-      }
-      long id = nextId++;
-      if (bind) {
-        refs.put(name, ref);
-      }
-      call.id = id;
-      calls.put(id, call);
-      writeQueue.add(Wire.frame(FrameKind.REQUEST, h.flags() | em.flags(), id, p.array(), 0, p.size()));
+    }
+    if (call.id == 0) { // ids exhausted; outside the lock, as the end's listeners take their own
+      TcpCallException why = TcpCallException.local(Status.Code.UNAVAILABLE, "call ids exhausted on this connection", null, true);
+      endFuture.complete(why); // no more calls on it: a channel replaces it
+      throw why;
     }
     if (deadline != null) {
-      call.deadlineTimer = timer.schedule(() -> failLocally(call,
-          TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "deadline exceeded", null, false)),
-          deadline.timeRemaining(TimeUnit.NANOSECONDS), TimeUnit.NANOSECONDS);
+      try {
+        call.deadlineTimer = timer.schedule(() -> failLocally(call,
+            TcpCallException.local(Status.Code.DEADLINE_EXCEEDED, "deadline exceeded", null, false)),
+            deadline.timeRemaining(TimeUnit.NANOSECONDS), TimeUnit.NANOSECONDS);
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        // the connection ended meanwhile: its end has failed the call already
+      }
       if (call.closed.get()) {
         call.cancelTimer();
       }
     }
     return call;
+  }
+
+  /** Makes next the id of the next call (tests reach the end of the id space with it). */
+  void setNextId(long next) {
+    synchronized (lock) {
+      nextId = next;
+    }
+  }
+
+  /** Registers call under the next id and queues its REQUEST frame; lock is held. */
+  private void startLocked(Call call, String name, Wire.EncodedMessage em, Deadline deadline, List<RequestHeader.Entry> md,
+      Settings s) {
+    Integer ref = refs.get(name);
+    boolean bind = ref == null;
+    if (bind && refs.size() >= Wire.MAX_METHOD_REFS) {
+      throw TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED, "more than " + Wire.MAX_METHOD_REFS + " methods on one connection", null, true);
+    }
+    if (bind) {
+      ref = refs.size() + 1;
+    }
+    Long budget = deadline == null ? null : Math.max(0, deadline.timeRemaining(TimeUnit.MICROSECONDS));
+    ByteSink p = new ByteSink(32 + em.bytes().length);
+    RequestHeader h;
+    try {
+      h = new RequestHeader(ref, bind ? name : null, budget, md);
+      h.encode(p);
+    } catch (IllegalArgumentException e) {
+      throw TcpCallException.local(Status.Code.INVALID_ARGUMENT, "request header: " + e.getMessage(), e, true);
+    }
+    p.write(em.bytes());
+    if (Wire.HEADER_SIZE + (long) p.size() > s.maxFrameSize()) {
+      throw TcpCallException.local(Status.Code.RESOURCE_EXHAUSTED,
+          "request frame exceeds the server's max frame size " + s.maxFrameSize(), null, true);
+    }
+    long id = nextId++;
+    if (bind) {
+      refs.put(name, ref);
+    }
+    call.id = id;
+    calls.put(id, call);
+    writeQueue.add(Wire.frame(FrameKind.REQUEST, h.flags() | em.flags(), id, p.array(), 0, p.size()));
   }
 
   /** Sends PING; the future completes with the round-trip time when the PONG arrives. */

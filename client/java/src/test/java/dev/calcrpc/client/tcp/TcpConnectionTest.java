@@ -109,6 +109,21 @@ class TcpConnectionTest {
   }
 
   @Test
+  void exhaustedIdsEndTheConnectionForNewCalls() throws Exception {
+    try (FakeServer s = new FakeServer(); TcpConnection c = s.connect()) {
+      c.setNextId(0xFFFF_FFFFL);
+      c.start(CALCULATE, ADD_2_3, null, null, true, new Recorder());
+      assertEquals(0xFFFF_FFFFL, s.next().id());
+      TcpCallException e = assertThrows(TcpCallException.class, () -> c.start(CALCULATE, ADD_2_3, null, null, true, new Recorder()));
+      assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+      assertTrue(e.isSafeToRetry());
+      assertFalse(c.isUsable()); // a channel stops picking it and connects anew
+      assertTrue(c.endFuture().isDone());
+      assertFalse(c.isTerminated()); // the call in flight still gets its answer
+    }
+  }
+
+  @Test
   void streamingFramesAndServerStatus() throws Exception {
     try (FakeServer s = new FakeServer(); TcpConnection c = s.connect()) {
       Recorder r = new Recorder();
