@@ -367,7 +367,7 @@ class TcpChannelTest {
     s.send(FrameKind.STATUS, 0, 1, new byte[0]);
     call.request(2);
     // the STATUS waits behind the third message, which waits for demand
-    for (int i = 0; i < 100 && got.size() < 2; i++) {
+    for (int i = 0; i < 500 && got.size() < 2; i++) {
       Thread.sleep(10);
     }
     synchronized (got) {
