@@ -2,11 +2,17 @@
 // The Node conformance runner:
 //
 //   node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE] [--verbose]
+//     [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN]
 //
 // Runs every case of testdata/conformance/cases.json over gRPC (connect-node)
 // and over raw TCP (this package's client), decodes every vector of
 // testdata/wire/vectors.json, prints one line per failure and finally
 // "N passed, N failed"; exits 1 if anything failed.
+//
+// With --tls (or any of --tls-ca, --tls-cert/--tls-key, --tls-server-name)
+// both transports connect over TLS 1.3 (raw TCP: ALPN calc/1); --token, or
+// the environment's CALC_TOKEN (which ps cannot show), is sent as
+// "authorization: Bearer <token>" on every call.
 
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -16,6 +22,7 @@ import { CalculatorService } from "./gen/calculator/v1/calculator_pb.js";
 import { createCalcGrpcTransport } from "./grpc.js";
 import { createTcpTransport } from "./tcp/transport.js";
 import { Mismatch, runCase, type TransportUnderTest } from "./conformance/cases.js";
+import type { SecurityOptions } from "./security.js";
 import { checkVector, type WireVector } from "./conformance/vectors.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,10 +34,14 @@ interface Args {
   cases: string;
   vectors: string;
   verbose: boolean;
+  security: SecurityOptions;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE] [--verbose]\n`);
+  process.stderr.write(
+    `${msg}\nusage: node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE] [--verbose]\n` +
+      "  [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN (default: env CALC_TOKEN)]\n",
+  );
   process.exit(2);
 }
 
@@ -40,6 +51,7 @@ function parseArgs(argv: string[]): Args {
     vectors: resolve(repoRoot, "testdata/wire/vectors.json"),
     verbose: false,
   };
+  const sec: SecurityOptions = { token: process.env.CALC_TOKEN || undefined };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const [name, inline] = flag.includes("=") ? [flag.slice(0, flag.indexOf("=")), flag.slice(flag.indexOf("=") + 1)] : [flag, undefined];
@@ -61,6 +73,24 @@ function parseArgs(argv: string[]): Args {
       case "--verbose":
         a.verbose = true;
         break;
+      case "--tls":
+        sec.tls = inline === undefined ? true : inline !== "false";
+        break;
+      case "--tls-ca":
+        sec.tlsCa = value();
+        break;
+      case "--tls-cert":
+        sec.tlsCert = value();
+        break;
+      case "--tls-key":
+        sec.tlsKey = value();
+        break;
+      case "--tls-server-name":
+        sec.tlsServerName = value();
+        break;
+      case "--token":
+        sec.token = value() || undefined;
+        break;
       default:
         usage(`unknown argument ${flag}`);
     }
@@ -68,6 +98,10 @@ function parseArgs(argv: string[]): Args {
   if (!a.grpc || !a.tcp) {
     usage("--grpc and --tcp are required");
   }
+  if (Boolean(sec.tlsCert) !== Boolean(sec.tlsKey)) {
+    usage("--tls-cert and --tls-key go together");
+  }
+  a.security = sec;
   return a as Args;
 }
 
@@ -116,9 +150,9 @@ async function main(): Promise<number> {
   }
 
   // Conformance cases over both transports.
-  const tcpTransport = createTcpTransport({ address: args.tcp });
+  const tcpTransport = createTcpTransport({ address: args.tcp, ...args.security });
   const transports: TransportUnderTest[] = [
-    { name: "grpc", client: createClient(CalculatorService, createCalcGrpcTransport({ address: args.grpc })) },
+    { name: "grpc", client: createClient(CalculatorService, createCalcGrpcTransport({ address: args.grpc, ...args.security })) },
     {
       name: "tcp",
       client: createClient(CalculatorService, tcpTransport),

@@ -27,6 +27,26 @@ export {
   type TcpCallOptions,
   type TcpConnectionOptions,
 } from "./tcp/connection.js";
-export { createTcpTransport, methodPath, type TcpTransport, type TcpTransportOptions } from "./tcp/transport.js";
+export { createTcpTransport, methodPath, waitForReadyKey, type TcpTransport, type TcpTransportOptions } from "./tcp/transport.js";
+export {
+  CalcTcpChannel,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MIN_CONNECT_TIMEOUT_MS,
+  parseEndpoints,
+  type ChannelCallOptions,
+  type ConnectivityState,
+  type EndpointState,
+  type TcpChannelOptions,
+} from "./tcp/channel.js";
+export { backoffDelay, CONNECTION_BACKOFF, RETRY_BACKOFF, type BackoffOptions } from "./tcp/backoff.js";
+export { formatEndpoint, socketDialer, type DialOptions, type Dialer, type Endpoint } from "./tcp/dial.js";
+export {
+  ALPN_CALC,
+  isLoopback,
+  tlsEnabled,
+  type PemSource,
+  type SecurityOptions,
+  type TlsOptions,
+} from "./security.js";
 export { createCalcTcpClient } from "./tcp/client.js";
 export * as wire from "./wire/index.js";

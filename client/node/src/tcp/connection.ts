@@ -1,12 +1,18 @@
 // CalcTcpConnection: one raw TCP connection to calcd (PROTOCOL.md), with many
 // calls in flight paired by id, unary calls as promises, streaming calls as
 // async iterables, AbortSignal cancellation, deadlines, metadata, snappy
-// compression, ping/pong keepalive and GOAWAY handling.
+// compression, ping/pong keepalive and GOAWAY handling. It runs over TCP or
+// TLS (dial.ts), or over any connected Duplex that carries the protocol's
+// bytes (CalcTcpConnection.open).
 
 import { EventEmitter } from "node:events";
 import * as net from "node:net";
+import type { Duplex } from "node:stream";
+import * as tls from "node:tls";
 import { Code } from "@connectrpc/connect";
 import { CalcError } from "../errors.js";
+import { bearer, checkToken, loadTls, tlsEnabled, type SecurityOptions } from "../security.js";
+import { connectionError, formatEndpoint, socketDialer } from "./dial.js";
 import {
   checkPingPayload,
   decodeGoaway,
@@ -33,9 +39,14 @@ import {
 import { encodeRequestPayload, MAX_BOUND_REFS, MAX_METHOD_REF, type MetadataEntry } from "../wire/header.js";
 import { decodeMessage, encodeMessage } from "../wire/message.js";
 
-/** Options of a connection. */
-export interface TcpConnectionOptions {
-  /** Time allowed for the TCP connect plus the server's SETTINGS. Default 10 s. */
+/**
+ * Options of a connection. The TLS options (tls, tlsCa, tlsCert, tlsKey,
+ * tlsServerName) and token are those of security.ts: TLS 1.3 with ALPN
+ * calc/1, and "authorization: Bearer <token>" on every call (unless the
+ * call's own metadata has an authorization key).
+ */
+export interface TcpConnectionOptions extends SecurityOptions {
+  /** Time allowed for the TCP connect, the TLS handshake and the server's SETTINGS. Default 10 s. */
   connectTimeoutMs?: number;
   /** Largest frame length this client accepts. Default 4,210,688. */
   maxFrameSize?: number;
@@ -91,6 +102,9 @@ export interface GoawayInfo extends Goaway {
 
 type ConnState = "connecting" | "open" | "draining" | "closed";
 
+/** The byte stream a connection runs over: a Duplex; sockets can also be (un)referenced. */
+type Carrier = Duplex & { ref?: () => unknown; unref?: () => unknown };
+
 const utf8 = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
@@ -113,7 +127,7 @@ export function parseAddress(address: string): { host: string; port: number } {
  * Events: 'goaway' (GoawayInfo), 'close' (CalcError | undefined).
  */
 export class CalcTcpConnection extends EventEmitter {
-  private readonly socket: net.Socket;
+  private readonly socket: Carrier;
   private readonly decoder: FrameDecoder;
   private readonly maxMessageSize: number;
   private readonly cancelGraceMs: number;
@@ -130,13 +144,18 @@ export class CalcTcpConnection extends EventEmitter {
   private goawayInfo: Goaway | undefined;
   private closeError: CalcError | undefined;
   private readonly closed: Promise<void>;
+  private readonly authorization: [string, Uint8Array] | undefined;
+  /** The peer, for messages: HOST:PORT of a socket. */
+  private readonly peer: string;
 
   private constructor(
-    socket: net.Socket,
+    socket: Carrier,
     private readonly options: TcpConnectionOptions,
   ) {
     super();
     this.socket = socket;
+    this.peer = socket instanceof net.Socket && socket.remoteAddress ? formatEndpoint({ host: socket.remoteAddress, port: socket.remotePort ?? 0 }) : "the server";
+    this.authorization = options.token ? ["authorization", utf8.encode(bearer(options.token))] : undefined;
     this.decoder = new FrameDecoder(options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE);
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.cancelGraceMs = options.cancelGraceMs ?? 2000;
@@ -144,15 +163,45 @@ export class CalcTcpConnection extends EventEmitter {
   }
 
   /**
-   * Connects to address ("host:port" or {host, port}), sends the preface and
-   * waits for the server's SETTINGS. Rejects with a CalcError: UNAVAILABLE if
-   * the server cannot be reached, or the GOAWAY's code if it refuses the
-   * connection (e.g. RESOURCE_EXHAUSTED past its max connections).
+   * Connects to address ("host:port" or {host, port}), over TLS if a tls*
+   * option is set, sends the preface and waits for the server's SETTINGS.
+   * Rejects with a CalcError: INVALID_ARGUMENT for a token that would go in
+   * plaintext to a host that is not loopback (before connecting) or an
+   * unreadable TLS file; UNAVAILABLE if the server cannot be reached or the
+   * TLS handshake fails (the message says why: an unknown CA, a name the
+   * certificate does not hold, a client certificate the server requires or
+   * refused, no ALPN calc/1, a plaintext port); the GOAWAY's code if the
+   * server refuses the connection (e.g. RESOURCE_EXHAUSTED past its max
+   * connections, UNAVAILABLE "this port requires TLS" for plaintext to a TLS
+   * port).
    */
-  static connect(address: string | { host: string; port: number }, options: TcpConnectionOptions = {}): Promise<CalcTcpConnection> {
-    const { host, port } = typeof address === "string" ? parseAddress(address) : address;
-    const socket = net.connect({ host, port });
-    socket.setNoDelay(true);
+  static async connect(address: string | { host: string; port: number }, options: TcpConnectionOptions = {}): Promise<CalcTcpConnection> {
+    const endpoint = typeof address === "string" ? parseAddress(address) : address;
+    checkToken(options.token, tlsEnabled(options), endpoint.host);
+    const dial = socketDialer(loadTls(options));
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    const started = performance.now();
+    const socket = await dial(endpoint, { timeoutMs });
+    return CalcTcpConnection.open(socket, { ...options, connectTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)) });
+  }
+
+  /**
+   * Runs the protocol over socket, a connected byte stream (a net.Socket, a
+   * tls.TLSSocket after its handshake, or any Duplex carrying the same
+   * bytes): sends the preface and waits for the server's SETTINGS, within
+   * options.connectTimeoutMs (10 s). A token over a plaintext net.Socket to
+   * a peer that is not loopback is refused; over other carriers the caller
+   * decides. The TLS options are not used here: the socket is given.
+   */
+  static open(socket: Duplex, options: TcpConnectionOptions = {}): Promise<CalcTcpConnection> {
+    if (socket instanceof net.Socket && !(socket instanceof tls.TLSSocket)) {
+      try {
+        checkToken(options.token, false, socket.remoteAddress ?? "");
+      } catch (e) {
+        socket.destroy();
+        return Promise.reject(e);
+      }
+    }
     const conn = new CalcTcpConnection(socket, options);
     return conn.handshake(options.connectTimeoutMs ?? 10_000);
   }
@@ -160,6 +209,19 @@ export class CalcTcpConnection extends EventEmitter {
   /** The server's settings (the defaults until its SETTINGS frame arrives). */
   get settings(): Readonly<Settings> {
     return this.serverSettings;
+  }
+
+  /**
+   * Over TLS, what was negotiated: the protocol version ("TLSv1.3"), the
+   * ALPN protocol ("calc/1") and whether the server's certificate was
+   * verified; undefined for a plaintext connection.
+   */
+  get tls(): { protocol: string | null; alpnProtocol: string | false | null; authorized: boolean } | undefined {
+    const s = this.socket;
+    if (!(s instanceof tls.TLSSocket)) {
+      return undefined;
+    }
+    return { protocol: s.getProtocol(), alpnProtocol: s.alpnProtocol, authorized: s.authorized };
   }
 
   /** The GOAWAY the server sent, if any. */
@@ -265,15 +327,22 @@ export class CalcTcpConnection extends EventEmitter {
       };
       this.once("_ready", onReady);
       this.once("close", onFail);
-      this.socket.on("connect", () => {
-        this.socket.write(PREFACE);
-      });
       this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
       this.socket.on("end", () => this.onEnd());
       this.socket.on("error", (e) => {
-        this.shutdown(new CalcError(`connection error: ${e.message}`, Code.Unavailable, { cause: e, safeToRetry: this.state === "connecting" }));
+        // Over TLS 1.3 the server checks the client's certificate after the
+        // client's handshake is done: its alert arrives here, before SETTINGS.
+        this.shutdown(
+          this.state === "connecting"
+            ? connectionError(e, this.peer, {
+                tls: this.socket instanceof tls.TLSSocket ? { serverName: this.options.tlsServerName } : undefined,
+                handshake: true,
+              })
+            : new CalcError(`connection error: ${e.message}`, Code.Unavailable, { cause: e }),
+        );
       });
       this.socket.on("close", () => this.shutdown(this.closeError ?? unavailable("connection closed")));
+      this.socket.write(PREFACE);
     });
   }
 
@@ -346,9 +415,9 @@ export class CalcTcpConnection extends EventEmitter {
       return;
     }
     if (this.calls.size === 0 && this.pings.size === 0 && this.state === "open") {
-      this.socket.unref();
+      this.socket.unref?.();
     } else {
-      this.socket.ref();
+      this.socket.ref?.();
     }
   }
 
@@ -582,6 +651,9 @@ export class CalcTcpConnection extends EventEmitter {
     let frame: Buffer;
     try {
       metadata = options.metadata === undefined ? undefined : toMetadataEntries(options.metadata);
+      if (this.authorization && !metadata?.some(([k]) => k === "authorization")) {
+        metadata = [this.authorization, ...(metadata ?? [])];
+      }
       let message: Uint8Array = EMPTY;
       let msgFlags = 0;
       if (request !== undefined) {

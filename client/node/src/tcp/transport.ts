@@ -20,26 +20,36 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { Code, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import { Code, createContextKey, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { CalcError } from "../errors.js";
-import { CalcTcpConnection, type TcpCallOptions, type TcpConnectionOptions } from "./connection.js";
+import { CalcTcpChannel, type ChannelCallOptions, type TcpChannelOptions } from "./channel.js";
+import type { CalcTcpConnection } from "./connection.js";
 
 /** What connect passes as call headers (HeadersInit, without needing the DOM lib). */
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
-/** Options of createTcpTransport. */
-export interface TcpTransportOptions extends TcpConnectionOptions {
-  /** calcd's raw TCP address, "host:port". */
-  address: string;
+/** Options of createTcpTransport: those of its channel, and where to connect. */
+export interface TcpTransportOptions extends TcpChannelOptions {
+  /** calcd's raw TCP address: "host:port", several as "a:4000,b:4000", or an array of them. */
+  address: string | readonly string[];
 }
 
-/** A Transport over raw TCP; close() closes its connection. */
+/** A Transport over raw TCP; close() closes its connections. */
 export interface TcpTransport extends Transport {
-  /** The current connection, connecting first if there is none usable. */
+  /** The channel the calls run on: its state (getState(), 'state' events) and endpoints. */
+  readonly channel: CalcTcpChannel;
+  /** A READY connection, connecting first if there is none. */
   connection(): Promise<CalcTcpConnection>;
-  /** Closes the connection gracefully (calls in flight finish first). */
+  /** Closes the channel: calls in flight finish first. */
   close(): Promise<void>;
 }
+
+/**
+ * A context value that makes a call wait for a READY connection until its
+ * deadline instead of failing fast when no server can be reached:
+ * `client.calculate(req, { contextValues: createContextValues().set(waitForReadyKey, true) })`.
+ */
+export const waitForReadyKey = createContextKey<boolean | undefined>(undefined, { description: "calc raw TCP waitForReady" });
 
 /** Returns the full method name of a method: "/pkg.Service/Method". */
 export function methodPath(method: DescMethod): string {
@@ -47,74 +57,22 @@ export function methodPath(method: DescMethod): string {
 }
 
 /**
- * Creates a Transport that runs calls over one raw TCP connection to calcd,
- * opened on first use. After a GOAWAY or a closed connection the next call
- * opens a new one; calls failed by a GOAWAY carry safeToRetry = true.
+ * Creates a Transport whose calls run on a CalcTcpChannel to address: one
+ * connection per endpoint, opened on first use, reconnected by itself,
+ * calls round robin, calls the server never processed retried (see
+ * CalcTcpChannel for every option).
  */
 export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
-  let current: Promise<CalcTcpConnection> | undefined;
+  const { address, ...rest } = options;
+  const channel = new CalcTcpChannel(address, rest);
 
-  const connection = (): Promise<CalcTcpConnection> => {
-    if (current) {
-      const c = current;
-      current = c.then(
-        (conn) => (conn.isOpen ? conn : CalcTcpConnection.connect(options.address, options)),
-        () => CalcTcpConnection.connect(options.address, options),
-      );
-      if (current !== c) {
-        current.catch(() => {});
-      }
-      return current;
-    }
-    current = CalcTcpConnection.connect(options.address, options);
-    return current;
-  };
-
-  /**
-   * The connection for one call: waiting for it counts against the call's
-   * deadline and is cut short by its signal.
-   */
-  const connectionFor = (signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<CalcTcpConnection> => {
-    const conn = connection();
-    if (timeoutMs === undefined && signal === undefined) {
-      return conn;
-    }
-    return new Promise<CalcTcpConnection>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => {
-        cleanup();
-        reject(new CalcError("call cancelled while connecting", Code.Canceled, { safeToRetry: true, cause: signal?.reason }));
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          cleanup();
-          reject(new CalcError(`deadline of ${timeoutMs} ms exceeded while connecting`, Code.DeadlineExceeded, { safeToRetry: true }));
-        }, Math.max(0, timeoutMs));
-      }
-      if (signal?.aborted) {
-        onAbort();
-        return;
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      conn.then(
-        (c) => {
-          cleanup();
-          resolve(c);
-        },
-        (e: unknown) => {
-          cleanup();
-          reject(e);
-        },
-      );
-    });
-  };
-
-  const callOptions = (signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeadersInit | undefined): TcpCallOptions => {
-    const opts: TcpCallOptions = { signal, timeoutMs };
+  const callOptions = (
+    signal: AbortSignal | undefined,
+    timeoutMs: number | undefined,
+    header: HeadersInit | undefined,
+    contextValues: ContextValues | undefined,
+  ): ChannelCallOptions => {
+    const opts: ChannelCallOptions = { signal, timeoutMs, waitForReady: contextValues?.get(waitForReadyKey) };
     if (header !== undefined) {
       const h = new Headers(header);
       let any = false;
@@ -127,14 +85,14 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
   };
 
   return {
-    connection,
+    channel,
 
-    async close(): Promise<void> {
-      if (current) {
-        const conn = await current.catch(() => undefined);
-        current = undefined;
-        await conn?.close();
-      }
+    connection(): Promise<CalcTcpConnection> {
+      return channel.connection();
+    },
+
+    close(): Promise<void> {
+      return channel.close();
     },
 
     async unary<I extends DescMessage, O extends DescMessage>(
@@ -143,12 +101,10 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
       timeoutMs: number | undefined,
       header: HeadersInit | undefined,
       input: MessageInitShape<I>,
+      contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const started = performance.now();
-      const conn = await connectionFor(signal, timeoutMs);
-      const remaining = timeoutMs === undefined ? undefined : timeoutMs - (performance.now() - started);
       const req = toBinary(method.input, create(method.input, input));
-      const res = await conn.unary(methodPath(method), req, callOptions(signal, remaining, header));
+      const res = await channel.unary(methodPath(method), req, callOptions(signal, timeoutMs, header, contextValues));
       let message: MessageShape<O>;
       try {
         message = fromBinary(method.output, res);
@@ -171,11 +127,9 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
       timeoutMs: number | undefined,
       header: HeadersInit | undefined,
       input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
-      const started = performance.now();
-      const conn = await connectionFor(signal, timeoutMs);
-      const remaining = timeoutMs === undefined ? undefined : timeoutMs - (performance.now() - started);
-      const s = conn.stream(methodPath(method), callOptions(signal, remaining, header));
+      const s = await channel.stream(methodPath(method), callOptions(signal, timeoutMs, header, contextValues));
 
       // Pump the input while the caller reads: ends with HALF_CLOSE, stops
       // when the call ends, cancels the call if the input fails.
