@@ -34,13 +34,12 @@ function transport(address: string, extra: object = {}): { t: TcpTransport; clie
   return { t, client: createClient(CalculatorService, t) };
 }
 
-/** Resolves once pred holds for the channel's state (checked at every change), within BOUND_MS. */
+/** Resolves once pred holds for the channel's state, looking every 20 ms for at most BOUND_MS. */
 async function until(t: TcpTransport, pred: (s: ConnectivityState) => boolean, what: string): Promise<void> {
   const end = performance.now() + BOUND_MS;
   while (!pred(t.channel.getState())) {
-    const left = end - performance.now();
-    assert.ok(left > 0, `still ${t.channel.getState()} after ${BOUND_MS} ms, waiting for ${what}`);
-    await t.channel.waitForStateChange(t.channel.getState(), { timeoutMs: left }).catch(() => {});
+    assert.ok(performance.now() < end, `still ${t.channel.getState()} (${JSON.stringify(t.channel.endpoints())}) after ${BOUND_MS} ms, waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -60,7 +59,8 @@ test("after calcd is killed and started again on the same port, calls succeed ag
   await first.kill("SIGKILL");
   await until(t, (s) => s === "TRANSIENT_FAILURE", "the channel to notice the server is gone");
   // Nothing can be reached: calls fail fast, saying why.
-  await assert.rejects(add(client, 0), (e: CalcError) => e.code === Code.Unavailable && /no server ready: connecting to .*ECONNREFUSED/.test(e.rawMessage));
+  // (Connection refused, mostly; now and then a reset, as the kernel tears down the old connections.)
+  await assert.rejects(add(client, 0), (e: CalcError) => e.code === Code.Unavailable && e.rawMessage.startsWith(`no server ready: connecting to ${first.tcp}: `));
   // A call that asks to wait for a connection waits (within its deadline).
   const waiting = client.calculate({ operator: Operator.MULTIPLY, lhs: 6n, rhs: 7n }, { timeoutMs: BOUND_MS, contextValues: createContextValues().set(waitForReadyKey, true) });
 
@@ -79,11 +79,7 @@ test("two servers share the calls round robin, and when one is killed the calls 
   const [a, b] = await Promise.all([start(["--admin-addr", "127.0.0.1:0"]), start(["--admin-addr", "127.0.0.1:0"])]);
   const { t, client } = transport(`${a.tcp},${b.tcp}`, { retryIdempotent: true });
   t.channel.connect();
-  const end = performance.now() + BOUND_MS;
-  while (!t.channel.endpoints().every((e) => e.state === "READY")) {
-    assert.ok(performance.now() < end, `endpoints not READY: ${JSON.stringify(t.channel.endpoints())}`);
-    await t.channel.waitForStateChange(t.channel.getState(), { timeoutMs: 50 }).catch(() => {});
-  }
+  await until(t, () => t.channel.endpoints().every((e) => e.state === "READY"), "both endpoints to be READY");
   for (let i = 0; i < 40; i++) {
     assert.equal(await add(client, i), i + 1);
   }
@@ -106,6 +102,7 @@ test("two servers share the calls round robin, and when one is killed the calls 
   };
   await Promise.all(Array.from({ length: 8 }, caller));
   assert.deepEqual(failures, []);
+  await until(t, () => t.channel.endpoints()[0].state === "TRANSIENT_FAILURE", "the killed server's endpoint to fail");
   assert.deepEqual(
     t.channel.endpoints().map((e) => e.state),
     ["TRANSIENT_FAILURE", "READY"],
