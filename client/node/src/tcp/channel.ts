@@ -321,7 +321,7 @@ export class CalcTcpChannel extends EventEmitter {
         throw new CalcError("channel closed", Code.Canceled);
       }
       if (signal?.aborted) {
-        throw new CalcError("call cancelled while waiting for a connection", Code.Canceled, { cause: signal.reason, safeToRetry: true });
+        throw new CalcError("cancelled waiting for a connection", Code.Canceled, { cause: signal.reason, safeToRetry: true });
       }
       const ready = this.subs.filter((s) => s.conn?.isOpen);
       if (ready.length > 0) {
@@ -337,12 +337,18 @@ export class CalcTcpChannel extends EventEmitter {
   }
 
   /**
-   * Resolves at the next change of any endpoint; rejects at the deadline,
-   * abort or close. Keeps the process alive meanwhile.
+   * Resolves at the next change of any endpoint (close() is one); rejects
+   * with DEADLINE_EXCEEDED at the deadline, CANCELLED when signal aborts.
+   * Keeps the process alive meanwhile.
    */
   private changed(deadline: number | undefined, signal: AbortSignal | undefined, what: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const left = deadline === undefined ? undefined : deadline - performance.now();
+      const cancelled = () => new CalcError(`cancelled ${what}`, Code.Canceled, { cause: signal?.reason, safeToRetry: true });
+      if (signal?.aborted) {
+        reject(cancelled());
+        return;
+      }
       if (left !== undefined && left <= 0) {
         reject(new CalcError(`deadline exceeded ${what}${this.lastErr ? ` (last error: ${this.lastErr.rawMessage})` : ""}`, Code.DeadlineExceeded, { safeToRetry: true }));
         return;
@@ -358,7 +364,7 @@ export class CalcTcpChannel extends EventEmitter {
       };
       const onAbort = () => {
         cleanup();
-        resolve(); // the caller's loop reports why
+        reject(cancelled());
       };
       // Ref'd: a call waiting for a connection keeps the process alive.
       const timer = setTimeout(

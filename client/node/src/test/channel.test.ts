@@ -165,6 +165,10 @@ test("a waiting call ends when its signal aborts or the channel closes", async (
   const q = ch.unary(CALC, req(1));
   ac.abort();
   await assert.rejects(p, (e: CalcError) => e.code === Code.Canceled);
+  const ac2 = new AbortController();
+  const w = ch.waitForStateChange(ch.getState(), { signal: ac2.signal });
+  ac2.abort();
+  await assert.rejects(w, (e: CalcError) => e.code === Code.Canceled);
   await ch.close();
   await assert.rejects(q, (e: CalcError) => e.code === Code.Canceled && e.rawMessage === "channel closed");
 });
