@@ -7,7 +7,9 @@
 #   2. the package and its pinned dependencies from PyPI (pyproject.toml, extra
 #      "dev"); skipped when pyproject.toml/setup.py did not change since,
 #   3. the protobuf/gRPC code regenerated from proto/ (generate.py),
-#   4. the unit tests (pytest; output on stderr),
+#   4. the tests (pytest; output on stderr); tests/test_channel.py builds calcd
+#      (go build, or $CALCD) and starts, kills and restarts calcds of its own on
+#      loopback ports: with the CALC_TLS_* variables set, over mutual TLS,
 #   5. python -m calc_client.conformance "$@" (e.g. --tls-ca/--tls-cert/--tls-key;
 #      the token comes from env CALC_TOKEN), whose last stdout line is
 #      "N passed, N failed".
@@ -74,7 +76,7 @@ fi
 # 3. generated code (cheap; always redone so a changed proto is picked up)
 "$py" generate.py
 
-# 4. unit tests (no server needed); a failure is reported but the runner still runs
+# 4. tests (test_channel.py starts calcds of its own); a failure is reported but the runner still runs
 unit=0
 "$py" -m pytest -p no:cacheprovider tests >&2 || unit=$?
 
@@ -84,7 +86,7 @@ root=$(cd "$here/../.." && pwd)
 "$py" -m calc_client.conformance \
   --cases "$root/testdata/conformance/cases.json" --vectors "$root/testdata/wire/vectors.json" "$@" || rc=$?
 if [ "$unit" -ne 0 ]; then
-  log "unit tests failed (pytest exit $unit)"
+  log "tests failed (pytest exit $unit)"
   [ "$rc" -ne 0 ] || rc=1
 fi
 exit "$rc"

@@ -107,6 +107,10 @@ class Conn:
         elif f.kind == wire.Kind.REQUEST:
             h, msg = wire.parse_request_header(f.flags, f.payload)
             self.headers[f.id] = h
+            if self.server.goaway_calls:  # refuse it: GOAWAY below its id, then close
+                self.goaway(f.id - 1, message="refusing every call")
+                self.writer.close()
+                return
             if h.method_name:
                 self.refs[h.method_ref] = h.method_name
             name = self.refs.get(h.method_ref)
@@ -166,6 +170,11 @@ class FakeServer:
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
         self.refuse: status_pb2.Status | None = None
+        self.goaway_calls = False  # answer each REQUEST with a GOAWAY that refuses it, and close
+
+    def requests(self) -> int:
+        """REQUEST frames received, on every connection."""
+        return sum(1 for c in self.conns for f in c.frames if f.kind == wire.Kind.REQUEST)
 
     async def __aenter__(self) -> "FakeServer":
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

@@ -1,6 +1,8 @@
 """TcpClient against the in-process fake server (tests/fake_server.py)."""
 import asyncio
 import functools
+import socket
+import struct
 
 import grpc
 import pytest
@@ -260,3 +262,28 @@ async def test_local_limits():
         assert ei.value.code is SC.RESOURCE_EXHAUSTED
         with pytest.raises(ValueError):
             await c.calculate(add(1, 1), metadata=[("Upper", "x")])
+
+
+@run
+async def test_goaway_and_answers_read_after_a_reset():
+    # The server answers, sends GOAWAY and closes while the client is still
+    # sending: its kernel resets the connection, the client's next write
+    # fails, and asyncio drops the transport without reading what had
+    # arrived. The client reads it anyway: the accepted call gets its answer
+    # and the new one is marked safe to retry.
+    async with FakeServer() as srv, await TcpClient.connect("127.0.0.1", srv.port) as c:
+        srv.hold = True
+        first = asyncio.create_task(c.calculate(add(1, 1)))
+        await until(lambda: len(srv.conn.held) == 1)
+        c._transport.pause_reading()  # the client has not read them yet when it writes again
+        srv.conn.goaway(1)
+        srv.conn.release()
+        sock = srv.conn.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        srv.conn.writer.transport.abort()
+        await asyncio.sleep(0.2)  # the reset reaches the client
+        with pytest.raises(CalcError) as ei:
+            await c.calculate(add(2, 2))
+        assert ei.value.code is SC.UNAVAILABLE and ei.value.safe_to_retry, ei.value.describe()
+        assert (await first).result == 2
+        assert c.goaway is not None and c.goaway[0] == 1

@@ -19,7 +19,7 @@ import ssl
 import grpc
 import pytest
 
-from calc_client import CalcError, GrpcClient, TcpClient
+from calc_client import CalcError, GrpcClient, TcpChannel, TcpClient
 from calc_client.gen.calculator.v1 import calculator_pb2 as pb
 from calc_client.security import check_token, is_loopback, tcp_ssl_context, TlsOptions
 
@@ -121,6 +121,31 @@ def test_tcp_mtls_token_calls():
                     id=i, calculation=pb.CalculateRequest(operator=pb.OPERATOR_MULTIPLY, lhs=i, rhs=7)))
             await stream.half_close()
             assert [(m.id, m.result) for m in [m async for m in stream]] == [(1, 7), (2, 14), (3, 21)]
+
+    run(main)
+
+
+@live
+def test_tcp_channel_mtls_token_calls():
+    port = env["CALC_TLS_TCP"].rpartition(":")[2]
+
+    async def main():
+        # a dns:/// target's certificate is verified against its name (localhost), not the resolved address
+        for target in (env["CALC_TLS_TCP"], [env["CALC_TLS_TCP"]], f"dns:///localhost:{port}"):
+            async with TcpChannel(target, token=env["CALC_TOKEN"], **mtls()) as ch:
+                await ch.wait_ready(10)
+                assert (await ch.calculate(ADD, timeout=5)).result == 5
+                got = await asyncio.gather(*(ch.calculate(pb.CalculateRequest(operator=pb.OPERATOR_ADD, lhs=i, rhs=i),
+                                                          timeout=5) for i in range(1, 21)))
+                assert [r.result for r in got] == [2 * i for i in range(1, 21)]
+        async with TcpChannel(env["CALC_TLS_TCP"], **mtls()) as ch:  # no token: refused, not retried
+            with pytest.raises(CalcError) as e:
+                await ch.calculate(ADD, timeout=5)
+            assert e.value.code is grpc.StatusCode.UNAUTHENTICATED, e.value.describe()
+        async with TcpChannel(env["CALC_TLS_TCP"], token=env["CALC_TOKEN"], tls=True) as ch:  # the wrong CA
+            with pytest.raises(CalcError) as e:
+                await ch.wait_ready(10)
+            assert e.value.code is grpc.StatusCode.UNAVAILABLE and "CERTIFICATE_VERIFY_FAILED" in e.value.message
 
     run(main)
 

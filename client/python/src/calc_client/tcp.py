@@ -40,7 +40,9 @@ What the client does, by PROTOCOL.md section:
 * GOAWAY: new calls fail UNAVAILABLE; pending calls above the last accepted
   id fail UNAVAILABLE with ``safe_to_retry`` set; the others still get their
   answers until the server closes;
-* a closed connection fails every pending call with UNAVAILABLE;
+* a closed connection fails every pending call with UNAVAILABLE, with
+  ``safe_to_retry`` set on those whose REQUEST had not been handed to the
+  socket yet;
 * TLS (PROTOCOL.md, "TLS"): ``tls=True`` / ``tls_ca`` / ``tls_cert`` /
   ``tls_key`` / ``tls_server_name`` (or ``ssl=`` a context of your own) wrap
   the whole byte stream in TLS 1.3 with ALPN ``calc/1``, checked after the
@@ -109,6 +111,8 @@ class _Protocol(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc) -> None:
+        if exc is not None:
+            self._client._read_leftover()
         self._client._connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -170,6 +174,9 @@ class TcpClient:
         self._closed = False
         self._close_reason: CalcError | None = None
         self._lost: asyncio.Future = self._loop.create_future()
+        self._ended: asyncio.Future = self._loop.create_future()  # done when no new call can start
+        self._idle: asyncio.Future | None = None  # done when no call is pending (wait_idle)
+        self._written_id = 0  # the highest call id whose REQUEST was handed to the transport
         self._wbuf: list[bytes] = []
         self._flush_scheduled = False
         self._write_paused = False
@@ -303,6 +310,7 @@ class TcpClient:
             self._flush()
             self._fail_all(_err(_SC.CANCELLED, "the client closed the connection"))
             self._closed = True
+            self._mark_ended()
             if self._transport is not None:
                 self._transport.close()
         if self._keepalive_task is not None:
@@ -316,6 +324,23 @@ class TcpClient:
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (e.g. by the server after a GOAWAY)."""
         await asyncio.shield(self._lost)
+
+    async def wait_unusable(self) -> None:
+        """Wait until new calls can no longer start (``usable`` turns False): a
+        GOAWAY, a lost connection, close, or the call ids running out. Calls
+        already accepted may still be answered after it returns."""
+        await asyncio.shield(self._ended)
+
+    async def wait_idle(self) -> None:
+        """Wait until no call is pending on the connection."""
+        while self._pending:
+            if self._idle is None or self._idle.done():
+                self._idle = self._loop.create_future()
+            await asyncio.shield(self._idle)
+
+    def _mark_ended(self) -> None:
+        if not self._ended.done():
+            self._ended.set_result(None)
 
     # --- call plumbing --------------------------------------------------------------
 
@@ -333,7 +358,10 @@ class TcpClient:
             raise self._close_reason or _err(_SC.UNAVAILABLE, "connection closed")
 
     def _start(self, method: Method, message: bytes | None, timeout: float | None, metadata) -> _Call:
-        self._check_open()
+        if self._closed:  # nothing of this call is sent: safe to retry elsewhere
+            reason = self._close_reason or _err(_SC.UNAVAILABLE, "connection closed")
+            raise CalcError(reason.code, reason.message, reason.status, safe_to_retry=True, transport="tcp",
+                            local=True)
         if self.goaway is not None:
             last_id, reason = self.goaway
             raise _err(_SC.UNAVAILABLE, f"connection is going away (GOAWAY {code_from_number(reason.code).name}: "
@@ -369,6 +397,8 @@ class TcpClient:
         else:
             call.future = self._loop.create_future()
         self._next_id += 1
+        if self._next_id > wire.MAX_UINT32:
+            self._mark_ended()
         self._pending[call.id] = call
         self._write(wire.encode_frame(wire.Kind.REQUEST, flags | hflags, call.id, payload))
         if timeout is not None:
@@ -396,6 +426,8 @@ class TcpClient:
     def _finish(self, call: _Call, *, response: Message | None = None, error: CalcError | None = None) -> None:
         if self._pending.get(call.id) is call:
             del self._pending[call.id]
+            if not self._pending and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
@@ -408,11 +440,17 @@ class TcpClient:
         elif call.stream is not None:
             call.stream._end(error)
 
-    def _fail_all(self, error: CalcError, above: int = 0) -> None:
+    def _fail_all(self, error: CalcError, above: int = 0, unsent_safe: bool = False) -> None:
+        """Fail the pending calls with ids above ``above``; with unsent_safe,
+        those whose REQUEST never reached the transport are marked safe to
+        retry (the server cannot have seen them)."""
         for call in [c for cid, c in self._pending.items() if cid > above]:
+            safe = error.safe_to_retry or (unsent_safe and call.id > self._written_id)
+            message = error.message + ("; the call was not sent: safe to retry" if safe and not error.safe_to_retry
+                                       else "")
             # one exception object per call: each is raised in its own task
-            self._finish(call, error=CalcError(error.code, error.message, error.status,
-                                               safe_to_retry=error.safe_to_retry, transport="tcp", local=True))
+            self._finish(call, error=CalcError(error.code, message, error.status if message == error.message
+                                               else None, safe_to_retry=safe, transport="tcp", local=True))
 
     # --- writing --------------------------------------------------------------------
 
@@ -431,6 +469,8 @@ class TcpClient:
         self._wbuf.clear()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+            if not self._transport.is_closing():  # else the write failed: asyncio sent nothing of it
+                self._written_id = self._next_id - 1  # every REQUEST so far was in self._wbuf
 
     async def _drain(self) -> None:
         while self._write_paused and not self._closed:
@@ -470,7 +510,8 @@ class TcpClient:
         if not self._closed:
             self._close_reason = error
             self._closed = True
-            self._fail_all(error)
+            self._mark_ended()
+            self._fail_all(error, unsent_safe=error.code is _SC.UNAVAILABLE)
             self._fail_waiters(error)
         if self._transport is not None:
             self._transport.abort()
@@ -486,6 +527,41 @@ class TcpClient:
         if self._keepalive_task is not None:
             self._keepalive_task.cancel()
 
+    def _read_leftover(self) -> None:
+        """Read what the server sent before it closed, after a write failed.
+
+        A server that closes right after its GOAWAY and last answers, while
+        this client is still sending, has its kernel answer those bytes with
+        a reset; the next write fails, and asyncio closes the transport
+        without reading what had already arrived: the GOAWAY (which says
+        which calls are safe to retry) and the answers to accepted calls.
+        The kernel still holds them: read them from the socket (a duplicate
+        of it, non-blocking; bounded by the receive buffer) before the
+        connection is declared lost. Plain TCP only: under TLS the bytes are
+        ciphertext that the ssl layer has already given up on.
+        """
+        if self._closed or self._tls or self._transport is None:
+            return
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            dup = sock.dup()
+        except OSError:
+            return
+        with dup:
+            dup.setblocking(False)
+            for _ in range(1024):
+                try:
+                    data = dup.recv(262144)
+                except OSError:  # nothing more (BlockingIOError), or the reset itself
+                    return
+                if not data:
+                    return
+                self._data_received(data)
+                if self._closed:
+                    return
+
     def _connection_lost(self, exc) -> None:
         why = f"connection closed: {exc!r}" if exc else "connection closed by the server"
         if self.goaway is not None:
@@ -494,7 +570,8 @@ class TcpClient:
             error = _err(_SC.UNAVAILABLE, why)
             self._close_reason = error
             self._closed = True
-            self._fail_all(error)
+            self._mark_ended()
+            self._fail_all(error, unsent_safe=True)
             self._fail_waiters(error)
         else:
             self._fail_waiters(self._close_reason or _err(_SC.UNAVAILABLE, why))
@@ -570,6 +647,7 @@ class TcpClient:
 
     def _on_goaway(self, last_id: int, reason: status_pb2.Status) -> None:
         self.goaway = (last_id, reason)
+        self._mark_ended()
         code = code_from_number(reason.code)
         log.info("calc tcp %s: GOAWAY last id %d: %s %s", self.peer, last_id, code.name, reason.message)
         if not self._settings_fut.done():
