@@ -170,7 +170,6 @@ class _SubConn:
         self.state = State.CONNECTING  # CONNECTING, READY or TRANSIENT_FAILURE
         self.conn: TcpClient | None = None  # while READY
         self.old: list[TcpClient] = []  # connections after their GOAWAY, still answering accepted calls
-        self.connects = 0  # successful handshakes
         self.removed = False
         self.task = ch._loop.create_task(self._run(), name=f"calc tcp channel {self.addr}")
 
@@ -198,7 +197,6 @@ class _SubConn:
                     await conn.close()
                     return
                 retries = 0
-                self.connects += 1
                 ch._set_state(self, State.READY, conn)
                 await conn.wait_unusable()
                 ch._lost(self, conn)
