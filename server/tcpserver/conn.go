@@ -52,6 +52,11 @@ type conn struct {
 	goneAway bool             // GOAWAY queued: the last answer closes the connection
 	closed   bool
 	ageTimer *time.Timer // MaxConnectionAge, then its grace (age.go)
+	// readerDone is set when the connection's goroutine has stopped
+	// reading for good (shutdown); lingering while the socket is
+	// half-closed and the reader still discards what arrives (write.go).
+	readerDone bool
+	lingering  *time.Timer
 }
 
 func newConn(s *Server, nc net.Conn, peerKey string) *conn {
@@ -149,8 +154,16 @@ func (c *conn) shutdown() {
 	for c.open > 0 || c.draining && !c.goneAway {
 		c.answered.Wait()
 	}
+	c.readerDone = true
+	lingering := c.lingering != nil
+	if lingering {
+		c.lingering.Stop()
+	}
 	c.mu.Unlock()
 	c.close()
+	if lingering { // the peer has closed its side too: close for good
+		_ = c.srv.idle.closeConn(c)
+	}
 	c.rd.Release()
 	c.srv.forget(c)
 }

@@ -1,6 +1,11 @@
 package tcpserver
 
-import "time"
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+)
 
 // connWriter is the socket as the connection's wire.Writer sees it: the
 // writing stage. Answers from any goroutine are coalesced by the Writer
@@ -17,4 +22,47 @@ func (w connWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (w connWriter) Close() error { return w.c.srv.idle.closeConn(w.c) }
+// Close ends the socket once everything queued has been written. While
+// the connection's goroutine still reads (a GOAWAY drain: the last call
+// was answered), it closes only the writing side (TLS close_notify, then
+// FIN) and lets the reader go on discarding what the peer still sends, until
+// the peer closes its side or closeLinger passes: closing a socket with
+// unread bytes makes the kernel send a reset, which can destroy the GOAWAY
+// and the last answers before the peer reads them. After the drain
+// deadline, and where the socket cannot be half-closed, it closes at once.
+func (w connWriter) Close() error {
+	c := w.c
+	c.mu.Lock()
+	now := c.readerDone || context.Cause(c.ctx) == errDrainDeadline
+	c.mu.Unlock()
+	if now || !halfClose(c.nc) {
+		return c.srv.idle.closeConn(c)
+	}
+	c.mu.Lock()
+	done := c.readerDone // shutdown came meanwhile and did not see us linger
+	if !done {
+		c.lingering = time.AfterFunc(closeLinger, func() { _ = c.srv.idle.closeConn(c) })
+	}
+	c.mu.Unlock()
+	if done {
+		return c.srv.idle.closeConn(c)
+	}
+	return nil
+}
+
+// closeLinger bounds how long a drained connection's socket stays
+// half-closed, waiting for its peer to close.
+const closeLinger = time.Second
+
+// halfClose closes the writing side of nc, a TLS connection's after its
+// close_notify alert, and reports whether it could.
+func halfClose(nc net.Conn) bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		if tc.CloseWrite() != nil {
+			return false
+		}
+		nc = tc.NetConn()
+	}
+	cw, ok := nc.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
+}
