@@ -79,7 +79,7 @@ for lang in "${langs[@]}"; do
 done
 
 # <lang>+tls: a second calcd requiring TLS 1.3, a client certificate and a token.
-tls_langs=(python java node)
+tls_langs=(python java node cpp)
 run_tls=()
 for lang in "${langs[@]}"; do
   for t in "${tls_langs[@]}"; do [ "$lang" != "$t" ] || run_tls+=("$lang"); done

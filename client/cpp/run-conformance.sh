@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# run-conformance.sh --grpc HOST:PORT --tcp HOST:PORT
+# run-conformance.sh --grpc HOST:PORT --tcp HOST:PORT [--tls] [--tls-ca FILE]
+#                    [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN]
 #
 # Installs what the C++ client needs (Debian packages, only those missing),
-# configures and builds client/cpp/build (generated code included), runs the
-# unit tests (ctest), then runs calc-conformance against a calcd that is
-# already running: every case of testdata/conformance/cases.json over gRPC and
-# raw TCP, and every vector of testdata/wire/vectors.json. The last line is
-# the runner's "N passed, N failed"; the exit status is non-zero if anything
-# failed. It does not start calcd.
+# configures and builds client/cpp/build (generated code included, and, with
+# Go, the calcd and devcerts the tests start), runs the unit tests (ctest:
+# the codec, the client against scripted servers, TLS/token refusals and
+# reconnects against calcd processes of their own), then runs
+# calc-conformance against a calcd that is already running: every case of
+# testdata/conformance/cases.json over gRPC and raw TCP, and every vector of
+# testdata/wire/vectors.json. Its arguments go to calc-conformance as they
+# are: with the --tls options both transports run over TLS, and the token
+# (--token, or CALC_TOKEN in the environment) is sent on every call. The
+# last line is the runner's "N passed, N failed"; the exit status is
+# non-zero if anything failed. It does not start the calcd it is given.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,9 +26,10 @@ if [ "$#" -eq 0 ]; then
 fi
 
 # Debian bookworm packages: compilers and CMake (normally present), grpc++ and
-# protobuf with protoc and grpc_cpp_plugin, snappy, nlohmann-json, GoogleTest.
+# protobuf with protoc and grpc_cpp_plugin, snappy, nlohmann-json, OpenSSL
+# (TLS 1.3 for the raw TCP client), GoogleTest.
 packages=(g++ make cmake pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsnappy-dev nlohmann-json3-dev libgtest-dev)
+  libsnappy-dev nlohmann-json3-dev libssl-dev libgtest-dev)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "calc/grpc_channel.h"
 #include "calc/status_details.h"
 #include "calc/tcp_client.h"
 #include "calculator/v1/calculator.grpc.pb.h"
@@ -60,9 +61,8 @@ class Transport {
 
 class GrpcTransport : public Transport {
  public:
-  explicit GrpcTransport(const std::string& target)
-      : channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
-        stub_(CalculatorService::NewStub(channel_)) {}
+  GrpcTransport(const std::string& target, const SecurityOptions& security)
+      : channel_(NewGrpcChannel(target, security)), stub_(CalculatorService::NewStub(channel_)) {}
   std::string name() const override { return "grpc"; }
 
   grpc::Status Unary(const std::string& rpc, const Message& req, Message* resp) override {
@@ -140,7 +140,9 @@ class GrpcTransport : public Transport {
 
 class TcpTransport : public Transport {
  public:
-  explicit TcpTransport(std::string target) : target_(std::move(target)) {}
+  TcpTransport(std::string target, const SecurityOptions& security) : target_(std::move(target)) {
+    options_.security = security;
+  }
   std::string name() const override { return "tcp"; }
 
   grpc::Status Unary(const std::string& rpc, const Message& req, Message* resp) override {
@@ -228,13 +230,13 @@ class TcpTransport : public Transport {
   }
 
  private:
-  // Client returns the shared connection, reconnecting if it was lost.
+  // Client returns the shared client (which reconnects by itself), made
+  // on first use.
   grpc::Status Client(TcpClient** out) {
-    if (!client_ || client_->closed()) {
+    if (!client_) {
       try {
-        client_ = TcpClient::Connect(target_);
+        client_ = TcpClient::Connect(target_, options_);
       } catch (const RpcError& e) {
-        client_.reset();
         return e.status();
       }
     }
@@ -243,6 +245,7 @@ class TcpTransport : public Transport {
   }
 
   std::string target_;
+  TcpClient::Options options_;
   std::unique_ptr<TcpClient> client_;
 };
 
@@ -435,11 +438,12 @@ std::optional<std::string> RunCase(const json& c, Transport& t) {
 
 }  // namespace
 
-void RunCases(const json& file, const std::string& grpc_target, const std::string& tcp_target, Tally& tally) {
+void RunCases(const json& file, const std::string& grpc_target, const std::string& tcp_target,
+              const SecurityOptions& security, Tally& tally) {
   const json& cases = file.at("cases");
   if (cases.empty()) tally.Fail("cases.json", "all", "no cases");
-  GrpcTransport grpc_transport(grpc_target);
-  TcpTransport tcp_transport(tcp_target);
+  GrpcTransport grpc_transport(grpc_target, security);
+  TcpTransport tcp_transport(tcp_target, security);
   for (Transport* t : std::initializer_list<Transport*>{&grpc_transport, &tcp_transport}) {
     for (const auto& c : cases) {
       std::string name = c.value("name", "?");

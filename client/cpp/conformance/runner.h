@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "calc/security.h"
+
 namespace calc::conformance {
 
 // Tally counts checks and prints one line per failure.
@@ -39,8 +41,8 @@ bool SameMessage(const google::protobuf::Message& a, const google::protobuf::Mes
 void RunVectors(const nlohmann::json& file, Tally& tally);
 
 // RunCases runs every case of testdata/conformance/cases.json over gRPC and
-// over raw TCP.
+// over raw TCP, both with security (TLS, token) applied.
 void RunCases(const nlohmann::json& file, const std::string& grpc_target, const std::string& tcp_target,
-              Tally& tally);
+              const SecurityOptions& security, Tally& tally);
 
 }  // namespace calc::conformance

@@ -1,683 +1,629 @@
+// TcpClient: endpoints kept connected (one thread each, reconnecting with
+// backoff), round robin over the READY connections, and the retries of
+// calls the server never processed (or, with retry_idempotent, lost).
 #include "calc/tcp_client.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
-#include <map>
-#include <set>
-#include <thread>
-#include <unordered_map>
-#include <vector>
+#include <list>
+#include <random>
 
 #include "calc/status_details.h"
+#include "connection.h"
+#include "socket.h"
 
 namespace calc {
 
 using grpc::StatusCode;
-using std::chrono::duration_cast;
-using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-RpcError::RpcError(grpc::Status status)
-    : std::runtime_error(StatusCodeName(status.error_code()) + ": " + status.error_message()),
-      status_(std::move(status)) {}
+Clock::duration BackoffDelay(const Backoff& b, int retries, double rnd) {
+  double d = std::chrono::duration<double>(b.base_delay).count();
+  double max = std::chrono::duration<double>(b.max_delay).count();
+  for (; retries > 0 && d < max; retries--) d *= b.multiplier;
+  d = std::min(d, max);
+  d *= 1 + b.jitter * (rnd * 2 - 1);
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(std::max(d, 0.0)));
+}
+
+std::string ConnectivityStateName(ConnectivityState s) {
+  switch (s) {
+    case ConnectivityState::kConnecting:
+      return "CONNECTING";
+    case ConnectivityState::kReady:
+      return "READY";
+    case ConnectivityState::kTransientFailure:
+      return "TRANSIENT_FAILURE";
+    case ConnectivityState::kShutdown:
+      return "SHUTDOWN";
+  }
+  return "UNKNOWN";
+}
 
 namespace detail {
 
-struct CancelHandle {
-  std::mutex mu;
-  bool cancelled = false;
-  std::weak_ptr<Connection> conn;
-  uint32_t id = 0;
+namespace {
+
+struct Address {
+  std::string address, host, port;
 };
 
-struct CallState {
-  uint32_t id = 0;
-  bool streaming = false;
-  std::optional<Clock::time_point> deadline;
-  bool done = false;
-  grpc::Status status;
-  bool safe_to_retry = false;
-  bool cancel_sent = false;
-  std::function<void(Result<std::string>&&)> on_done;  // unary calls
-  std::deque<std::string> inbox;                        // streaming calls
-  bool half_closed = false;
-  std::condition_variable cv;
-};
-
-// A unary call's completion, run after the connection lock is released.
-struct Completion {
-  std::function<void(Result<std::string>&&)> on_done;
-  Result<std::string> result;
-};
-
-class Connection : public std::enable_shared_from_this<Connection> {
- public:
-  Connection(int fd, const TcpClient::Options& opts);
-  ~Connection();
-
-  void Start();
-  void WaitHandshake(Clock::time_point deadline);
-
-  // StartCall registers a call and queues its REQUEST. When the call cannot
-  // start it returns nullptr and fills *refused.
-  std::shared_ptr<CallState> StartCall(CallContext& ctx, std::string_view method, bool streaming,
-                                       std::string_view message, std::function<void(Result<std::string>&&)> on_done,
-                                       Result<std::string>* refused);
-  void CancelCall(uint32_t id);
-  bool SendMessage(const std::shared_ptr<CallState>& call, std::string_view message);
-  bool SendHalfClose(const std::shared_ptr<CallState>& call);
-  bool ReadMessage(const std::shared_ptr<CallState>& call, std::string* message);
-  grpc::Status WaitFinish(const std::shared_ptr<CallState>& call);
-  void Abandon(const std::shared_ptr<CallState>& call);
-  bool SafeToRetry(const std::shared_ptr<CallState>& call) const {
-    std::lock_guard lk(mu_);
-    return call->done && call->safe_to_retry;
+// ParseTarget splits "HOST:PORT[,HOST:PORT...]"; errors are INVALID_ARGUMENT.
+std::vector<Address> ParseTarget(const std::string& target) {
+  auto bad = [&](const std::string& why) {
+    return RpcError(grpc::Status(StatusCode::INVALID_ARGUMENT, "target \"" + target + "\": " + why));
+  };
+  if (target.find("://") != std::string::npos) throw bad("want HOST:PORT or HOST:PORT,HOST:PORT,... (no scheme)");
+  std::vector<Address> out;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = target.find(',', start);
+    std::string a = target.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    a.erase(0, a.find_first_not_of(" \t"));
+    a.erase(a.find_last_not_of(" \t") + 1);
+    auto colon = a.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == a.size()) throw bad("\"" + a + "\" is not HOST:PORT");
+    std::string host = a.substr(0, colon), port = a.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.empty() || (host.find(':') != std::string::npos && a.front() != '[')) {
+      throw bad("\"" + a + "\" is not HOST:PORT (write an IPv6 address as [::1]:4000)");
+    }
+    if (std::none_of(out.begin(), out.end(), [&](const Address& o) { return o.address == a; })) {
+      out.push_back({a, host, port});
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
   }
-  std::future<std::chrono::nanoseconds> Ping();
+  return out;
+}
+
+double Uniform(std::mt19937_64& rng) { return std::uniform_real_distribution<double>(0, 1)(rng); }
+
+}  // namespace
+
+// Endpoint is one address of the target and its connections.
+struct Endpoint {
+  Address addr;
+  ConnectivityState state = ConnectivityState::kConnecting;
+  std::shared_ptr<Connection> conn;              // while READY (Adopt: always)
+  std::shared_ptr<Connection> connecting;        // during an attempt's handshake
+  std::vector<std::shared_ptr<Connection>> old;  // got GOAWAY or closed; may still answer accepted calls
+  uint64_t connects = 0, calls = 0;
+  std::string last_error;
+  std::thread thread;
+};
+
+// UnaryTask is one unary call across its attempts.
+struct UnaryTask {
+  CallSpec spec;
+  std::string method, request;
+  std::function<void(Result<std::string>&&)> done;
+  int attempts = 0;  // attempts started
+  int retries = 0;   // retries after a possibly processed failure (retry_backoff's index)
+  Clock::time_point not_before{};
+  std::optional<grpc::Status> last;  // the last attempt's failure
+};
+
+class Balancer : public std::enable_shared_from_this<Balancer> {
+ public:
+  Balancer(const TcpClient::Options& opts, std::shared_ptr<TlsContext> tls, bool adopted)
+      : opts_(opts), tls_(std::move(tls)), adopted_(adopted), rng_(std::random_device{}()) {
+    opts_.max_attempts = std::max(opts_.max_attempts, 1);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+      throw RpcError(MakeStatus(StatusCode::INTERNAL, std::string("pipe: ") + std::strerror(errno)));
+    }
+    cancel_r_ = p[0];
+    cancel_w_ = p[1];
+  }
+  ~Balancer() {
+    Close();
+    ::close(cancel_r_);
+    ::close(cancel_w_);
+  }
+
+  const TcpClient::Options& options() const { return opts_; }
+
+  // Start starts a thread per endpoint and the retry worker.
+  void Start(const std::vector<Address>& addrs) {
+    std::lock_guard lk(mu_);
+    for (const auto& a : addrs) {
+      auto ep = std::make_unique<Endpoint>();
+      ep->addr = a;
+      endpoints_.push_back(std::move(ep));
+    }
+    for (auto& ep : endpoints_) {
+      ep->thread = std::thread([this, e = ep.get()] {
+        BlockSigpipe();  // it runs TLS handshakes
+        RunEndpoint(e);
+      });
+    }
+    worker_ = std::thread([this] { RunWorker(); });
+  }
+
+  // StartAdopted makes conn, handshake done, the one connection.
+  void StartAdopted(std::shared_ptr<Connection> conn) {
+    std::lock_guard lk(mu_);
+    auto ep = std::make_unique<Endpoint>();
+    ep->addr.address = "adopted socket";
+    ep->state = ConnectivityState::kReady;
+    ep->conn = std::move(conn);
+    ep->connects = 1;
+    settings_ = ep->conn->settings();
+    endpoints_.push_back(std::move(ep));
+  }
+
+  // Notifier is the on_change of every connection: it wakes the waiters.
+  std::function<void()> Notifier() {
+    return [weak = weak_from_this()] {
+      if (auto b = weak.lock()) b->Notify();
+    };
+  }
+
+  void Notify() {
+    { std::lock_guard lk(mu_); }
+    changed_.notify_all();
+  }
+
+  void StartUnary(std::shared_ptr<UnaryTask> t) {
+    Pick p;
+    {
+      std::lock_guard lk(mu_);
+      p = PickLocked(true);
+      if (p.wait) {
+        queue_.push_back(std::move(t));
+        changed_.notify_all();
+        return;
+      }
+    }
+    if (p.conn) {
+      Attempt(std::move(t), std::move(p.conn));
+    } else {
+      Finish(*t, p.error, false);
+    }
+  }
+
+  // OpenStream starts a streaming call on a READY connection, waiting for
+  // one as a unary call does; a start the server would never see is made
+  // again on another. It returns the call and its connection, or the
+  // failure in *failed.
+  std::pair<std::shared_ptr<Connection>, std::shared_ptr<CallState>> OpenStream(const CallSpec& spec,
+                                                                              std::string_view method,
+                                                                              Result<std::string>* failed) {
+    for (int attempt = 1;; attempt++) {
+      Pick p;
+      {
+        std::unique_lock lk(mu_);
+        for (;;) {
+          if (Cancelled(spec)) {
+            p.error = MakeStatus(StatusCode::CANCELLED, "call cancelled before it started");
+            break;
+          }
+          if (spec.deadline && *spec.deadline <= Clock::now()) {
+            p.error = MakeStatus(StatusCode::DEADLINE_EXCEEDED, "deadline exceeded while waiting for a connection");
+            break;
+          }
+          p = PickLocked(true);
+          if (!p.wait) break;
+          if (spec.deadline) {
+            changed_.wait_until(lk, *spec.deadline);
+          } else {
+            changed_.wait(lk);
+          }
+        }
+      }
+      if (!p.conn) {
+        failed->status = p.error;
+        failed->safe_to_retry = false;
+        return {};
+      }
+      auto call = p.conn->StartCall(spec, method, true, {}, nullptr, failed);
+      if (call) return {p.conn, call};
+      bool retry = failed->status.error_code() == StatusCode::UNAVAILABLE && failed->safe_to_retry && !adopted_ &&
+                   attempt < opts_.max_attempts;
+      if (!retry) return {};
+    }
+  }
+
+  std::future<std::chrono::nanoseconds> Ping() {
+    Pick p;
+    {
+      std::lock_guard lk(mu_);
+      p = PickLocked(false);
+      if (p.wait) p.error = MakeStatus(StatusCode::UNAVAILABLE, "no connection READY yet: " + StateNameLocked());
+    }
+    if (p.conn) return p.conn->Ping();
+    std::promise<std::chrono::nanoseconds> promise;
+    promise.set_exception(std::make_exception_ptr(RpcError(p.error)));
+    return promise.get_future();
+  }
 
   wire::Settings settings() const {
     std::lock_guard lk(mu_);
     return settings_;
   }
+
+  ConnectivityState state() const {
+    std::lock_guard lk(mu_);
+    return StateLocked();
+  }
+
+  grpc::Status WaitReady(Clock::time_point deadline) {
+    std::unique_lock lk(mu_);
+    for (;;) {
+      switch (StateLocked()) {
+        case ConnectivityState::kReady:
+          return grpc::Status::OK;
+        case ConnectivityState::kShutdown:
+          return MakeStatus(StatusCode::CANCELLED, "client closed");
+        case ConnectivityState::kTransientFailure:
+          return last_error_;
+        case ConnectivityState::kConnecting:
+          break;
+      }
+      if (changed_.wait_until(lk, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
+        if (StateLocked() == ConnectivityState::kReady) return grpc::Status::OK;
+        std::string why = last_error_.ok() ? "" : " (last error: " + last_error_.error_message() + ")";
+        return MakeStatus(StatusCode::DEADLINE_EXCEEDED, "no connection READY within the connect timeout" + why);
+      }
+    }
+  }
+
+  std::vector<EndpointInfo> endpoints() const {
+    std::lock_guard lk(mu_);
+    std::vector<EndpointInfo> out;
+    for (const auto& ep : endpoints_) {
+      EndpointInfo i;
+      i.address = ep->addr.address;
+      i.state = EndpointStateLocked(*ep);
+      i.connects = ep->connects;
+      i.calls = ep->calls;
+      i.last_error = ep->last_error;
+      out.push_back(std::move(i));
+    }
+    return out;
+  }
+
   bool draining() const {
     std::lock_guard lk(mu_);
-    return goaway_.has_value();
-  }
-  bool closed() const {
-    std::lock_guard lk(mu_);
-    return closed_;
-  }
-
-  // Shutdown fails every call with reason and closes the socket; Close
-  // also joins the threads.
-  void Shutdown(const grpc::Status& reason);
-  void Close();
-
- private:
-  void ReaderLoop();
-  void WriterLoop();
-  void HandleFrame(wire::Frame& f, std::vector<Completion>& done);
-  void CompleteLocked(const std::shared_ptr<CallState>& call, grpc::Status status, bool safe_to_retry,
-                      std::string value, std::vector<Completion>& done);
-  void ExpireDeadlinesLocked(Clock::time_point now, std::vector<Completion>& done);
-  void SendCancelLocked(CallState& call);
-  void EnqueueLocked(wire::Kind kind, uint8_t flags, uint32_t id, std::string_view payload);
-  void Wake();
-  static void RunCompletions(std::vector<Completion>& done);
-  [[noreturn]] static void ProtocolError(const std::string& what);
-
-  const int fd_;
-  int wake_r_ = -1, wake_w_ = -1;
-  const TcpClient::Options opts_;
-
-  mutable std::mutex mu_;
-  std::condition_variable writer_cv_, space_cv_, handshake_cv_;
-  std::string queue_;  // whole frames waiting for the writer
-  bool closed_ = false;
-  grpc::Status close_reason_;
-  bool have_settings_ = false;
-  wire::Settings settings_;
-  std::optional<wire::GoAway> goaway_;
-  std::string goaway_details_;  // the GOAWAY's status, serialized
-  std::map<uint32_t, std::shared_ptr<CallState>> calls_;
-  std::set<std::pair<Clock::time_point, uint32_t>> deadlines_;
-  std::unordered_map<std::string, uint32_t> refs_;
-  uint64_t next_id_ = 1;
-  uint32_t next_ref_ = 1;
-  struct PingWait {
-    Clock::time_point sent;
-    std::promise<std::chrono::nanoseconds> promise;
-  };
-  std::map<uint64_t, PingWait> pings_;
-  uint64_t next_ping_ = 1;
-  Clock::time_point reader_wake_at_ = Clock::time_point::max();
-  std::optional<Clock::duration> keepalive_;
-  Clock::time_point next_keepalive_ = Clock::time_point::max();
-
-  std::thread reader_, writer_;
-  std::once_flag close_once_;
-};
-
-namespace {
-
-constexpr uint64_t kKeepaliveBit = 1ull << 63;  // marks keepalive PINGs, which nobody waits for
-
-std::string PingPayload(uint64_t v) {
-  std::string p;
-  wire::AppendU32(p, static_cast<uint32_t>(v >> 32));
-  wire::AppendU32(p, static_cast<uint32_t>(v));
-  return p;
-}
-
-grpc::Status MakeStatus(StatusCode code, std::string message, std::string details = "") {
-  return grpc::Status(code, std::move(message), std::move(details));
-}
-
-}  // namespace
-
-Connection::Connection(int fd, const TcpClient::Options& opts) : fd_(fd), opts_(opts) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
-    ::close(fd_);
-    throw RpcError(MakeStatus(StatusCode::INTERNAL, std::string("pipe: ") + std::strerror(errno)));
-  }
-  wake_r_ = p[0];
-  wake_w_ = p[1];
-}
-
-Connection::~Connection() {
-  Close();
-  ::close(wake_r_);
-  ::close(wake_w_);
-}
-
-void Connection::Start() {
-  {
-    std::lock_guard lk(mu_);
-    wire::AppendPreface(queue_);  // the client may send frames right after it
-  }
-  // Each thread holds a reference, so a connection closed from a completion
-  // callback (which detaches the reader) outlives its threads.
-  reader_ = std::thread([self = shared_from_this()] { self->ReaderLoop(); });
-  writer_ = std::thread([self = shared_from_this()] { self->WriterLoop(); });
-}
-
-void Connection::WaitHandshake(Clock::time_point deadline) {
-  std::unique_lock lk(mu_);
-  if (!handshake_cv_.wait_until(lk, deadline, [&] { return have_settings_ || goaway_ || closed_; })) {
-    lk.unlock();
-    Shutdown(MakeStatus(StatusCode::DEADLINE_EXCEEDED, "no SETTINGS from the server within the connect timeout"));
-    throw RpcError(MakeStatus(StatusCode::DEADLINE_EXCEEDED, "no SETTINGS from the server within the connect timeout"));
-  }
-  if (have_settings_ && !goaway_ && !closed_) return;
-  grpc::Status st;
-  if (goaway_) {
-    st = MakeStatus(StatusCode::UNAVAILABLE,
-                    "server refused the connection: GOAWAY " + StatusCodeName(goaway_->status.code()) + ": " +
-                        goaway_->status.message(),
-                    goaway_details_);
-  } else {
-    st = MakeStatus(StatusCode::UNAVAILABLE, "handshake failed: " + close_reason_.error_message());
-  }
-  lk.unlock();
-  Shutdown(st);
-  throw RpcError(st);
-}
-
-void Connection::EnqueueLocked(wire::Kind kind, uint8_t flags, uint32_t id, std::string_view payload) {
-  wire::AppendFrame(queue_, kind, flags, id, payload);
-  writer_cv_.notify_one();
-}
-
-void Connection::Wake() {
-  char b = 1;
-  [[maybe_unused]] auto n = ::write(wake_w_, &b, 1);  // a full pipe already wakes the reader
-}
-
-std::shared_ptr<CallState> Connection::StartCall(CallContext& ctx, std::string_view method, bool streaming,
-                                                 std::string_view message,
-                                                 std::function<void(Result<std::string>&&)> on_done,
-                                                 Result<std::string>* refused) {
-  auto refuse = [&](StatusCode code, std::string msg, bool safe, std::string details = "") {
-    refused->status = MakeStatus(code, std::move(msg), std::move(details));
-    refused->safe_to_retry = safe;
-    return nullptr;
-  };
-  auto handle = ctx.cancel_;
-  {
-    std::lock_guard hl(handle->mu);
-    if (handle->cancelled) return refuse(StatusCode::CANCELLED, "call cancelled before it started", true);
-  }
-  if (method.empty() || method.size() > wire::kMaxMethodNameLen) {
-    return refuse(StatusCode::INVALID_ARGUMENT, "method name must be 1 to 512 bytes", true);
-  }
-  size_t md_len = 0;
-  for (const auto& [k, v] : ctx.metadata()) md_len += k.size() + v.size();
-  if (md_len > wire::kMaxMetadataLen) {
-    return refuse(StatusCode::RESOURCE_EXHAUSTED, "metadata over 8 KiB", true);
-  }
-
-  std::unique_lock lk(mu_);
-  space_cv_.wait(lk, [&] { return closed_ || queue_.size() < opts_.max_queued_bytes; });
-  if (closed_) {
-    return refuse(StatusCode::UNAVAILABLE, "connection closed: " + close_reason_.error_message(), true);
-  }
-  if (goaway_) {
-    return refuse(StatusCode::UNAVAILABLE,
-                  "connection draining: server sent GOAWAY: " + goaway_->status.message(), true, goaway_details_);
-  }
-  auto now = Clock::now();
-  auto deadline = ctx.deadline();
-  if (deadline && *deadline <= now) {
-    return refuse(StatusCode::DEADLINE_EXCEEDED, "deadline exceeded before the call started", false);
-  }
-  if (message.size() > settings_.max_message_size) {
-    return refuse(StatusCode::RESOURCE_EXHAUSTED,
-                  "request message of " + std::to_string(message.size()) + " bytes exceeds the server's max of " +
-                      std::to_string(settings_.max_message_size),
-                  true);
-  }
-  if (next_id_ > 0xFFFFFFFFull) {
-    return refuse(StatusCode::UNAVAILABLE, "call ids exhausted on this connection", true);
-  }
-
-  wire::RequestHeader h;
-  std::string method_name(method);
-  auto ref_it = refs_.find(method_name);
-  if (ref_it != refs_.end()) {
-    h.method_ref = ref_it->second;
-  } else {
-    if (refs_.size() >= wire::kMaxMethodRefs || next_ref_ > wire::kMaxMethodRef) {
-      return refuse(StatusCode::RESOURCE_EXHAUSTED, "no method refs left on this connection (256 bound)", true);
+    if (adopted_) return endpoints_[0]->conn->draining();
+    if (StateLocked() == ConnectivityState::kReady) return false;
+    for (const auto& ep : endpoints_) {
+      auto last = ep->conn ? ep->conn : ep->old.empty() ? nullptr : ep->old.back();
+      if (last && last->draining()) return true;
     }
-    h.method_ref = next_ref_;
-    h.method_name = method_name;
-  }
-  if (deadline) {
-    // Round up so the server never sees a budget of 0 for a live deadline.
-    h.timeout = std::chrono::ceil<microseconds>(*deadline - now);
-  }
-  h.metadata = ctx.metadata();
-  std::string payload;
-  uint8_t flags = wire::AppendRequestHeader(payload, h);
-  flags |= wire::AppendMessage(payload, message, settings_.compress_threshold);
-  if (wire::kHeaderSize + payload.size() > settings_.max_frame_size) {
-    return refuse(StatusCode::RESOURCE_EXHAUSTED, "request frame exceeds the server's max frame size", true);
-  }
-
-  // Commit: nothing below can fail.
-  if (!h.method_name.empty()) refs_.emplace(method_name, next_ref_++);
-  auto call = std::make_shared<CallState>();
-  call->id = static_cast<uint32_t>(next_id_++);
-  call->streaming = streaming;
-  call->deadline = deadline;
-  call->on_done = std::move(on_done);
-  calls_.emplace(call->id, call);
-  {
-    std::lock_guard hl(handle->mu);
-    handle->conn = weak_from_this();
-    handle->id = call->id;
-  }
-  EnqueueLocked(wire::Kind::kRequest, flags, call->id, payload);
-  if (deadline) {
-    deadlines_.emplace(*deadline, call->id);
-    if (*deadline < reader_wake_at_) Wake();
-  }
-  return call;
-}
-
-void Connection::SendCancelLocked(CallState& call) {
-  if (call.cancel_sent || closed_) return;
-  call.cancel_sent = true;
-  EnqueueLocked(wire::Kind::kCancel, 0, call.id, {});
-}
-
-void Connection::CancelCall(uint32_t id) {
-  std::lock_guard lk(mu_);
-  auto it = calls_.find(id);
-  if (it != calls_.end()) SendCancelLocked(*it->second);
-}
-
-bool Connection::SendMessage(const std::shared_ptr<CallState>& call, std::string_view message) {
-  std::vector<Completion> done;
-  std::unique_lock lk(mu_);
-  space_cv_.wait(lk, [&] { return closed_ || call->done || queue_.size() < opts_.max_queued_bytes; });
-  if (call->done || call->half_closed) return false;
-  if (message.size() > settings_.max_message_size) {
-    SendCancelLocked(*call);
-    CompleteLocked(call,
-                   MakeStatus(StatusCode::RESOURCE_EXHAUSTED, "stream message of " + std::to_string(message.size()) +
-                                                                   " bytes exceeds the server's max message size"),
-                   false, {}, done);
     return false;
   }
-  std::string payload;
-  uint8_t flags = wire::AppendMessage(payload, message, settings_.compress_threshold);
-  EnqueueLocked(wire::Kind::kMessage, flags, call->id, payload);
-  return true;
-}
 
-bool Connection::SendHalfClose(const std::shared_ptr<CallState>& call) {
-  std::lock_guard lk(mu_);
-  if (call->done || call->half_closed) return false;
-  call->half_closed = true;
-  EnqueueLocked(wire::Kind::kHalfClose, 0, call->id, {});
-  return true;
-}
-
-bool Connection::ReadMessage(const std::shared_ptr<CallState>& call, std::string* message) {
-  std::unique_lock lk(mu_);
-  call->cv.wait(lk, [&] { return !call->inbox.empty() || call->done; });
-  if (call->inbox.empty()) return false;
-  *message = std::move(call->inbox.front());
-  call->inbox.pop_front();
-  return true;
-}
-
-grpc::Status Connection::WaitFinish(const std::shared_ptr<CallState>& call) {
-  std::unique_lock lk(mu_);
-  call->cv.wait(lk, [&] { return call->done; });
-  return call->status;
-}
-
-void Connection::Abandon(const std::shared_ptr<CallState>& call) {
-  std::vector<Completion> done;
-  std::lock_guard lk(mu_);
-  if (call->done) return;
-  SendCancelLocked(*call);
-  CompleteLocked(call, MakeStatus(StatusCode::CANCELLED, "stream destroyed before it finished"), false, {}, done);
-}
-
-std::future<std::chrono::nanoseconds> Connection::Ping() {
-  std::promise<std::chrono::nanoseconds> p;
-  auto f = p.get_future();
-  std::lock_guard lk(mu_);
-  if (closed_) {
-    p.set_exception(std::make_exception_ptr(
-        RpcError(MakeStatus(StatusCode::UNAVAILABLE, "connection closed: " + close_reason_.error_message()))));
-    return f;
+  bool closed() const {
+    std::lock_guard lk(mu_);
+    return closed_ || (adopted_ && endpoints_[0]->conn->closed());
   }
-  uint64_t n = next_ping_++;
-  pings_.emplace(n, PingWait{Clock::now(), std::move(p)});
-  EnqueueLocked(wire::Kind::kPing, 0, 0, PingPayload(n));
-  return f;
-}
 
-void Connection::CompleteLocked(const std::shared_ptr<CallState>& call, grpc::Status status, bool safe_to_retry,
-                                std::string value, std::vector<Completion>& done) {
-  if (call->done) return;
-  call->done = true;
-  call->status = std::move(status);
-  call->safe_to_retry = safe_to_retry;
-  calls_.erase(call->id);
-  if (call->deadline) deadlines_.erase({*call->deadline, call->id});
-  if (call->streaming) {
-    call->cv.notify_all();
-    space_cv_.notify_all();  // a writer blocked on this stream gives up
-    return;
-  }
-  Completion c;
-  c.on_done = std::move(call->on_done);
-  c.result.status = call->status;
-  c.result.safe_to_retry = safe_to_retry;
-  c.result.value = std::move(value);
-  done.push_back(std::move(c));
-}
-
-void Connection::RunCompletions(std::vector<Completion>& done) {
-  for (auto& c : done) {
-    if (c.on_done) c.on_done(std::move(c.result));
-  }
-  done.clear();
-}
-
-void Connection::ExpireDeadlinesLocked(Clock::time_point now, std::vector<Completion>& done) {
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    uint32_t id = deadlines_.begin()->second;
-    auto it = calls_.find(id);
-    if (it == calls_.end()) {
-      deadlines_.erase(deadlines_.begin());
-      continue;
-    }
-    auto call = it->second;
-    SendCancelLocked(*call);  // the server may still be working on it
-    CompleteLocked(call, MakeStatus(StatusCode::DEADLINE_EXCEEDED, "deadline exceeded"), false, {}, done);
-  }
-}
-
-void Connection::ProtocolError(const std::string& what) { throw RpcError(MakeStatus(StatusCode::INTERNAL, what)); }
-
-void Connection::HandleFrame(wire::Frame& f, std::vector<Completion>& done) {
-  using wire::Kind;
-  auto kind = static_cast<Kind>(f.kind);
-  bool connection_frame =
-      kind == Kind::kSettings || kind == Kind::kPing || kind == Kind::kPong || kind == Kind::kGoAway;
-  if (connection_frame && f.id != 0) ProtocolError(wire::KindName(f.kind) + " frame with call id " + std::to_string(f.id));
-  if (!connection_frame && f.id == 0) ProtocolError(wire::KindName(f.kind) + " frame with call id 0");
-
-  std::lock_guard lk(mu_);
-  switch (kind) {
-    case Kind::kSettings: {
-      settings_ = wire::ParseSettings(f.payload);
-      have_settings_ = true;
-      if (opts_.keepalive) {
-        keepalive_ = opts_.keepalive->count() > 0 ? std::optional<Clock::duration>(*opts_.keepalive) : std::nullopt;
-      } else if (settings_.idle_timeout_millis > 0) {
-        keepalive_ = milliseconds(settings_.idle_timeout_millis / 2);
-      } else {
-        keepalive_.reset();
+  void Close() {
+    std::vector<std::shared_ptr<Connection>> conns, connecting;
+    std::deque<std::shared_ptr<UnaryTask>> queued;
+    {
+      std::lock_guard lk(mu_);
+      if (!closed_) {
+        closed_ = true;
+        for (auto& ep : endpoints_) {
+          if (ep->conn) conns.push_back(ep->conn);
+          if (ep->connecting) connecting.push_back(ep->connecting);
+          conns.insert(conns.end(), ep->old.begin(), ep->old.end());
+        }
+        queued.swap(queue_);
+        changed_.notify_all();
       }
-      next_keepalive_ = keepalive_ ? Clock::now() + *keepalive_ : Clock::time_point::max();
-      handshake_cv_.notify_all();
-      return;
     }
-    case Kind::kPing:
-      if (f.payload.size() > wire::kMaxPingPayload) ProtocolError("PING payload over 64 bytes");
-      EnqueueLocked(Kind::kPong, 0, 0, f.payload);
-      return;
-    case Kind::kPong: {
-      if (f.payload.size() != 8) return;  // not one of ours
-      uint64_t n = (uint64_t{wire::ReadU32(f.payload.data())} << 32) | wire::ReadU32(f.payload.data() + 4);
-      auto it = pings_.find(n);
-      if (it != pings_.end()) {
-        it->second.promise.set_value(Clock::now() - it->second.sent);
-        pings_.erase(it);
+    char b = 1;
+    [[maybe_unused]] auto n = ::write(cancel_w_, &b, 1);  // wakes Dial and StartTls
+    for (auto& c : connecting) c->Shutdown(MakeStatus(StatusCode::CANCELLED, "client closed"));  // wakes WaitHandshake
+    std::call_once(join_once_, [&] {
+      std::vector<std::thread*> threads{&worker_};
+      for (auto& ep : endpoints_) threads.push_back(&ep->thread);
+      for (std::thread* t : threads) {
+        if (!t->joinable()) continue;
+        if (t->get_id() == std::this_thread::get_id()) {
+          t->detach();  // Close from a callback run on that thread: it sees closed_ and ends
+        } else {
+          t->join();
+        }
       }
-      return;
+    });
+    for (auto& c : conns) c->Close();
+    for (auto& t : queued) Finish(*t, MakeStatus(StatusCode::CANCELLED, "client closed"), false);
+  }
+
+ private:
+  // Pick is a connection for a call, or wait (none READY yet), or error.
+  struct Pick {
+    std::shared_ptr<Connection> conn;
+    bool wait = false;
+    grpc::Status error;
+  };
+
+  // PickLocked takes the next READY connection round robin (counting the
+  // call on its endpoint when count), else says wait while an endpoint is
+  // CONNECTING (or always, with wait_for_ready), else fails UNAVAILABLE
+  // with the last connection error.
+  Pick PickLocked(bool count) {
+    Pick p;
+    if (closed_) {
+      p.error = MakeStatus(StatusCode::CANCELLED, "client closed");
+      return p;
     }
-    case Kind::kGoAway: {
-      wire::GoAway g = wire::ParseGoAway(f.payload);
-      goaway_details_ = g.status.SerializeAsString();
-      std::string why = "call not processed: server sent GOAWAY (last accepted id " + std::to_string(g.last_id) +
-                        ", " + StatusCodeName(g.status.code()) + ": " + g.status.message() + ")";
-      std::vector<std::shared_ptr<CallState>> refused;
-      for (auto it = calls_.upper_bound(g.last_id); it != calls_.end(); ++it) refused.push_back(it->second);
-      for (auto& call : refused) CompleteLocked(call, MakeStatus(StatusCode::UNAVAILABLE, why, goaway_details_), true, {}, done);
-      goaway_ = std::move(g);
-      handshake_cv_.notify_all();
-      return;
+    if (adopted_) {  // its one connection refuses calls itself once gone
+      if (count) endpoints_[0]->calls++;
+      p.conn = endpoints_[0]->conn;
+      return p;
     }
-    case Kind::kResponse:
-    case Kind::kMessage:
-    case Kind::kStatus: {
-      auto it = calls_.find(f.id);
-      if (it == calls_.end()) return;  // a call that already ended (deadline, cancel): ignore
-      auto call = it->second;
-      if (kind == Kind::kStatus) {
-        google::rpc::Status st;
-        try {
-          st = wire::ParseStatus(f.payload);
-        } catch (const wire::WireError& e) {
-          CompleteLocked(call, MakeStatus(StatusCode::INTERNAL, e.what()), false, {}, done);
+    std::vector<Endpoint*> ready;
+    for (auto& ep : endpoints_) {
+      if (EndpointStateLocked(*ep) == ConnectivityState::kReady) ready.push_back(ep.get());
+    }
+    if (!ready.empty()) {
+      Endpoint* ep = ready[next_++ % ready.size()];
+      if (count) ep->calls++;
+      p.conn = ep->conn;
+      return p;
+    }
+    if (opts_.wait_for_ready || StateLocked() == ConnectivityState::kConnecting) {
+      p.wait = true;
+      return p;
+    }
+    p.error = MakeStatus(StatusCode::UNAVAILABLE, "no server ready: " + last_error_.error_message());
+    return p;
+  }
+
+  // EndpointStateLocked is ep's state, READY only while its connection
+  // takes calls (a GOAWAY makes it CONNECTING until its thread sees).
+  ConnectivityState EndpointStateLocked(const Endpoint& ep) const {
+    if (ep.state != ConnectivityState::kReady) return ep.state;
+    if (ep.conn && ep.conn->usable()) return ConnectivityState::kReady;
+    return adopted_ ? ConnectivityState::kTransientFailure : ConnectivityState::kConnecting;
+  }
+
+  ConnectivityState StateLocked() const {
+    if (closed_) return ConnectivityState::kShutdown;
+    bool connecting = false;
+    for (const auto& ep : endpoints_) {
+      auto s = EndpointStateLocked(*ep);
+      if (s == ConnectivityState::kReady) return s;
+      connecting = connecting || s == ConnectivityState::kConnecting;
+    }
+    return connecting ? ConnectivityState::kConnecting : ConnectivityState::kTransientFailure;
+  }
+
+  std::string StateNameLocked() const { return ConnectivityStateName(StateLocked()); }
+
+  static bool Cancelled(const CallSpec& spec) {
+    std::lock_guard lk(spec.cancel->mu);
+    return spec.cancel->cancelled;
+  }
+
+  static void Finish(UnaryTask& t, grpc::Status st, bool safe_to_retry) {
+    Result<std::string> r;
+    r.status = std::move(st);
+    r.safe_to_retry = safe_to_retry;
+    t.done(std::move(r));
+  }
+
+  void Attempt(std::shared_ptr<UnaryTask> t, std::shared_ptr<Connection> conn) {
+    t->attempts++;
+    Result<std::string> refused;
+    std::weak_ptr<Balancer> weak = weak_from_this();
+    auto call = conn->StartCall(
+        t->spec, t->method, false, t->request,
+        [weak, t](Result<std::string>&& r) {
+          if (auto b = weak.lock()) {
+            b->AttemptDone(t, std::move(r));
+          } else {
+            t->done(std::move(r));
+          }
+        },
+        &refused);
+    if (!call) AttemptDone(t, std::move(refused));
+  }
+
+  // AttemptDone ends the call with r, or queues its next attempt: at once
+  // when the server never processed it, after retry_backoff when it may
+  // have (retry_idempotent), both within the deadline and max_attempts.
+  void AttemptDone(const std::shared_ptr<UnaryTask>& t, Result<std::string>&& r) {
+    if (!r.ok() && r.status.error_code() == StatusCode::UNAVAILABLE && !adopted_) {
+      std::lock_guard lk(mu_);
+      auto now = Clock::now();
+      bool in_time = !t->spec.deadline || *t->spec.deadline > now;
+      if (!closed_ && in_time && t->attempts < opts_.max_attempts) {
+        std::optional<Clock::time_point> at;
+        if (r.safe_to_retry) {
+          at = now;
+        } else if (opts_.retry_idempotent) {
+          auto d = BackoffDelay(opts_.retry_backoff, t->retries, Uniform(rng_));
+          if (!t->spec.deadline || now + d < *t->spec.deadline) {
+            at = now + d;
+            t->retries++;
+          }
+        }
+        if (at) {
+          t->not_before = *at;
+          t->last = r.status;
+          queue_.push_back(t);
+          changed_.notify_all();
           return;
         }
-        if (st.code() == 0 && !call->streaming) {
-          CompleteLocked(call, MakeStatus(StatusCode::INTERNAL, "server ended a unary call with OK but no RESPONSE"),
-                         false, {}, done);
-        } else if (st.code() == 0) {
-          CompleteLocked(call, grpc::Status::OK, false, {}, done);
+      }
+    }
+    t->done(std::move(r));
+  }
+
+  // RunWorker starts the queued calls (waiting for a READY connection, or
+  // for their retry's backoff) as connections become READY; it fails those
+  // whose deadline passes or that are cancelled meanwhile.
+  void RunWorker() {
+    std::unique_lock lk(mu_);
+    while (!closed_) {
+      auto now = Clock::now();
+      auto wake = Clock::time_point::max();
+      std::vector<std::pair<std::shared_ptr<UnaryTask>, Pick>> go;
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        const auto& t = *it;
+        Pick p;
+        if (Cancelled(t->spec)) {
+          p.error = MakeStatus(StatusCode::CANCELLED, "call cancelled while waiting for a connection");
+        } else if (t->spec.deadline && *t->spec.deadline <= now) {
+          std::string why = t->last ? " (last attempt: " + StatusCodeName(t->last->error_code()) + ": " +
+                                          t->last->error_message() + ")"
+                                    : "";
+          p.error = MakeStatus(StatusCode::DEADLINE_EXCEEDED, "deadline exceeded while waiting for a connection" + why);
+        } else if (t->not_before > now) {
+          wake = std::min(wake, t->not_before);
+          ++it;
+          continue;
         } else {
-          // error_details() is the STATUS payload itself, as grpc++ gives
-          // the grpc-status-details-bin trailer.
-          CompleteLocked(call, MakeStatus(static_cast<StatusCode>(st.code()), st.message(), f.payload), false, {},
-                         done);
+          p = PickLocked(true);
+          if (p.wait) {
+            if (t->spec.deadline) wake = std::min(wake, *t->spec.deadline);
+            ++it;
+            continue;
+          }
         }
-        return;
+        go.emplace_back(t, std::move(p));
+        it = queue_.erase(it);
       }
-      if ((kind == Kind::kResponse) == call->streaming) {
-        SendCancelLocked(*call);
-        CompleteLocked(call,
-                       MakeStatus(StatusCode::INTERNAL, wire::KindName(f.kind) + " frame on a " +
-                                                            (call->streaming ? "streaming" : "unary") + " call"),
-                       false, {}, done);
-        return;
+      if (!go.empty()) {
+        lk.unlock();
+        for (auto& [t, p] : go) {
+          if (p.conn) {
+            Attempt(t, std::move(p.conn));
+          } else {
+            Finish(*t, p.error, false);
+          }
+        }
+        go.clear();
+        lk.lock();
+        continue;
       }
-      std::string msg;
+      if (wake == Clock::time_point::max()) {
+        changed_.wait(lk);
+      } else {
+        changed_.wait_until(lk, wake);
+      }
+    }
+  }
+
+  // RunEndpoint keeps ep connected: it connects, waits for the
+  // connection's end (GOAWAY or close), and connects again, at once after
+  // a READY connection and after the backoff delay after a failure.
+  void RunEndpoint(Endpoint* ep) {
+    std::mt19937_64 rng(std::random_device{}());
+    for (int retries = 0;;) {
+      auto wait = BackoffDelay(opts_.backoff, retries, Uniform(rng));
+      auto start = Clock::now();
+      auto timeout = Clock::duration(opts_.connect_timeout);
+      std::shared_ptr<Connection> conn;
+      grpc::Status err;
       try {
-        msg = wire::DecodeMessage(f.payload, f.flags, opts_.max_message_size);
-      } catch (const wire::WireError& e) {
-        SendCancelLocked(*call);
-        auto code = e.code() == wire::ErrorCode::kMessageTooLarge ? StatusCode::RESOURCE_EXHAUSTED : StatusCode::INTERNAL;
-        CompleteLocked(call, MakeStatus(code, std::string("response: ") + e.what()), false, {}, done);
-        return;
+        conn = ConnectOnce(ep, start + timeout);
+      } catch (const RpcError& e) {
+        err = e.status();
       }
-      if (kind == Kind::kResponse) {
-        CompleteLocked(call, grpc::Status::OK, false, std::move(msg), done);
-      } else {
-        call->inbox.push_back(std::move(msg));
-        call->cv.notify_all();
-      }
-      return;
-    }
-    case Kind::kRequest:
-    case Kind::kHalfClose:
-    case Kind::kCancel:
-      ProtocolError("server sent a client-only " + wire::KindName(f.kind) + " frame");
-  }
-  ProtocolError("unknown frame kind " + wire::KindName(f.kind));
-}
-
-void Connection::ReaderLoop() {
-  wire::FrameDecoder decoder(opts_.max_frame_size);
-  std::vector<char> buf(64 << 10);
-  std::vector<Completion> done;
-  grpc::Status reason;
-  try {
-    for (;;) {
-      int timeout_ms;
-      {
-        std::lock_guard lk(mu_);
-        if (closed_) break;
-        auto now = Clock::now();
-        ExpireDeadlinesLocked(now, done);
-        if (keepalive_ && now >= next_keepalive_) {
-          EnqueueLocked(wire::Kind::kPing, 0, 0, PingPayload(kKeepaliveBit | next_ping_++));
-          next_keepalive_ = now + *keepalive_;
-        }
-        reader_wake_at_ = std::min(deadlines_.empty() ? Clock::time_point::max() : deadlines_.begin()->first,
-                                   keepalive_ ? next_keepalive_ : Clock::time_point::max());
-        if (reader_wake_at_ == Clock::time_point::max()) {
-          timeout_ms = -1;
-        } else {
-          auto wait = std::chrono::ceil<milliseconds>(reader_wake_at_ - now).count();
-          timeout_ms = static_cast<int>(std::clamp<int64_t>(wait, 0, 3600 * 1000));
-        }
-      }
-      RunCompletions(done);
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_r_, POLLIN, 0}};
-      int n = ::poll(fds, 2, timeout_ms);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw RpcError(MakeStatus(StatusCode::UNAVAILABLE, std::string("poll: ") + std::strerror(errno)));
-      }
-      if (fds[1].revents) {
-        char drain[64];
-        while (::read(wake_r_, drain, sizeof drain) > 0) {
-        }
-      }
-      if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t r = ::recv(fd_, buf.data(), buf.size(), 0);
-      if (r < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        throw RpcError(MakeStatus(StatusCode::UNAVAILABLE, std::string("read: ") + std::strerror(errno)));
-      }
-      if (r == 0) {
-        decoder.Finish();  // TRUNCATED if the server closed mid-frame
-        std::lock_guard lk(mu_);
-        reason = MakeStatus(StatusCode::UNAVAILABLE,
-                            goaway_ ? "connection closed by the server after GOAWAY: " + goaway_->status.message()
-                                    : std::string("connection closed by the server"),
-                            goaway_details_);
-        break;
-      }
-      decoder.Feed(buf.data(), static_cast<size_t>(r));
-      while (auto f = decoder.Next()) {
-        HandleFrame(*f, done);
-        RunCompletions(done);
-      }
-    }
-  } catch (const wire::WireError& e) {
-    reason = MakeStatus(StatusCode::UNAVAILABLE, std::string("protocol error from the server: ") + e.what());
-  } catch (const RpcError& e) {
-    reason = MakeStatus(StatusCode::UNAVAILABLE, "connection failed: " + e.status().error_message());
-  }
-  RunCompletions(done);
-  if (reason.ok()) return;  // Shutdown already ran (closed_)
-  Shutdown(reason);
-}
-
-void Connection::WriterLoop() {
-  std::string batch;
-  for (;;) {
-    {
+      std::vector<std::shared_ptr<Connection>> gone;  // freed (threads joined) after the lock
       std::unique_lock lk(mu_);
-      writer_cv_.wait(lk, [&] { return !queue_.empty() || closed_; });
-      if (closed_) return;
-      batch.swap(queue_);
-      space_cv_.notify_all();
-    }
-    size_t off = 0;
-    while (off < batch.size()) {
-      ssize_t n = ::send(fd_, batch.data() + off, batch.size() - off, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        Shutdown(MakeStatus(StatusCode::UNAVAILABLE, std::string("write failed: ") + std::strerror(errno)));
+      if (closed_) {
+        lk.unlock();
+        if (conn) conn->Close();
         return;
       }
-      off += static_cast<size_t>(n);
-    }
-    batch.clear();
-  }
-}
-
-void Connection::Shutdown(const grpc::Status& reason) {
-  std::vector<Completion> done;
-  std::map<uint64_t, PingWait> pings;
-  {
-    std::lock_guard lk(mu_);
-    if (closed_) return;
-    closed_ = true;
-    close_reason_ = reason;
-    std::vector<std::shared_ptr<CallState>> calls;
-    for (auto& [id, call] : calls_) calls.push_back(call);
-    for (auto& call : calls) CompleteLocked(call, reason, false, {}, done);
-    pings.swap(pings_);
-    writer_cv_.notify_all();
-    space_cv_.notify_all();
-    handshake_cv_.notify_all();
-  }
-  ::shutdown(fd_, SHUT_RDWR);  // unblocks the reader and the writer
-  Wake();
-  for (auto& [n, w] : pings) {
-    w.promise.set_exception(std::make_exception_ptr(RpcError(MakeStatus(StatusCode::UNAVAILABLE, "connection closed: " + reason.error_message()))));
-  }
-  RunCompletions(done);
-}
-
-void Connection::Close() {
-  Shutdown(MakeStatus(StatusCode::CANCELLED, "connection closed by the client"));
-  std::call_once(close_once_, [this] {
-    for (std::thread* t : {&reader_, &writer_}) {
-      if (!t->joinable()) continue;
-      if (t->get_id() == std::this_thread::get_id()) {
-        t->detach();  // closed from a completion callback: the thread ends by itself
-      } else {
-        t->join();
+      if (conn) {
+        retries = 0;
+        ep->state = ConnectivityState::kReady;
+        ep->conn = conn;
+        ep->connects++;
+        settings_ = conn->settings();
+        changed_.notify_all();
+        changed_.wait(lk, [&] { return closed_ || !conn->usable(); });
+        if (closed_) return;  // Close closes ep->conn
+        for (auto it = ep->old.begin(); it != ep->old.end();) {
+          if ((*it)->closed()) {
+            gone.push_back(std::move(*it));
+            it = ep->old.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        ep->old.push_back(std::move(ep->conn));
+        ep->state = ConnectivityState::kConnecting;
+        changed_.notify_all();
+        lk.unlock();
+        continue;
       }
+      ep->state = ConnectivityState::kTransientFailure;  // and so through its next attempts until READY
+      ep->last_error = err.error_message();
+      last_error_ = MakeStatus(err.error_code(), ep->addr.address + ": " + err.error_message(), err.error_details());
+      changed_.notify_all();
+      retries++;
+      if (changed_.wait_until(lk, start + wait, [&] { return closed_; })) return;
     }
-    ::close(fd_);
-  });
-}
+  }
+
+  // ConnectOnce makes one connection attempt to ep: TCP, TLS, preface and
+  // SETTINGS, before deadline.
+  std::shared_ptr<Connection> ConnectOnce(Endpoint* ep, Clock::time_point deadline) {
+    int fd = Dial(ep->addr.host, ep->addr.port, deadline, cancel_r_);
+    std::unique_ptr<Socket> sock;
+    if (tls_) {
+      const auto& name = opts_.security.tls_server_name.empty() ? ep->addr.host : opts_.security.tls_server_name;
+      sock = StartTls(fd, *tls_, name, deadline, cancel_r_);
+    } else {
+      sock = std::make_unique<Socket>(fd);
+    }
+    auto conn = std::make_shared<Connection>(std::move(sock), opts_, Notifier());
+    {
+      std::lock_guard lk(mu_);
+      if (closed_) throw RpcError(MakeStatus(StatusCode::CANCELLED, "client closed"));
+      ep->connecting = conn;
+    }
+    conn->Start();
+    std::exception_ptr failed;
+    try {
+      conn->WaitHandshake(deadline);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    {
+      std::lock_guard lk(mu_);
+      ep->connecting.reset();
+    }
+    if (failed) {
+      conn->Close();
+      std::rethrow_exception(failed);
+    }
+    return conn;
+  }
+
+  TcpClient::Options opts_;
+  const std::shared_ptr<TlsContext> tls_;
+  const bool adopted_;
+  int cancel_r_ = -1, cancel_w_ = -1;  // written once by Close: wakes connection attempts
+
+  mutable std::mutex mu_;
+  std::condition_variable changed_;  // any state change, a queued call, Close
+  bool closed_ = false;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  std::deque<std::shared_ptr<UnaryTask>> queue_;  // calls waiting for a connection or a retry's backoff
+  size_t next_ = 0;                               // round robin's counter
+  grpc::Status last_error_ = MakeStatus(StatusCode::UNAVAILABLE, "not connected yet");
+  wire::Settings settings_;
+  std::mt19937_64 rng_;
+  std::thread worker_;
+  std::once_flag join_once_;
+};
 
 }  // namespace detail
 
@@ -692,14 +638,17 @@ void CallContext::AddMetadata(std::string key, std::string value) {
 
 void CallContext::TryCancel() {
   std::shared_ptr<detail::Connection> conn;
+  std::shared_ptr<detail::Balancer> balancer;
   uint32_t id;
   {
     std::lock_guard lk(cancel_->mu);
     cancel_->cancelled = true;
     conn = cancel_->conn.lock();
+    balancer = cancel_->balancer.lock();
     id = cancel_->id;
   }
   if (conn && id != 0) conn->CancelCall(id);
+  if (balancer) balancer->Notify();  // a call waiting for a connection ends now
 }
 
 // ---- RawStream -------------------------------------------------------------------
@@ -729,63 +678,54 @@ bool RawStream::safe_to_retry() const {
 
 namespace {
 
-int Dial(const std::string& target, Clock::time_point deadline) {
-  auto colon = target.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size()) {
-    throw RpcError(grpc::Status(StatusCode::INVALID_ARGUMENT, "target must be host:port, got \"" + target + "\""));
-  }
-  std::string host = target.substr(0, colon), port = target.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    throw RpcError(grpc::Status(StatusCode::UNAVAILABLE, "resolve " + target + ": " + ::gai_strerror(rc)));
-  }
-  std::string last_error = "no addresses";
-  int fd = -1;
-  for (addrinfo* ai = res; ai && fd < 0; ai = ai->ai_next) {
-    int s = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (s < 0) {
-      last_error = std::strerror(errno);
-      continue;
-    }
-    int rc = ::connect(s, ai->ai_addr, ai->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
-      pollfd p{s, POLLOUT, 0};
-      rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0)));
-      if (rc == 0) {
-        errno = ETIMEDOUT;
-        rc = -1;
-      } else if (rc > 0) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
-        errno = err;
-        rc = err == 0 ? 0 : -1;
-      }
-    }
-    if (rc != 0) {
-      last_error = std::strerror(errno);
-      ::close(s);
-      continue;
-    }
-    ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) & ~O_NONBLOCK);
-    int one = 1;
-    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fd = s;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) throw RpcError(grpc::Status(StatusCode::UNAVAILABLE, "connect " + target + ": " + last_error));
-  return fd;
+std::shared_ptr<detail::TlsContext> TlsFor(const SecurityOptions& s) {
+  return s.tls_on() ? detail::TlsContext::New(s) : nullptr;
 }
 
-// Handshake runs the protocol over fd, which it owns, and waits until
-// deadline for the server's SETTINGS; on failure it closes the connection.
-std::shared_ptr<detail::Connection> Handshake(int fd, const TcpClient::Options& options, Clock::time_point deadline) {
-  auto conn = std::make_shared<detail::Connection>(fd, options);
+}  // namespace
+
+TcpClient::TcpClient(std::shared_ptr<detail::Balancer> balancer) : balancer_(std::move(balancer)) {}
+
+TcpClient::~TcpClient() { Close(); }
+
+std::unique_ptr<TcpClient> TcpClient::Create(const std::string& target, const Options& options) {
+  auto addrs = detail::ParseTarget(target);
+  for (const auto& a : addrs) {
+    if (auto st = CheckSecurity(options.security, a.host); !st.ok()) throw RpcError(st);
+  }
+  auto balancer = std::make_shared<detail::Balancer>(options, TlsFor(options.security), false);
+  balancer->Start(addrs);
+  return std::unique_ptr<TcpClient>(new TcpClient(std::move(balancer)));
+}
+
+std::unique_ptr<TcpClient> TcpClient::Connect(const std::string& target, const Options& options) {
+  // Every first attempt ends within connect_timeout with its own error;
+  // the second is only a guard.
+  auto deadline = Clock::now() + options.connect_timeout + std::chrono::seconds(1);
+  auto client = Create(target, options);
+  if (auto st = client->WaitReady(deadline); !st.ok()) throw RpcError(st);
+  return client;
+}
+
+std::unique_ptr<TcpClient> TcpClient::Adopt(int fd, const Options& options) {
+  auto deadline = Clock::now() + options.connect_timeout;
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  std::unique_ptr<detail::Socket> sock;
+  std::shared_ptr<detail::TlsContext> tls;
+  try {
+    tls = TlsFor(options.security);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (tls) {
+    detail::ScopedSigpipeBlock no_sigpipe;
+    sock = detail::StartTls(fd, *tls, options.security.tls_server_name, deadline, -1);  // owns fd
+  } else {
+    sock = std::make_unique<detail::Socket>(fd);
+  }
+  auto balancer = std::make_shared<detail::Balancer>(options, nullptr, true);
+  auto conn = std::make_shared<detail::Connection>(std::move(sock), options, balancer->Notifier());
   conn->Start();
   try {
     conn->WaitHandshake(deadline);
@@ -793,30 +733,30 @@ std::shared_ptr<detail::Connection> Handshake(int fd, const TcpClient::Options& 
     conn->Close();  // joins the threads
     throw;
   }
-  return conn;
+  balancer->StartAdopted(std::move(conn));
+  return std::unique_ptr<TcpClient>(new TcpClient(std::move(balancer)));
 }
 
-}  // namespace
-
-TcpClient::TcpClient(std::shared_ptr<detail::Connection> conn) : conn_(std::move(conn)) {}
-
-TcpClient::~TcpClient() { Close(); }
-
-std::unique_ptr<TcpClient> TcpClient::Connect(const std::string& target, const Options& options) {
-  auto deadline = Clock::now() + options.connect_timeout;
-  int fd = Dial(target, deadline);
-  return std::unique_ptr<TcpClient>(new TcpClient(Handshake(fd, options, deadline)));
-}
-
-std::unique_ptr<TcpClient> TcpClient::Adopt(int fd, const Options& options) {
-  return std::unique_ptr<TcpClient>(new TcpClient(Handshake(fd, options, Clock::now() + options.connect_timeout)));
+detail::CallSpec TcpClient::SpecFrom(CallContext& ctx) const {
+  detail::CallSpec spec;
+  spec.deadline = ctx.deadline_;
+  const auto& token = balancer_->options().security.token;
+  if (!token.empty()) spec.metadata.emplace_back("authorization", "Bearer " + token);
+  spec.metadata.insert(spec.metadata.end(), ctx.metadata_.begin(), ctx.metadata_.end());
+  spec.cancel = ctx.cancel_;
+  std::lock_guard lk(ctx.cancel_->mu);
+  ctx.cancel_->balancer = balancer_;
+  return spec;
 }
 
 void TcpClient::StartUnary(CallContext& ctx, std::string_view method, std::string_view request,
                            std::function<void(Result<std::string>&&)> done) {
-  Result<std::string> refused;
-  auto call = conn_->StartCall(ctx, method, false, request, done, &refused);
-  if (!call) done(std::move(refused));
+  auto t = std::make_shared<detail::UnaryTask>();
+  t->spec = SpecFrom(ctx);
+  t->method = method;
+  t->request = request;
+  t->done = std::move(done);
+  balancer_->StartUnary(std::move(t));
 }
 
 std::future<Result<std::string>> TcpClient::UnaryRaw(CallContext& ctx, std::string_view method,
@@ -828,16 +768,16 @@ std::future<Result<std::string>> TcpClient::UnaryRaw(CallContext& ctx, std::stri
 }
 
 std::unique_ptr<RawStream> TcpClient::StreamRaw(CallContext& ctx, std::string_view method) {
-  Result<std::string> refused;
-  auto call = conn_->StartCall(ctx, method, true, {}, nullptr, &refused);
+  Result<std::string> failed;
+  auto [conn, call] = balancer_->OpenStream(SpecFrom(ctx), method, &failed);
   if (!call) {
-    auto failed = std::make_shared<detail::CallState>();
-    failed->done = true;
-    failed->status = refused.status;
-    failed->safe_to_retry = refused.safe_to_retry;
-    return std::unique_ptr<RawStream>(new RawStream(nullptr, std::move(failed)));
+    auto state = std::make_shared<detail::CallState>();
+    state->done = true;
+    state->status = failed.status;
+    state->safe_to_retry = failed.safe_to_retry;
+    return std::unique_ptr<RawStream>(new RawStream(nullptr, std::move(state)));
   }
-  return std::unique_ptr<RawStream>(new RawStream(conn_, std::move(call)));
+  return std::unique_ptr<RawStream>(new RawStream(std::move(conn), std::move(call)));
 }
 
 std::future<Result<calculator::v1::CalculateResponse>> TcpClient::Calculate(
@@ -856,12 +796,15 @@ TcpClient::CalculateStream(CallContext& ctx) {
       StreamRaw(ctx, kCalculateStreamMethod));
 }
 
-std::future<std::chrono::nanoseconds> TcpClient::Ping() { return conn_->Ping(); }
-wire::Settings TcpClient::server_settings() const { return conn_->settings(); }
-bool TcpClient::draining() const { return conn_->draining(); }
-bool TcpClient::closed() const { return conn_->closed(); }
+std::future<std::chrono::nanoseconds> TcpClient::Ping() { return balancer_->Ping(); }
+wire::Settings TcpClient::server_settings() const { return balancer_->settings(); }
+ConnectivityState TcpClient::state() const { return balancer_->state(); }
+grpc::Status TcpClient::WaitReady(Clock::time_point deadline) { return balancer_->WaitReady(deadline); }
+std::vector<EndpointInfo> TcpClient::endpoints() const { return balancer_->endpoints(); }
+bool TcpClient::draining() const { return balancer_->draining(); }
+bool TcpClient::closed() const { return balancer_->closed(); }
 void TcpClient::Close() {
-  if (conn_) conn_->Close();
+  if (balancer_) balancer_->Close();
 }
 
 }  // namespace calc

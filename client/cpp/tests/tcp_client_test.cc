@@ -287,6 +287,32 @@ TEST(TcpClient, CompressesLargeMessagesAndMetadata) {
   EXPECT_EQ(r.value.result(), resp.result());
 }
 
+TEST(TcpClient, TokenIsMetadataOnEveryCall) {
+  FakeServer srv;
+  TcpClient::Options opts;
+  opts.security.token = "s3cret";
+  auto client = srv.Connect({}, opts);
+  CallContext c1, c2, c3;
+  c2.AddMetadata("x-a", "b");
+  auto f1 = client->Calculate(c1, Add(1, 1));
+  auto f2 = client->Calculate(c2, Add(2, 2));
+  auto s3 = client->CalculateStream(c3);
+  ASSERT_TRUE(s3->WritesDone());
+  std::vector<wire::Metadata> got;
+  for (int i = 0; i < 3; i++) {
+    Frame f;
+    wire::RequestHeader h;
+    srv.ReadRequest(&f, &h);
+    got.push_back(h.metadata);
+    if (i < 2) srv.Send(Kind::kResponse, 0, f.id, Response(0));
+  }
+  EXPECT_EQ(got[0], (wire::Metadata{{"authorization", "Bearer s3cret"}}));
+  EXPECT_EQ(got[1], (wire::Metadata{{"authorization", "Bearer s3cret"}, {"x-a", "b"}}));
+  EXPECT_EQ(got[2], (wire::Metadata{{"authorization", "Bearer s3cret"}}));
+  EXPECT_TRUE(f1.get().ok());
+  EXPECT_TRUE(f2.get().ok());
+}
+
 TEST(TcpClient, StatusDetailsAreTheStatusPayload) {
   FakeServer srv;
   auto client = srv.Connect();
@@ -350,8 +376,8 @@ TEST(TcpClient, KeepalivePingsAtHalfTheIdleTimeout) {
   FakeServer srv;
   wire::Settings s;
   s.idle_timeout_millis = 200;
+  auto start = Clock::now();  // before the SETTINGS that start the keepalive timer: a lower bound under any load
   auto client = srv.Connect(s);
-  auto start = Clock::now();
   Frame ping = srv.ReadFrame();
   EXPECT_EQ(ping.kind, static_cast<uint8_t>(Kind::kPing));
   EXPECT_GE(Clock::now() - start, milliseconds(80));

@@ -1,11 +1,20 @@
 // calc::TcpClient: a client of calc's raw TCP protocol v1 (PROTOCOL.md).
 //
-// One TcpClient is one connection. It is thread-safe: any number of calls may
-// be in flight at once, paired with their answers by call id. A reader thread
-// reads frames, enforces deadlines and answers PINGs; a writer thread writes
-// queued frames, coalescing them. Errors are grpc::Status values, with the
-// server's google.rpc.Status in error_details() exactly as grpc++ reports it,
-// so code handles both transports alike (see calc/status_details.h).
+// A TcpClient keeps one connection to each endpoint of its target
+// ("host:port" or "host:port,host:port,...") and reconnects by itself, with
+// gRPC's connection backoff, when one is lost. Calls go round robin over the
+// READY connections; a call the server never processed (above a GOAWAY's
+// last accepted id, or refused before it was sent) is made again on another
+// connection, within its deadline and Options::max_attempts. Over TLS
+// (Options::security) it speaks TLS 1.3 with ALPN "calc/1" and sends a
+// bearer token on every call.
+//
+// It is thread-safe: any number of calls may be in flight at once, paired
+// with their answers by call id. Each connection has a reader thread (reads
+// frames, enforces deadlines, answers PINGs) and a writer thread (writes
+// queued frames, coalescing them). Errors are grpc::Status values, with the
+// server's google.rpc.Status in error_details() exactly as grpc++ reports
+// it, so code handles both transports alike (see calc/status_details.h).
 //
 //   auto client = calc::TcpClient::Connect("127.0.0.1:4000");
 //   calc::CallContext ctx;
@@ -29,14 +38,18 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "calc/security.h"
 #include "calc/wire.h"
 #include "calculator/v1/calculator.pb.h"
 
 namespace calc {
 
 namespace detail {
+class Balancer;
 class Connection;
+struct CallSpec;
 struct CallState;
 struct CancelHandle;
 }  // namespace detail
@@ -59,17 +72,6 @@ struct Result {
   bool safe_to_retry = false;
 
   bool ok() const { return status.ok(); }
-};
-
-// RpcError is thrown by TcpClient::Connect (and stored in Ping futures) when
-// the connection cannot be used.
-class RpcError : public std::runtime_error {
- public:
-  explicit RpcError(grpc::Status status);
-  const grpc::Status& status() const { return status_; }
-
- private:
-  grpc::Status status_;
 };
 
 // CallContext carries a call's deadline and metadata and lets the caller
@@ -100,7 +102,7 @@ class CallContext {
   void TryCancel();
 
  private:
-  friend class detail::Connection;
+  friend class TcpClient;
   std::optional<Clock::time_point> deadline_;
   wire::Metadata metadata_;
   std::shared_ptr<detail::CancelHandle> cancel_;
@@ -167,11 +169,45 @@ class Stream {
   bool parse_error_ = false;
 };
 
+// Backoff spaces repeated attempts as gRPC's connection backoff does: the
+// wait before attempt n+1 is base_delay * multiplier^n, at most max_delay,
+// spread at random by +-jitter. The defaults are gRPC's (1 s, 1.6, 0.2,
+// 120 s); any positive values are accepted (tests use milliseconds).
+struct Backoff {
+  std::chrono::milliseconds base_delay{1000};
+  double multiplier = 1.6;
+  double jitter = 0.2;
+  std::chrono::milliseconds max_delay{120000};
+};
+
+// BackoffDelay is the wait before attempt retries+1 under b; rnd, in
+// [0, 1), picks the point in the jitter's spread (0.5 is none).
+Clock::duration BackoffDelay(const Backoff& b, int retries, double rnd);
+
+// ConnectivityState is a TcpClient's state, aggregated over its endpoints
+// as gRPC's round_robin does: READY if any is, else CONNECTING if any is,
+// else TRANSIENT_FAILURE; SHUTDOWN after Close.
+enum class ConnectivityState { kConnecting, kReady, kTransientFailure, kShutdown };
+// ConnectivityStateName returns "CONNECTING", "READY", "TRANSIENT_FAILURE"
+// or "SHUTDOWN".
+std::string ConnectivityStateName(ConnectivityState s);
+
+// EndpointInfo describes one endpoint of a TcpClient (TcpClient::endpoints).
+struct EndpointInfo {
+  std::string address;     // HOST:PORT as in the target
+  ConnectivityState state;  // CONNECTING, READY or TRANSIENT_FAILURE
+  uint64_t connects = 0;   // connections made (handshake done) so far
+  uint64_t calls = 0;      // call attempts started on it so far
+  std::string last_error;  // why the last connection attempt failed, if one did
+};
+
 class TcpClient {
  public:
+  // Options configures a TcpClient. The defaults are the documented ones.
   struct Options {
-    // connect_timeout bounds connecting and the handshake (preface out,
-    // SETTINGS in).
+    // connect_timeout bounds one connection attempt: TCP connect, TLS
+    // handshake, preface out and SETTINGS in. Connect waits about this
+    // long at most.
     std::chrono::milliseconds connect_timeout{10000};
     // Limits on what this client accepts from the server.
     uint32_t max_frame_size = wire::kDefaultMaxFrameSize;
@@ -179,19 +215,53 @@ class TcpClient {
     // keepalive is the PING interval; nullopt = half the server's
     // IDLE_TIMEOUT_MILLIS (no pings if that is 0); zero disables pings.
     std::optional<std::chrono::milliseconds> keepalive;
-    // max_queued_bytes bounds the write queue: callers block past it
-    // (frames the reader thread sends, PONG and CANCEL, never wait).
+    // max_queued_bytes bounds each connection's write queue: callers block
+    // past it (frames the reader thread sends, PONG and CANCEL, never wait).
     size_t max_queued_bytes = 1 << 20;
+    // security: TLS (tls, tls_ca, tls_cert, tls_key, tls_server_name) and
+    // the bearer token sent on every call (see calc/security.h).
+    SecurityOptions security;
+    // backoff spaces the connection attempts to one endpoint after a
+    // failed one (gRPC's numbers by default). The first attempt, and the
+    // first after a READY connection is lost, start at once.
+    Backoff backoff;
+    // wait_for_ready makes a call that finds no READY connection wait for
+    // one until its deadline, as grpc's WaitForReady(true). Without it a
+    // call fails fast with UNAVAILABLE while every endpoint is in
+    // TRANSIENT_FAILURE, and waits only while one is CONNECTING.
+    bool wait_for_ready = false;
+    // retry_idempotent retries a unary call that failed with UNAVAILABLE
+    // although the server may have processed it (its connection was lost),
+    // spaced by retry_backoff, within the call's deadline and max_attempts.
+    // Set it only when every unary method called is idempotent, as calc's
+    // are. Streams are never retried once opened.
+    bool retry_idempotent = false;
+    Backoff retry_backoff{std::chrono::milliseconds(100), 1.6, 0.2, std::chrono::milliseconds(1000)};
+    // max_attempts bounds the attempts of one call, retries of calls the
+    // server never processed included (at least 1).
+    int max_attempts = 5;
   };
 
-  // Connect dials host:port ("127.0.0.1:4000", "[::1]:4000",
-  // "localhost:4000"), sends the preface and waits for the server's
-  // SETTINGS. Throws RpcError: UNAVAILABLE if the server cannot be reached
-  // or refuses (GOAWAY), DEADLINE_EXCEEDED if the handshake times out.
+  // Connect starts a client for target, "HOST:PORT" ("127.0.0.1:4000",
+  // "[::1]:4000", "localhost:4000") or a comma-separated list of them,
+  // and waits until one endpoint is READY (connected, preface sent,
+  // SETTINGS received). It throws RpcError: INVALID_ARGUMENT for a bad
+  // target or options (a token in plaintext to a host that is not
+  // loopback, unreadable certificate files), else, once every endpoint
+  // has failed its first attempt, the last failure: UNAVAILABLE if a
+  // server cannot be reached, refuses (GOAWAY) or fails the TLS handshake
+  // (a wrong CA or name, a missing client certificate, no ALPN calc/1),
+  // DEADLINE_EXCEEDED if connect_timeout passes first. After it returns
+  // the client reconnects by itself.
   static std::unique_ptr<TcpClient> Connect(const std::string& target, const Options& options);
   static std::unique_ptr<TcpClient> Connect(const std::string& target) { return Connect(target, Options()); }
-  // Adopt runs the protocol over an already connected stream socket (it
-  // takes ownership of fd), e.g. one end of a socketpair in tests.
+  // Create is Connect without the wait: it starts connecting to every
+  // endpoint and returns; only a bad target or options throw.
+  static std::unique_ptr<TcpClient> Create(const std::string& target, const Options& options);
+  // Adopt runs the protocol (with TLS if options.security asks, verifying
+  // tls_server_name) over an already connected stream socket (it takes
+  // ownership of fd), e.g. one end of a socketpair in tests. It has that
+  // one connection: no reconnect, no retry.
   static std::unique_ptr<TcpClient> Adopt(int fd, const Options& options);
 
   ~TcpClient();  // Close()
@@ -208,33 +278,52 @@ class TcpClient {
 
   // ---- any method, serialized messages ------------------------------------
   // UnaryRaw starts a unary call of method ("/package.Service/Method").
+  // ctx's deadline, metadata and cancel handle are taken when it starts.
   std::future<Result<std::string>> UnaryRaw(CallContext& ctx, std::string_view method, std::string_view request);
   // Unary is UnaryRaw with typed messages.
   template <class Resp>
   std::future<Result<Resp>> Unary(CallContext& ctx, std::string_view method,
                                   const google::protobuf::MessageLite& request);
-  // StreamRaw opens a streaming call: REQUEST with an empty message.
+  // StreamRaw opens a streaming call: REQUEST with an empty message. It
+  // waits for a READY connection as a unary call does.
   std::unique_ptr<RawStream> StreamRaw(CallContext& ctx, std::string_view method);
 
-  // Ping sends a PING and completes with the round-trip time when the PONG
-  // arrives (an RpcError if the connection closes first).
+  // Ping sends a PING on a READY connection and completes with the
+  // round-trip time when the PONG arrives (an RpcError if there is no
+  // READY connection or it closes first).
   std::future<std::chrono::nanoseconds> Ping();
 
-  // server_settings returns the limits from the server's SETTINGS frame.
+  // server_settings returns the limits from the SETTINGS of the last
+  // connection made.
   wire::Settings server_settings() const;
-  // draining reports that a GOAWAY arrived: new calls fail with UNAVAILABLE.
+  // state returns the aggregate connectivity state.
+  ConnectivityState state() const;
+  // WaitReady waits until a connection is READY and returns OK; it returns
+  // the last connection error once every endpoint is in
+  // TRANSIENT_FAILURE, CANCELLED after Close, DEADLINE_EXCEEDED at
+  // deadline.
+  grpc::Status WaitReady(Clock::time_point deadline);
+  // endpoints describes every endpoint, in the target's order.
+  std::vector<EndpointInfo> endpoints() const;
+  // draining reports that a GOAWAY arrived on the connection new calls
+  // would use and no other is READY (Adopt: new calls fail UNAVAILABLE;
+  // otherwise they wait for the reconnect).
   bool draining() const;
-  // closed reports that the connection is gone: every call fails.
+  // closed reports that Close ran or, for Adopt, that the connection is
+  // gone: every call fails.
   bool closed() const;
 
-  // Close ends the connection now; calls in flight fail with CANCELLED.
+  // Close ends every connection now and stops reconnecting; calls in
+  // flight fail with CANCELLED.
   void Close();
 
  private:
-  explicit TcpClient(std::shared_ptr<detail::Connection> conn);
+  explicit TcpClient(std::shared_ptr<detail::Balancer> balancer);
+  // SpecFrom takes what a call needs from ctx, the token's metadata first.
+  detail::CallSpec SpecFrom(CallContext& ctx) const;
   void StartUnary(CallContext& ctx, std::string_view method, std::string_view request,
                   std::function<void(Result<std::string>&&)> done);
-  std::shared_ptr<detail::Connection> conn_;
+  std::shared_ptr<detail::Balancer> balancer_;
 };
 
 template <class Resp>
