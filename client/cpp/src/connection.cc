@@ -430,9 +430,11 @@ void Connection::ReaderLoop() {
   try {
     for (;;) {
       int timeout_ms;
+      bool write_failed;
       {
         std::lock_guard lk(mu_);
         if (closed_) break;
+        write_failed = write_error_.has_value();
         auto now = Clock::now();
         ExpireDeadlinesLocked(now, done);
         if (keepalive_ && now >= next_keepalive_) {
@@ -451,7 +453,7 @@ void Connection::ReaderLoop() {
       RunCompletions(done);
       bool buffered = sock_->Buffered();  // TLS: decrypted bytes the socket no longer shows
       pollfd fds[2] = {{fd_, static_cast<short>(want_write ? POLLOUT : POLLIN), 0}, {wake_r_, POLLIN, 0}};
-      int n = ::poll(fds, 2, buffered ? 0 : timeout_ms);
+      int n = ::poll(fds, 2, buffered || write_failed ? 0 : timeout_ms);
       if (n < 0) {
         if (errno == EINTR) continue;
         throw RpcError(MakeStatus(StatusCode::UNAVAILABLE, std::string("poll: ") + std::strerror(errno)));
@@ -461,10 +463,15 @@ void Connection::ReaderLoop() {
         while (::read(wake_r_, drain, sizeof drain) > 0) {
         }
       }
-      if (!buffered && !(fds[0].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))) continue;
+      if (!buffered && !write_failed && !(fds[0].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))) continue;
       Want want = Want::kRead;
       ssize_t r = sock_->Read(buf.data(), buf.size(), &want);
       want_write = r < 0 && want == Want::kWrite;
+      if (r < 0 && write_failed) {  // nothing more to read: the write error is the reason
+        std::lock_guard lk(mu_);
+        reason = *write_error_;
+        break;
+      }
       if (r < 0) continue;
       if (r == 0) {
         decoder.Finish();  // TRUNCATED if the server closed mid-frame
@@ -508,7 +515,13 @@ void Connection::WriterLoop() {
       try {
         n = sock_->Write(batch.data() + off, batch.size() - off, &want);
       } catch (const RpcError& e) {
-        Shutdown(MakeStatus(StatusCode::UNAVAILABLE, "write failed: " + e.status().error_message()));
+        // The reader reports it once it has read what the server sent
+        // before it went (a TLS alert says more than a reset).
+        {
+          std::lock_guard lk(mu_);
+          write_error_ = MakeStatus(StatusCode::UNAVAILABLE, "write failed: " + e.status().error_message());
+        }
+        Wake();
         return;
       }
       if (n > 0) {

@@ -134,6 +134,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string queue_;  // whole frames waiting for the writer
   bool closed_ = false;
   grpc::Status close_reason_;
+  // write_error_ is the writer's failure, left for the reader to report
+  // unless what is still to be read says more (a TLS alert, a GOAWAY).
+  std::optional<grpc::Status> write_error_;
   bool have_settings_ = false;
   wire::Settings settings_;
   std::optional<wire::GoAway> goaway_;

@@ -324,6 +324,9 @@ class Balancer : public std::enable_shared_from_this<Balancer> {
     char b = 1;
     [[maybe_unused]] auto n = ::write(cancel_w_, &b, 1);  // wakes Dial and StartTls
     for (auto& c : connecting) c->Shutdown(MakeStatus(StatusCode::CANCELLED, "client closed"));  // wakes WaitHandshake
+    // Shut the connections down before joining: the worker may be waiting
+    // for room in one's write queue.
+    for (auto& c : conns) c->Shutdown(MakeStatus(StatusCode::CANCELLED, "connection closed by the client"));
     std::call_once(join_once_, [&] {
       std::vector<std::thread*> threads{&worker_};
       for (auto& ep : endpoints_) threads.push_back(&ep->thread);
