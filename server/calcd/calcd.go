@@ -187,6 +187,7 @@ func New(cfg Config) *Server {
 		resp, err := hs.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	}
+	reg.MustRegister(metrics.NewReadyGauge(aopts.Ready))
 	return &Server{TCP: t, GRPC: g, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
 }
 

@@ -268,15 +268,20 @@ func TestTCPConnectionMetrics(t *testing.T) {
 	waitFor("all closed", func() bool { return open() == 0 })
 }
 
-// TestReadiness: /healthz and /readyz answer 200 while serving; during a
-// drain, held open by a stream, /readyz answers 503 NOT_SERVING and
-// /healthz still 200; the admin port closes once the drain is done.
+// TestReadiness: /healthz and /readyz answer 200 and calc_ready is 1 while
+// serving; during a drain, held open by a stream, /readyz answers 503
+// NOT_SERVING, calc_ready is 0 and /healthz still 200; the admin port
+// closes once the drain is done.
 func TestReadiness(t *testing.T) {
 	srv := calcdtest.Start(t, calcd.Config{})
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(t, srv.AdminAddr, path); code != http.StatusOK || body != "ok" {
 			t.Fatalf("%s before the drain: %d %q", path, code, body)
 		}
+	}
+	ready := func() float64 { return value(scrape(t, srv.AdminAddr), "calc_ready", map[string]string{}) }
+	if got := ready(); got != 1 {
+		t.Fatalf("calc_ready before the drain: %v, want 1", got)
 	}
 	s, err := srv.Clients(t)["tcp"].CalculateStream(t.Context())
 	if err != nil {
@@ -305,6 +310,9 @@ func TestReadiness(t *testing.T) {
 	}
 	if code, body := get(t, srv.AdminAddr, "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz during the drain: %d %q", code, body)
+	}
+	if got := ready(); got != 0 {
+		t.Fatalf("calc_ready during the drain: %v, want 0", got)
 	}
 	_ = s.CloseSend() // the stream ends, and with it the drain
 	if _, err := s.Recv(); !errors.Is(err, io.EOF) {

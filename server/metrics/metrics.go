@@ -56,6 +56,22 @@ func NewServerMetrics(transport string) *grpcprom.ServerMetrics {
 	)
 }
 
+// NewReadyGauge returns the gauge calc_ready, read at each scrape: 1 while
+// ready reports true (calcd's health is SERVING, /readyz answers 200), 0
+// while it does not (a drain), so that an alert can tell a calcd that
+// stays out of service from one that is down.
+func NewReadyGauge(ready func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "calc_ready",
+		Help: "1 while calcd is ready for traffic (health SERVING, /readyz 200), 0 while it drains.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	})
+}
+
 // The raw TCP server's metrics.
 var (
 	tcpOpen = prometheus.NewDesc("calc_tcp_connections_open",
