@@ -73,7 +73,7 @@ go test -run '^$' -bench . -benchtime 1x ./...
 step "Wireshark dissector: golden output, malformed input, a live loopback capture"
 bash tools/wireshark/test.sh
 
-step "deploy: the systemd unit"
+step "deploy: the Dockerfile, the systemd unit, Prometheus rules and the Grafana dashboard against a real scrape, Kubernetes manifests"
 bash deploy/test.sh
 
 step "C# generation template"

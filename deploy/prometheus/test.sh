@@ -240,7 +240,7 @@ lint=$(promtool check metrics <"$work/metrics.txt" 2>&1) || fail "promtool check
 say "ok: promtool check metrics finds nothing in calcd's /metrics ($(grep -c '^# TYPE' "$work/metrics.txt") families)"
 
 # 4. Every metric the rules and the dashboard name is in that /metrics.
-(cd deploy/prometheus/promqlcheck && go build -o "$work/promqlcheck" .)
+(cd deploy/prometheus/promqlcheck && go build -ldflags='-s -w' -o "$work/promqlcheck" .)
 "$work/promqlcheck" -metrics "$work/metrics.txt" -rules deploy/prometheus/calcd-rules.yml -dashboard deploy/grafana/calc-dashboard.json >&2
 sed 's/calc_tcp_streams_open/calc_tcp_stream_open/' deploy/grafana/calc-dashboard.json >"$work/typo.json"
 if "$work/promqlcheck" -metrics "$work/metrics.txt" -dashboard "$work/typo.json" 2>"$work/typo.err"; then
