@@ -17,24 +17,35 @@ const (
 )
 
 var help struct {
-	once sync.Once
-	file string
-	err  error
+	once      sync.Once
+	dir, file string
+	err       error
 }
 
-// calcdHelp returns a file holding the real calcd --help, built from the
-// repository this module sits in.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if help.dir != "" {
+		os.RemoveAll(help.dir)
+	}
+	os.Exit(code)
+}
+
+// calcdHelp returns a file holding the real calcd --help: of the binary
+// $CALCD names (deploy/test.sh sets it), else built from the repository
+// this module sits in.
 func calcdHelp(t *testing.T) string {
 	t.Helper()
 	help.once.Do(func() {
-		dir, err := os.MkdirTemp("", "calcd-help")
-		if err != nil {
-			help.err = err
+		help.dir, help.err = os.MkdirTemp("", "calcd-help")
+		if help.err != nil {
 			return
 		}
-		help.file = filepath.Join(dir, "help.txt")
+		help.file = filepath.Join(help.dir, "help.txt")
 		cmd := exec.Command("go", "run", "./server/cmd/calcd", "--help")
 		cmd.Dir = "../../.."
+		if bin := os.Getenv("CALCD"); bin != "" {
+			cmd = exec.Command(bin, "--help")
+		}
 		out, err := cmd.CombinedOutput() // --help exits 0
 		if err != nil {
 			help.err = err
