@@ -14,6 +14,11 @@ import (
 	"net"
 	"strings"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // --compression gzip
 	"google.golang.org/grpc/resolver"
@@ -21,6 +26,7 @@ import (
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // --compression snappy
+	"github.com/calcrpc/calc/internal/rpctrace"
 )
 
 // The default addresses of calcd's two endpoints.
@@ -50,7 +56,51 @@ type Config struct {
 	// on a loopback address.
 	Token string
 
+	// TracerProvider, when set, traces every call with a client span and
+	// sends its context to the server in traceparent/tracestate metadata:
+	// over gRPC with otelgrpc.NewClientHandler, over raw TCP with
+	// tcpconn.Options.TracerProvider, which makes the same spans. nil
+	// traces nothing.
+	TracerProvider trace.TracerProvider
+	// Propagator writes the span context into the metadata; nil means W3C
+	// Trace Context and Baggage.
+	Propagator propagation.TextMapPropagator
+	// ClientMetrics, when set, counts every call (grpc_client_*; see
+	// NewClientMetrics) on either transport.
+	ClientMetrics *grpcprom.ClientMetrics
+
 	tlsConfig *tls.Config // TLS's, loaded by Check
+}
+
+// ClientHandlingBuckets are the bounds, in seconds, of
+// grpc_client_handling_seconds: calc's calls take tens of microseconds
+// on loopback, so they start at 50 µs, as calcd's server histogram does.
+var ClientHandlingBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// NewClientMetrics returns go-grpc-middleware's client metrics, for
+// Config.ClientMetrics, with a constant label transport (tcp or grpc) as
+// calcd's server metrics have:
+//
+//	grpc_client_started_total{grpc_type,grpc_service,grpc_method,transport}
+//	grpc_client_handled_total{grpc_type,grpc_service,grpc_method,grpc_code,transport}
+//	grpc_client_msg_sent_total{grpc_type,grpc_service,grpc_method,transport}
+//	grpc_client_msg_received_total{grpc_type,grpc_service,grpc_method,transport}
+//	grpc_client_handling_seconds{grpc_type,grpc_service,grpc_method,transport} (histogram)
+//
+// Register it in a prometheus.Registerer to serve them. Outside calc's
+// commands, a Go program gets the same over raw TCP by giving its
+// interceptors to tcpconn.Options.UnaryInterceptors and
+// StreamInterceptors, and over gRPC to grpc.WithChainUnaryInterceptor and
+// grpc.WithChainStreamInterceptor.
+func NewClientMetrics(transport string) *grpcprom.ClientMetrics {
+	labels := prometheus.Labels{"transport": transport}
+	return grpcprom.NewClientMetrics(
+		grpcprom.WithClientCounterOptions(grpcprom.WithConstLabels(labels)),
+		grpcprom.WithClientHandlingTimeHistogram(
+			grpcprom.WithHistogramConstLabels(labels),
+			grpcprom.WithHistogramBuckets(ClientHandlingBuckets),
+		),
+	)
 }
 
 // AddFlags registers --addr, --transport and --compression on fs, setting
@@ -109,7 +159,8 @@ func (c *Config) Check() error {
 // gRPC it connects lazily, on the first call; a list of servers is given
 // to gRPC by a manual resolver, and a list or a dns:/// name is balanced
 // by gRPC's round_robin. wrap, if not nil, wraps every socket, as
-// calc-bench does to count bytes.
+// calc-bench does to count bytes. cfg.TracerProvider and cfg.ClientMetrics
+// observe the calls on either transport.
 func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.ClientConnInterface, func(), error) {
 	conn, closeConn, err := open(ctx, cfg, wrap)
 	if err != nil || cfg.Token == "" {
@@ -128,7 +179,12 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 		return wrap(nc), nil
 	}
 	if cfg.Transport == "tcp" {
-		opts := tcpconn.ClientOptions{Conn: tcpconn.Options{TLSConfig: cfg.tlsConfig}, WaitForReady: true, RetryIdempotent: true}
+		copts := tcpconn.Options{TLSConfig: cfg.tlsConfig, TracerProvider: cfg.TracerProvider, Propagator: cfg.Propagator}
+		if m := cfg.ClientMetrics; m != nil {
+			copts.UnaryInterceptors = []grpc.UnaryClientInterceptor{m.UnaryClientInterceptor()}
+			copts.StreamInterceptors = []grpc.StreamClientInterceptor{m.StreamClientInterceptor()}
+		}
+		opts := tcpconn.ClientOptions{Conn: copts, WaitForReady: true, RetryIdempotent: true}
 		if wrap != nil {
 			opts.Dial = dialer
 		}
@@ -145,6 +201,16 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(grpcCredentials(cfg.tlsConfig)), grpc.WithContextDialer(dialer)}
 	if cfg.Compression != "none" {
 		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(cfg.Compression)))
+	}
+	if cfg.TracerProvider != nil {
+		prop := cfg.Propagator
+		if prop == nil {
+			prop = rpctrace.Propagator()
+		}
+		opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(cfg.TracerProvider), otelgrpc.WithPropagators(prop))))
+	}
+	if m := cfg.ClientMetrics; m != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(m.UnaryClientInterceptor()), grpc.WithChainStreamInterceptor(m.StreamClientInterceptor()))
 	}
 	target := cfg.Addr
 	if list := strings.Split(target, ","); len(list) > 1 {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -38,7 +39,10 @@ const (
 // ClientOptions configures a Client. The zero value means the documented
 // defaults.
 type ClientOptions struct {
-	// Conn configures every sub-connection.
+	// Conn configures every sub-connection, except that its
+	// TracerProvider and interceptors observe each call once, at the
+	// Client, around its attempts: the span names the server of the last
+	// attempt.
 	Conn Options
 	// Balancer chooses the sub-connection of each call; the zero value is
 	// RoundRobin.
@@ -91,6 +95,7 @@ type Client struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup // the resolver and sub-connection goroutines
 	resolveNow chan struct{}
+	obs        observers               // the interceptors and tracer of opts.Conn
 	ready      atomic.Pointer[[]ready] // the READY sub-connections
 	next       atomic.Uint32           // round robin's counter
 
@@ -142,6 +147,8 @@ func NewClient(target string, opts ClientOptions) (*Client, error) {
 		state:      connectivity.Connecting,
 		changed:    make(chan struct{}),
 	}
+	c.obs = newObservers(opts.Conn, c.invoke, c.newStream)
+	c.opts.Conn = withoutObservers(opts.Conn) // the sub-connections'
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ready.Store(&[]ready{})
 	if t.static != nil {
@@ -233,6 +240,22 @@ func (c *Client) Close() error {
 // MaxAttempts in all, under the caller's deadline; with RetryIdempotent,
 // so is a call that failed with UNAVAILABLE.
 func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if c.obs.unary != nil {
+		return c.obs.unary(ctx, method, args, reply, nil, opts...)
+	}
+	return c.invoke(ctx, method, args, reply, nil, opts...)
+}
+
+// invoke performs a unary call, in a client span when the Client traces.
+func (c *Client) invoke(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+	ctx, span := c.obs.startSpan(ctx, method)
+	err := c.attempts(ctx, span, method, args, reply, opts)
+	c.obs.endSpan(span, err)
+	return err
+}
+
+// attempts makes a unary call's attempts.
+func (c *Client) attempts(ctx context.Context, span trace.Span, method string, args, reply any, opts []grpc.CallOption) error {
 	wait := c.waitForReady(opts)
 	retries := 0
 	for attempt := 1; ; attempt++ {
@@ -240,7 +263,8 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		if err != nil {
 			return err
 		}
-		err = r.conn.Invoke(ctx, method, args, reply)
+		peer(span, r.conn)
+		err = r.conn.invoke(ctx, method, args, reply)
 		r.sc.release()
 		if err == nil || !c.retry(ctx, r, err, attempt, c.opts.RetryIdempotent, &retries) {
 			return err
@@ -255,19 +279,32 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 // never retried: a stream whose server sent GOAWAY before accepting it
 // ends with an error that matches ErrNotProcessed, which the caller may
 // retry.
-func (c *Client) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if c.obs.stream != nil {
+		return c.obs.stream(ctx, desc, nil, method, opts...)
+	}
+	return c.newStream(ctx, desc, nil, method, opts...)
+}
+
+// newStream opens a streaming call, in a client span that ends with it
+// when the Client traces.
+func (c *Client) newStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, span := c.obs.startSpan(ctx, method)
 	wait := c.waitForReady(opts)
 	for attempt := 1; ; attempt++ {
 		r, err := c.pick(ctx, wait)
 		if err != nil {
+			c.obs.endSpan(span, err)
 			return nil, err
 		}
-		s, err := r.conn.newStream(ctx, method, r.sc.release)
+		peer(span, r.conn)
+		s, err := r.conn.newStream(ctx, method, r.sc.release, span)
 		if err == nil {
 			return s, nil
 		}
 		r.sc.release()
 		if !c.retry(ctx, r, err, attempt, false, nil) {
+			c.obs.endSpan(span, err)
 			return nil, err
 		}
 	}

@@ -62,6 +62,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -102,6 +104,23 @@ type Options struct {
 	// An empty ServerName is Dial's host (NewConn's: the remote IP
 	// address). nil means plaintext.
 	TLSConfig *tls.Config
+	// TracerProvider, when set, traces every call with a client span
+	// shaped as otelgrpc.NewClientHandler's spans over gRPC, and sends the
+	// span's context to the server in the call's traceparent and
+	// tracestate metadata (W3C Trace Context), so that the server's span
+	// joins the caller's trace. nil traces nothing, at no cost.
+	TracerProvider trace.TracerProvider
+	// Propagator writes that context into the metadata; nil means W3C
+	// Trace Context and Baggage.
+	Propagator propagation.TextMapPropagator
+	// UnaryInterceptors and StreamInterceptors run around every call,
+	// first outermost, as grpc.WithChainUnaryInterceptor's and
+	// grpc.WithChainStreamInterceptor's do (client metrics such as
+	// go-grpc-middleware's grpc_client_* go here). Their *grpc.ClientConn
+	// argument is nil. A Client runs them once per call, around its
+	// retries, and its span inside them.
+	UnaryInterceptors  []grpc.UnaryClientInterceptor
+	StreamInterceptors []grpc.StreamClientInterceptor
 }
 
 // Conn is a raw TCP connection to a calc server. It is safe for concurrent
@@ -119,6 +138,7 @@ type Conn struct {
 	heard     chan struct{} // signalled on every frame received, for keepalive
 	kick      chan struct{} // wakes the flusher
 	flusher   sync.Once     // starts the flusher on the first stream message
+	obs       observers
 
 	mu      sync.Mutex
 	nextID  uint32
@@ -197,6 +217,7 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		refs:      map[string]uint32{},
 		pending:   map[uint32]*pending{},
 	}
+	c.obs = newObservers(opts, c.tracedInvoke, c.tracedStream)
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
 	}
@@ -426,8 +447,29 @@ func (c *Conn) take(id uint32) *pending {
 }
 
 // Invoke performs a unary call. It implements grpc.ClientConnInterface;
-// grpc.CallOptions are accepted and ignored.
-func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+// grpc.CallOptions are passed to the interceptors and otherwise ignored.
+func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if c.obs.unary != nil {
+		return c.obs.unary(ctx, method, args, reply, nil, opts...)
+	}
+	if c.obs.tracer != nil {
+		return c.tracedInvoke(ctx, method, args, reply, nil)
+	}
+	return c.invoke(ctx, method, args, reply)
+}
+
+// tracedInvoke performs a unary call in a client span, when the Conn
+// traces.
+func (c *Conn) tracedInvoke(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+	ctx, span := c.obs.startSpan(ctx, method)
+	peer(span, c)
+	err := c.invoke(ctx, method, args, reply)
+	c.obs.endSpan(span, err)
+	return err
+}
+
+// invoke performs a unary call.
+func (c *Conn) invoke(ctx context.Context, method string, args, reply any) error {
 	req, ok := args.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "tcpconn: request type %T is not a proto.Message", args)

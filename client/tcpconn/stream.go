@@ -5,29 +5,48 @@ import (
 	"io"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/calcrpc/calc/internal/rpctrace"
 	"github.com/calcrpc/calc/internal/wire"
 )
 
 // NewStream opens a streaming call. It implements
-// grpc.ClientConnInterface; grpc.CallOptions are accepted and ignored.
-// Cancelling ctx cancels the call on the server too.
-func (c *Conn) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
-	return c.newStream(ctx, method, nil)
+// grpc.ClientConnInterface; grpc.CallOptions are passed to the
+// interceptors and otherwise ignored. Cancelling ctx cancels the call on
+// the server too.
+func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if c.obs.stream != nil {
+		return c.obs.stream(ctx, desc, nil, method, opts...)
+	}
+	return c.tracedStream(ctx, desc, nil, method)
+}
+
+// tracedStream opens a streaming call, in a client span that ends with
+// it when the Conn traces.
+func (c *Conn) tracedStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, span := c.obs.startSpan(ctx, method)
+	peer(span, c)
+	s, err := c.newStream(ctx, method, nil, span)
+	if err != nil {
+		c.obs.endSpan(span, err)
+		return nil, err
+	}
+	return s, nil
 }
 
 // newStream opens a streaming call; onEnd, if not nil, runs once when the
-// call ends after it started.
-func (c *Conn) newStream(ctx context.Context, method string, onEnd func()) (*clientStream, error) {
+// call ends after it started, and span, if not nil, is ended then.
+func (c *Conn) newStream(ctx context.Context, method string, onEnd func(), span trace.Span) (*clientStream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1), onEnd: onEnd}
+	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1), onEnd: onEnd, span: span}
 	id, err := c.start(ctx, method, nil, &pending{stream: s})
 	if err != nil {
 		return nil, err
@@ -57,7 +76,8 @@ type clientStream struct {
 	ctx context.Context
 	id  uint32
 
-	onEnd func() // run once when the call ends, or nil
+	onEnd func()     // run once when the call ends, or nil
+	span  trace.Span // ended when the call ends, or nil
 
 	mu    sync.Mutex
 	stop  func() bool // unregisters the context watch
@@ -94,6 +114,9 @@ func (s *clientStream) end(err error) {
 	}
 	if first && s.onEnd != nil {
 		s.onEnd()
+	}
+	if first && s.span != nil {
+		rpctrace.EndClient(s.span, err)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package calcd wires a calcd: the one CalculatorService, calc's
-// interceptors (per-RPC metrics, access log and panic recovery, outermost
-// first), grpc.health.v1 with one health state and server reflection (v1
+// interceptors (tracing, per-RPC metrics, access log and panic recovery,
+// outermost first), grpc.health.v1 with one health state and server reflection (v1
 // and v1alpha, answering with the schema's comments), all on every
 // transport: the raw TCP endpoint (server/tcpserver) and the gRPC endpoint
 // (server/grpcserver); the metrics registry (server/metrics) and the
@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,6 +34,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/rpctrace"
 	"github.com/calcrpc/calc/internal/schema"
 	"github.com/calcrpc/calc/server/admin"
 	"github.com/calcrpc/calc/server/auth"
@@ -89,6 +93,16 @@ type Config struct {
 	// it replaces TCP.TLSConfig and GRPC.TLSConfig. The admin port stays
 	// plaintext. nil serves plaintext.
 	TLSConfig *tls.Config
+	// TracerProvider, when set, traces every call on every transport: a
+	// server span per call, the caller's span context taken from its
+	// traceparent and tracestate metadata. gRPC calls are traced by
+	// otelgrpc's stats handler, raw TCP calls by an interceptor that makes
+	// the same spans (internal/rpctrace), so a trace crosses transports.
+	// nil traces nothing, at no cost.
+	TracerProvider trace.TracerProvider
+	// Propagator reads the callers' span context from their metadata on
+	// every transport; nil means W3C Trace Context and Baggage.
+	Propagator propagation.TextMapPropagator
 	// Admin configures the admin port, served when Listeners.Admin is
 	// set. Its Metrics and Ready are set by New: the Server's Metrics and
 	// the health state of the whole server ("").
@@ -122,11 +136,23 @@ func New(cfg Config) *Server {
 	if svc == nil {
 		svc = calculator.New()
 	}
-	// Metrics run outermost on each transport, outside recovery, so that a
-	// panic counts as the INTERNAL status it becomes.
+	// Tracing runs outermost: gRPC's stats handler sees the call before
+	// any interceptor, and raw TCP's tracing interceptor comes first, so
+	// the access log inside sees the span. Metrics run next, outside
+	// recovery, so that a panic counts as the INTERNAL status it becomes.
 	reg := metrics.NewRegistry()
 	var gUnary, tUnary []grpc.UnaryServerInterceptor
 	var gStream, tStream []grpc.StreamServerInterceptor
+	if cfg.TracerProvider != nil {
+		prop := cfg.Propagator
+		if prop == nil {
+			prop = rpctrace.Propagator()
+		}
+		cfg.GRPC.StatsHandlers = append(slices.Clip(cfg.GRPC.StatsHandlers),
+			otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.TracerProvider), otelgrpc.WithPropagators(prop)))
+		tr := rpctrace.NewServer(cfg.TracerProvider, prop)
+		tUnary, tStream = []grpc.UnaryServerInterceptor{tr.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tr.StreamServerInterceptor()}
+	}
 	if cfg.RPCMetrics {
 		// gRPC counts with go-grpc-middleware itself; raw TCP, whose calls
 		// cost a tenth of gRPC's, with the same series resolved once per
@@ -134,7 +160,7 @@ func New(cfg Config) *Server {
 		gm, tm := metrics.NewServerMetrics("grpc"), metrics.NewRPCMetrics("tcp")
 		reg.MustRegister(gm, tm)
 		gUnary, gStream = []grpc.UnaryServerInterceptor{gm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{gm.StreamServerInterceptor()}
-		tUnary, tStream = []grpc.UnaryServerInterceptor{tm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tm.StreamServerInterceptor()}
+		tUnary, tStream = append(tUnary, tm.UnaryServerInterceptor()), append(tStream, tm.StreamServerInterceptor())
 	}
 
 	if cfg.TLSConfig != nil {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip grpc-encoding
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // registers the snappy grpc-encoding
@@ -105,6 +106,9 @@ type Options struct {
 	// its RESOURCE_EXHAUSTED (metrics go here).
 	OuterUnaryInterceptors  []grpc.UnaryServerInterceptor
 	OuterStreamInterceptors []grpc.StreamServerInterceptor
+	// StatsHandlers see every connection and call, outside every
+	// interceptor (tracing: otelgrpc.NewServerHandler).
+	StatsHandlers []stats.Handler
 	// TLSConfig, when set, serves gRPC over TLS (credentials.NewTLS) with
 	// a clone of it requiring TLS 1.3 and ALPN "h2"; the TLS handshake is
 	// part of HandshakeTimeout. nil means plaintext HTTP/2.
@@ -145,6 +149,9 @@ func New(opts Options) *Server {
 			MaxConnectionAge:      opts.MaxConnectionAge,
 			MaxConnectionAgeGrace: opts.MaxConnectionAgeGrace,
 		}),
+	}
+	for _, h := range opts.StatsHandlers {
+		sopts = append(sopts, grpc.StatsHandler(h))
 	}
 	if opts.TLSConfig != nil {
 		// credentials.NewTLS clones the config again and sets "h2" in the

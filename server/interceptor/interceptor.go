@@ -1,5 +1,6 @@
 // Package interceptor holds the server interceptors that both of calc's
-// transports install: a structured access log and panic recovery. They are
+// transports install: a structured access log (with the call's trace id
+// when it is traced) and panic recovery. They are
 // plain grpc-go interceptors; the raw TCP server runs them exactly as a
 // grpc.Server does.
 package interceptor
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -19,7 +21,9 @@ import (
 )
 
 // UnaryLogging returns an interceptor that writes one log record per unary
-// call: method, peer, status code, duration and, on failure, the message.
+// call: method, peer, status code, duration, on failure the message and,
+// when the call's context holds a span (tracing is on), its trace_id and
+// span_id, so that a log line leads to its trace.
 // With sampleEvery 0, successful calls are logged at Debug level and
 // failures at Info, so an access log at the default level costs nothing on
 // the hot path. With sampleEvery N > 0 it is an access log a busy server
@@ -87,6 +91,9 @@ func (s *sampler) logCall(ctx context.Context, logger *slog.Logger, method strin
 	}
 	if sampled {
 		attrs = append(attrs, slog.Uint64("sampled", s.every))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	logger.LogAttrs(ctx, level, "call", attrs...)
 }

@@ -49,6 +49,22 @@
 // cost the cheapest raw TCP calls up to a fifth of their time. Work past a limit is refused with
 // RESOURCE_EXHAUSTED; those already served are unaffected.
 //
+// # Tracing
+//
+// calcd traces calls with OpenTelemetry when the standard OTEL_*
+// environment variables ask for it: OTEL_TRACES_EXPORTER=otlp, or an OTLP
+// endpoint in OTEL_EXPORTER_OTLP_ENDPOINT (or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); with none of them, nothing is
+// traced, at no cost. Spans are exported over OTLP (http/protobuf, or
+// grpc with OTEL_EXPORTER_OTLP_PROTOCOL=grpc), sampled as
+// OTEL_TRACES_SAMPLER says (parentbased_always_on by default), with
+// service.name calcd unless OTEL_SERVICE_NAME says otherwise. Every call
+// on either transport gets a server span, shaped as otelgrpc's, in the
+// trace of the caller's W3C traceparent metadata, and the access log
+// records its trace_id and span_id. OTEL_SDK_DISABLED=true or
+// OTEL_TRACES_EXPORTER=none turn it off. The "tracing" log record at
+// start says where spans go.
+//
 // # TLS and protected mode
 //
 // With --tls-cert and --tls-key both RPC ports serve TLS 1.3 only: the raw
@@ -93,6 +109,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/calcrpc/calc/internal/otelenv"
 	"github.com/calcrpc/calc/internal/version"
 	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calcd"
@@ -126,6 +143,9 @@ func main() {
 // reloadPoll is how often calcd looks for changes to the files it
 // reloads (SIGHUP reloads them at once).
 const reloadPoll = 5 * time.Second
+
+// tracingFlushTimeout bounds the export of the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
 
 // errUsage marks a command line the flag package has already complained
 // about.
@@ -322,6 +342,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Warn(warning)
 	}
 	cfg.calcd.Logger = logger
+	tracing, err := otelenv.Setup(ctx, "calcd", logger)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	if tracing != nil {
+		cfg.calcd.TracerProvider, cfg.calcd.Propagator = tracing.Provider, tracing.Propagator
+		logger.Info("tracing", "export", tracing.Description)
+		defer func() { // after the drain: export the last spans
+			fctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+			defer cancel()
+			if err := tracing.Shutdown(fctx); err != nil {
+				logger.Warn("tracing: spans not exported", "error", err)
+			}
+		}()
+	}
 	var reloaders []func() error // on SIGHUP; each also watches its files
 	if cfg.tls.Cert != "" {
 		tlsFiles, err := tlsconfig.New(cfg.tls, tlsconfig.Options{Logger: logger})
