@@ -11,8 +11,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // --compression snappy
+	"github.com/calcrpc/calc/internal/otelenv"
 	"github.com/calcrpc/calc/internal/rpctrace"
 )
 
@@ -231,4 +234,29 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 		return nil, nil, err
 	}
 	return conn, func() { conn.Close() }, nil
+}
+
+// tracingFlushTimeout bounds the export of the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
+
+// TraceFromEnv turns on tracing as the standard OTEL_* environment
+// variables ask (internal/otelenv: OTEL_TRACES_EXPORTER=otlp or an OTLP
+// endpoint; the sampler, resource and exporter settings from the
+// environment too), with service as the default service.name, by setting
+// c.TracerProvider and c.Propagator; SDK errors go to logger. Without
+// those variables it does nothing. It returns a function that exports
+// the spans still buffered (for at most 5 s), to call before exiting.
+func (c *Config) TraceFromEnv(ctx context.Context, service string, logger *slog.Logger) (flush func(), err error) {
+	t, err := otelenv.Setup(ctx, service, logger)
+	if err != nil || t == nil {
+		return func() {}, err
+	}
+	c.TracerProvider, c.Propagator = t.Provider, t.Propagator
+	return func() {
+		fctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+		defer cancel()
+		if err := t.Shutdown(fctx); err != nil {
+			logger.Warn("tracing: spans not exported", "error", err)
+		}
+	}, nil
 }

@@ -3,12 +3,14 @@ package dial_test
 import (
 	"context"
 	"flag"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -197,4 +199,87 @@ func serve(t *testing.T) map[string]string {
 		<-done
 	})
 	return map[string]string{"tcp": tl.Addr().String(), "grpc": gl.Addr().String()}
+}
+
+// TestClientMetrics makes known calls over each transport with client
+// metrics on and checks grpc_client_* exactly, by transport, method, type
+// and code.
+func TestClientMetrics(t *testing.T) {
+	addrs := serve(t)
+	reg := prometheus.NewPedanticRegistry()
+	add := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
+	byZero := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_DIVIDE, Lhs: 1, Rhs: 0}
+	want := map[string][2]int{"tcp": {3, 2}, "grpc": {1, 4}} // OK, INVALID_ARGUMENT
+	for _, tr := range []string{"tcp", "grpc"} {
+		m := dial.NewClientMetrics(tr)
+		reg.MustRegister(m)
+		conn, closeFn, err := dial.Open(context.Background(), dial.Config{Addr: addrs[tr], Transport: tr, Compression: "none", ClientMetrics: m}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := calculatorv1.NewCalculatorServiceClient(conn)
+		for i, req := range []*calculatorv1.CalculateRequest{add, byZero} {
+			for range want[tr][i] {
+				_, err := client.Calculate(context.Background(), req)
+				if got, wantCode := status.Code(err), []codes.Code{codes.OK, codes.InvalidArgument}[i]; got != wantCode {
+					t.Fatalf("%s: %v, want %v", tr, err, wantCode)
+				}
+			}
+		}
+		s, err := client.CalculateStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: uint64(i), Calculation: add}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Recv(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = s.CloseSend()
+		if _, err := s.Recv(); err != io.EOF {
+			t.Fatalf("%s: stream end %v", tr, err)
+		}
+		closeFn()
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetCounter().GetValue()
+			if h := m.GetHistogram(); h != nil {
+				v = float64(h.GetSampleCount())
+			}
+			got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	for tr, n := range want {
+		unary := "grpc_method=Calculate,grpc_service=calculator.v1.CalculatorService,grpc_type=unary,transport=" + tr
+		bidi := "grpc_method=CalculateStream,grpc_service=calculator.v1.CalculatorService,grpc_type=bidi_stream,transport=" + tr
+		for series, v := range map[string]float64{
+			"grpc_client_started_total{" + unary + "}": float64(n[0] + n[1]),
+			"grpc_client_handled_total{grpc_code=OK,grpc_method=Calculate,grpc_service=calculator.v1.CalculatorService,grpc_type=unary,transport=" + tr + "}":              float64(n[0]),
+			"grpc_client_handled_total{grpc_code=InvalidArgument,grpc_method=Calculate,grpc_service=calculator.v1.CalculatorService,grpc_type=unary,transport=" + tr + "}": float64(n[1]),
+			"grpc_client_msg_sent_total{" + unary + "}":     float64(n[0] + n[1]),
+			"grpc_client_msg_received_total{" + unary + "}": float64(n[0]),
+			"grpc_client_handling_seconds{" + unary + "}":   float64(n[0] + n[1]),
+			"grpc_client_started_total{" + bidi + "}":       1,
+			"grpc_client_handled_total{grpc_code=OK,grpc_method=CalculateStream,grpc_service=calculator.v1.CalculatorService,grpc_type=bidi_stream,transport=" + tr + "}": 1,
+			"grpc_client_msg_sent_total{" + bidi + "}":     2,
+			"grpc_client_msg_received_total{" + bidi + "}": 2,
+		} {
+			if got[series] != v {
+				t.Errorf("%s = %v, want %v", series, got[series], v)
+			}
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
@@ -12,7 +14,10 @@ import (
 // BenchmarkCalculate is one Calculate round trip over loopback through each
 // transport, sequential (one call at a time) and parallel (GOMAXPROCS x 16
 // callers sharing one connection), with calcd's defaults and with its
-// per-RPC metrics on (metrics/...). Compare within one run:
+// per-RPC metrics on (metrics/...), and with tracing configured but
+// sampling nothing (traced-unsampled/...: an SDK TracerProvider whose
+// sampler is parentbased_always_off, the clients untraced). Compare
+// within one run:
 //
 //	go test -run '^$' -bench Calculate -benchmem ./server/calculator
 func BenchmarkCalculate(b *testing.B) {
@@ -23,6 +28,7 @@ func BenchmarkCalculate(b *testing.B) {
 	}{
 		{"", calcd.Config{}},
 		{"metrics/", calcd.Config{RPCMetrics: true}},
+		{"traced-unsampled/", calcd.Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))}},
 	} {
 		srv := calcdtest.Start(b, c.cfg)
 		clients := srv.Clients(b)

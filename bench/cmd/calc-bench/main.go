@@ -10,7 +10,14 @@
 //	calc-bench --idle 10000 --server-pid $(pidof calcd)
 //	calc-bench --burst frames --server-pid $(pidof calcd) --burst-wait 60s
 //	calc-bench --burst streams --burst-conns 20 --burst-streams 1024 --server-pid $(pidof calcd)
+//	calc-bench --transport tcp --concurrency 64 --metrics-addr 127.0.0.1:9465
 //	calc-bench --version       prints its version and commit
+//
+// --metrics-addr serves the client's per-RPC metrics during the run, the
+// grpc_client_* series of go-grpc-middleware labelled with the transport,
+// at /metrics. With the standard OTEL_* variables set (an OTLP endpoint,
+// OTEL_TRACES_SAMPLER, ...) every call is traced, as calcd traces it, and
+// carries its traceparent to the server.
 //
 // calc bench ARGS runs calc-bench ARGS (calc finds it next to itself or
 // in PATH). Build it with:
@@ -29,10 +36,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,6 +84,11 @@ connections it closed.
   calc-bench --idle 10000 --server-pid $(pidof calcd)
   calc-bench --burst frames --server-pid $(pidof calcd) --burst-wait 60s
   calc-bench --burst streams --burst-conns 20 --burst-streams 1024 --server-pid $(pidof calcd)
+  calc-bench --concurrency 64 --metrics-addr 127.0.0.1:9465   (grpc_client_* at /metrics during the run)
+
+With the standard OTEL_* variables set (OTEL_EXPORTER_OTLP_ENDPOINT,
+OTEL_TRACES_SAMPLER, ...), every call is traced and carries its W3C
+traceparent to the server.
 
 `
 
@@ -113,6 +131,7 @@ type benchFlags struct {
 	rpc     string
 	idle    int
 	burst   bench.BurstConfig
+	metrics string // --metrics-addr
 	version bool
 }
 
@@ -138,6 +157,7 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	fs.IntVar(&f.burst.Streams, "burst-streams", 1024, "streams each connection of a streams burst opens")
 	fs.IntVar(&f.burst.Trickle, "burst-trickle", 1<<20, "`bytes` of its frame each connection of a frames burst sends, over 2s")
 	fs.DurationVar(&f.burst.Wait, "burst-wait", time.Minute, "how long to follow the server's RSS after a burst's connections close")
+	fs.StringVar(&f.metrics, "metrics-addr", "", "serve the client's per-RPC metrics (grpc_client_*, labelled with the transport) at http://`ADDRESS`/metrics during the run (port 0 picks one; calc-bench prints it)")
 	fs.BoolVar(&f.version, "version", false, "print calc-bench's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errReported, err)
@@ -171,7 +191,10 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	if err := checkBurst(&f); err != nil {
 		return nil, err
 	}
-	if err := f.load.CheckLoopback(ctx, f.conn.Addr, f.load.ServerPprof); err != nil {
+	if f.metrics != "" && (f.idle > 0 || f.burst.Kind != "") {
+		return nil, errors.New("--metrics-addr counts the calls of a load run, not --idle or --burst")
+	}
+	if err := f.load.CheckLoopback(ctx, f.conn.Addr, f.load.ServerPprof, f.metrics); err != nil {
 		return nil, err
 	}
 	return &f, nil
@@ -231,6 +254,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if f.burst.Kind != "" {
 		return benchBurst(ctx, f, stdout, stderr)
 	}
+	flush, err := f.conn.TraceFromEnv(ctx, "calc-bench", slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(stderr, "calc-bench: tracing:", err)
+		return 2
+	}
+	defer flush()
+	if f.metrics != "" {
+		stop, err := serveMetrics(&f.conn, f.metrics, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "calc-bench: --metrics-addr:", err)
+			return 1
+		}
+		defer stop()
+	}
 	bc := new(bench.ByteCounter)
 	conns, closeAll, err := dialCounted(ctx, f.conn, f.load.Conns, bc)
 	if err != nil {
@@ -270,6 +307,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 1
 	}
 	return 0
+}
+
+// serveMetrics counts cfg's calls in client metrics (dial.NewClientMetrics)
+// and serves them, with the Go runtime's, at http://addr/metrics until
+// stop is called. It prints the address on stderr.
+func serveMetrics(cfg *dial.Config, addr string, stderr io.Writer) (stop func(), err error) {
+	cfg.ClientMetrics = dial.NewClientMetrics(cfg.Transport)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cfg.ClientMetrics, collectors.NewGoCollector())
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	fmt.Fprintf(stderr, "calc-bench: serving metrics at http://%s/metrics\n", l.Addr())
+	return func() { srv.Close() }, nil
 }
 
 // benchIdle runs calc-bench --idle.

@@ -4,12 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
@@ -217,5 +225,107 @@ func TestVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"--version"}, &stdout, &stderr, noEnv); code != 0 || !strings.HasPrefix(stdout.String(), "calc-bench ") || !strings.Contains(stdout.String(), ", commit ") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// lockedBuffer is a buffer written by run while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestBenchMetricsAddr: --metrics-addr serves the client's grpc_client_*
+// metrics, labelled with the transport, while the run goes on; a
+// non-loopback address is refused.
+func TestBenchMetricsAddr(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{})
+	addrRE := regexp.MustCompile(`serving metrics at (http://\S+/metrics)`)
+	for _, tr := range []string{"tcp", "grpc"} {
+		t.Run(tr, func(t *testing.T) {
+			addr := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}[tr]
+			var stdout, stderr lockedBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- run(context.Background(), []string{"--transport", tr, "--addr", addr, "--concurrency", "2",
+					"--warmup", "0s", "--duration", "3s", "--metrics-addr", "127.0.0.1:0"}, &stdout, &stderr, noEnv)
+			}()
+			want := `grpc_client_handled_total{grpc_code="OK",grpc_method="Calculate",grpc_service="calculator.v1.CalculatorService",grpc_type="unary",transport="` + tr + `"}`
+			client := &http.Client{Timeout: 5 * time.Second}
+			found := ""
+			for found == "" {
+				select {
+				case code := <-done:
+					t.Fatalf("calc-bench exited %d before a scrape showed %s; stderr %q", code, want, stderr.String())
+				case <-time.After(20 * time.Millisecond):
+				}
+				m := addrRE.FindStringSubmatch(stderr.String())
+				if m == nil {
+					continue
+				}
+				resp, err := client.Get(m[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for line := range strings.Lines(string(body)) {
+					if v, ok := strings.CutPrefix(strings.TrimSpace(line), want+" "); ok && v != "0" {
+						found = line
+					}
+				}
+			}
+			if code := <-done; code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, stderr.String())
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--metrics-addr", "0.0.0.0:0", "--duration", "1s"}, &stdout, &stderr, noEnv); code != 2 || !strings.Contains(stderr.String(), "not a loopback address") {
+		t.Fatalf("--metrics-addr 0.0.0.0:0: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestBenchTracing: with the OTEL_* variables set, calc-bench's calls
+// carry their span context to the server on both transports: every
+// server span has the client's span as its remote parent. The client
+// samples nothing (OTEL_TRACES_SAMPLER=always_off), so nothing is
+// exported; the server records everything.
+func TestBenchTracing(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(rec))
+	srv := calcdtest.Start(t, calcd.Config{TracerProvider: tp})
+	for _, tr := range []string{"tcp", "grpc"} {
+		addr := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}[tr]
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"--transport", tr, "--addr", addr, "--count", "20", "--warmup", "0s", "--duration", "5s"}, &stdout, &stderr, noEnv); code != 0 {
+			t.Fatalf("%s: exit %d, stderr %q", tr, code, stderr.String())
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second) // a gRPC server span ends after its answer
+	for len(rec.Ended()) < 42 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	spans := rec.Ended()
+	if len(spans) < 42 { // 20 measured calls and a first call per transport, at least
+		t.Fatalf("%d server spans, want at least 42", len(spans))
+	}
+	for _, s := range spans {
+		if p := s.Parent(); !p.IsValid() || !p.IsRemote() || p.IsSampled() {
+			t.Fatalf("server span %s has parent %v (remote %v, sampled %v); want calc-bench's unsampled span", s.Name(), p.SpanID(), p.IsRemote(), p.IsSampled())
+		}
 	}
 }

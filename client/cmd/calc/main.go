@@ -132,6 +132,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -206,6 +207,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "calc:", err)
 		return usageExit
 	}
+	flush, err := cfg.conn.TraceFromEnv(ctx, "calc", slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(stderr, "calc: tracing:", err)
+		return usageExit
+	}
+	defer flush()
 	if sub != nil {
 		if sub.timeout != 0 && !isSet(fs, "timeout") {
 			cfg.timeout = sub.timeout
