@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -46,6 +47,10 @@ type Tracing struct {
 	// Description says where spans go, for a log line, such as
 	// "otlp http/protobuf to http://localhost:4318 (sampler parentbased_always_on)".
 	Description string
+	// RootsUnsampled reports that the sampler samples no trace that a
+	// process starts itself (always_off, parentbased_always_off, or a
+	// ratio of 0): only a caller's sampled trace is ever recorded.
+	RootsUnsampled bool
 }
 
 // Shutdown exports the spans still buffered, within ctx, and stops.
@@ -117,18 +122,26 @@ func Setup(ctx context.Context, service string, logger *slog.Logger) (*Tracing, 
 		logger = slog.Default()
 	}
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("tracing", "error", err) }))
-	sampler := os.Getenv("OTEL_TRACES_SAMPLER")
+	sampler := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER"))
 	if sampler == "" {
 		sampler = "parentbased_always_on"
 	}
-	if arg := os.Getenv("OTEL_TRACES_SAMPLER_ARG"); arg != "" {
-		sampler += " " + arg
+	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	rootsUnsampled := sampler == "always_off" || sampler == "parentbased_always_off"
+	if sampler == "traceidratio" || sampler == "parentbased_traceidratio" {
+		ratio, err := strconv.ParseFloat(arg, 64)
+		rootsUnsampled = err == nil && ratio <= 0 // the SDK reads a missing or bad ratio as 1
+	}
+	desc := sampler
+	if arg != "" {
+		desc += " " + arg
 	}
 	return &Tracing{
 		// The sampler comes from OTEL_TRACES_SAMPLER: the SDK reads it.
-		Provider:    sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)),
-		Propagator:  prop,
-		Description: fmt.Sprintf("otlp %s to %s (sampler %s)", protocol, endpoint, sampler),
+		Provider:       sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)),
+		Propagator:     prop,
+		Description:    fmt.Sprintf("otlp %s to %s (sampler %s)", protocol, endpoint, desc),
+		RootsUnsampled: rootsUnsampled,
 	}, nil
 }
 

@@ -203,27 +203,39 @@ func serverAddrAttrs(addr net.Addr) []attribute.KeyValue {
 
 // Server makes the server spans of raw TCP calls.
 type Server struct {
-	t      tracer
-	fields []string // the metadata keys the propagator reads
+	t         tracer
+	fields    []string // the metadata keys the propagator reads
+	onlyJoins bool
 }
 
 // NewServer returns a Server whose spans come from tp, with the callers'
-// context extracted by prop (nil: Propagator()).
-func NewServer(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Server {
-	s := &Server{t: newTracer(tp, prop, trace.SpanKindServer)}
+// context extracted by prop (nil: Propagator()). With onlyJoins, a call
+// whose metadata carries no trace context runs without a span, at no
+// cost: set it when tp samples no trace it would start itself
+// (otelenv.Tracing.RootsUnsampled), so that the spans recorded are the
+// same and only the calls in a caller's trace pay for tracing. The
+// access log of such a call names no trace; without onlyJoins it would
+// name a trace id made up for it and never exported.
+func NewServer(tp trace.TracerProvider, prop propagation.TextMapPropagator, onlyJoins bool) *Server {
+	s := &Server{t: newTracer(tp, prop, trace.SpanKindServer), onlyJoins: onlyJoins}
 	s.fields = s.t.prop.Fields()
 	return s
 }
 
 // start extracts the caller's span context from ctx's incoming metadata
-// and starts the server span of fullMethod.
+// and starts the server span of fullMethod. It returns a nil span, and
+// ctx, for a call it does not trace (onlyJoins).
 func (s *Server) start(ctx context.Context, fullMethod string) (context.Context, trace.Span) {
+	joins := false
 	for _, f := range s.fields { // most calls carry none: no carrier, no copy
 		if len(metadata.ValueFromIncomingContext(ctx, f)) > 0 {
-			md, _ := metadata.FromIncomingContext(ctx)
-			ctx = s.t.prop.Extract(ctx, mdCarrier(md))
+			ctx = s.t.prop.Extract(ctx, incoming{ctx})
+			joins = true
 			break
 		}
+	}
+	if !joins && s.onlyJoins {
+		return ctx, nil
 	}
 	m := s.t.method(fullMethod)
 	ctx, span := s.t.tracer.Start(ctx, m.name, m.opts...)
@@ -242,7 +254,9 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, span := s.start(ctx, info.FullMethod)
 		resp, err := handler(ctx, req)
-		end(span, err, serverStatus)
+		if span != nil {
+			end(span, err, serverStatus)
+		}
 		return resp, err
 	}
 }
@@ -252,6 +266,9 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, span := s.start(ss.Context(), info.FullMethod)
+		if span == nil {
+			return handler(srv, ss)
+		}
 		err := handler(srv, &spanStream{ServerStream: ss, ctx: ctx})
 		end(span, err, serverStatus)
 		return err
@@ -305,21 +322,23 @@ func EndClient(span trace.Span, err error) {
 	end(span, err, clientStatus)
 }
 
-// mdCarrier reads incoming metadata for a propagator.
-type mdCarrier metadata.MD
+// incoming reads a context's incoming metadata for a propagator, a key
+// at a time, without copying the whole of it.
+type incoming struct{ ctx context.Context }
 
-func (m mdCarrier) Get(key string) string {
-	if v := metadata.MD(m).Get(key); len(v) > 0 {
+func (c incoming) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func (m mdCarrier) Set(key, value string) { metadata.MD(m).Set(key, value) }
+func (incoming) Set(string, string) {} // a server only reads
 
-func (m mdCarrier) Keys() []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
+func (c incoming) Keys() []string {
+	md, _ := metadata.FromIncomingContext(c.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
 		keys = append(keys, k)
 	}
 	return keys

@@ -103,6 +103,13 @@ type Config struct {
 	// Propagator reads the callers' span context from their metadata on
 	// every transport; nil means W3C Trace Context and Baggage.
 	Propagator propagation.TextMapPropagator
+	// TraceOnlyJoins makes raw TCP calls that carry no trace context run
+	// without a span, at no cost: set it when TracerProvider samples no
+	// trace it would start itself (OTEL_TRACES_SAMPLER always_off,
+	// parentbased_always_off or a ratio of 0), so that only the calls in
+	// a caller's trace pay for tracing; the spans exported are the same.
+	// gRPC calls are traced by otelgrpc either way.
+	TraceOnlyJoins bool
 	// Admin configures the admin port, served when Listeners.Admin is
 	// set. Its Metrics and Ready are set by New: the Server's Metrics and
 	// the health state of the whole server ("").
@@ -150,7 +157,7 @@ func New(cfg Config) *Server {
 		}
 		cfg.GRPC.StatsHandlers = append(slices.Clip(cfg.GRPC.StatsHandlers),
 			otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.TracerProvider), otelgrpc.WithPropagators(prop)))
-		tr := rpctrace.NewServer(cfg.TracerProvider, prop)
+		tr := rpctrace.NewServer(cfg.TracerProvider, prop, cfg.TraceOnlyJoins)
 		tUnary, tStream = []grpc.UnaryServerInterceptor{tr.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tr.StreamServerInterceptor()}
 	}
 	if cfg.RPCMetrics {

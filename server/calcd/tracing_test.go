@@ -165,14 +165,24 @@ func traceCalls(t *testing.T, transport string) (pairs []spanPair, port int) {
 			t.Fatalf("%s: %s call %s: %v, want %v", transport, c.name, c.name, got, c.code)
 		}
 	}
+	// Client spans end in call order, as each call returns; a gRPC server
+	// span may end after its call returned, so they are matched by trace.
 	clientSpans, serverSpans := cliRec.wait(t, len(tracedCalls)), srvRec.wait(t, len(tracedCalls))
+	byTrace := map[trace.TraceID]sdktrace.ReadOnlySpan{}
+	for _, ss := range serverSpans {
+		if _, dup := byTrace[ss.SpanContext().TraceID()]; dup {
+			t.Fatalf("%s: two server spans in trace %v", transport, ss.SpanContext().TraceID())
+		}
+		byTrace[ss.SpanContext().TraceID()] = ss
+	}
 	for i := range tracedCalls {
-		cs, ss := clientSpans[i], serverSpans[i]
+		cs := clientSpans[i]
+		ss, ok := byTrace[cs.SpanContext().TraceID()]
 		switch {
+		case !ok:
+			t.Fatalf("%s call %d: no server span in the client span's trace %v", transport, i, cs.SpanContext().TraceID())
 		case cs.SpanKind() != trace.SpanKindClient || ss.SpanKind() != trace.SpanKindServer:
 			t.Errorf("%s call %d: kinds %v and %v", transport, i, cs.SpanKind(), ss.SpanKind())
-		case ss.SpanContext().TraceID() != cs.SpanContext().TraceID():
-			t.Errorf("%s call %d: server span in trace %v, client span in %v", transport, i, ss.SpanContext().TraceID(), cs.SpanContext().TraceID())
 		case ss.Parent().SpanID() != cs.SpanContext().SpanID() || !ss.Parent().IsRemote():
 			t.Errorf("%s call %d: server span's parent %v (remote %v), want the client span %v", transport, i, ss.Parent().SpanID(), ss.Parent().IsRemote(), cs.SpanContext().SpanID())
 		case cs.Parent().IsValid():
@@ -400,5 +410,53 @@ func TestTraceNotSampled(t *testing.T) {
 				t.Errorf("%d spans recorded, want none", n)
 			}
 		})
+	}
+}
+
+// TestTraceOnlyJoins: with TraceOnlyJoins, a raw TCP call that carries no
+// trace context gets no span and its access log record names no trace,
+// while one in a caller's trace gets its span as usual; gRPC calls are
+// traced either way.
+func TestTraceOnlyJoins(t *testing.T) {
+	srvRec, cliRec := newRecorder(t), newRecorder(t)
+	var logs syncBuffer
+	srv := calcdtest.Start(t, calcd.Config{TracerProvider: srvRec.tp, TraceOnlyJoins: true, AccessLogEvery: 1, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	for _, traced := range []bool{false, true} {
+		for _, tr := range calcdtest.Transports {
+			cfg := dial.Config{Addr: map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}[tr], Transport: tr, Compression: "none"}
+			if traced {
+				cfg.TracerProvider = cliRec.tp
+			}
+			cc, closeConn, err := dial.Open(context.Background(), cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []tracedCall{tracedCalls[0], tracedCalls[3]} { // a unary call and a stream
+				if got := callTraced(t, calculatorv1.NewCalculatorServiceClient(cc), c); got != codes.OK {
+					t.Fatalf("%s %s: %v", tr, c.name, got)
+				}
+			}
+			closeConn()
+		}
+	}
+	// Untraced: grpc's 2; traced: tcp's 2 and grpc's 2.
+	spans := srvRec.wait(t, 6)
+	var joined int
+	for _, s := range spans {
+		if s.Parent().IsValid() {
+			joined++
+		}
+	}
+	if joined != 4 {
+		t.Errorf("%d server spans in a caller's trace, want 4", joined)
+	}
+	var withTrace int
+	for _, rec := range logs.calls(t) {
+		if _, ok := rec["trace_id"]; ok {
+			withTrace++
+		}
+	}
+	if withTrace != 6 {
+		t.Errorf("%d access log records with a trace, want 6 (all but the untraced raw TCP calls)", withTrace)
 	}
 }

@@ -61,7 +61,10 @@
 // service.name calcd unless OTEL_SERVICE_NAME says otherwise. Every call
 // on either transport gets a server span, shaped as otelgrpc's, in the
 // trace of the caller's W3C traceparent metadata, and the access log
-// records its trace_id and span_id. OTEL_SDK_DISABLED=true or
+// records its trace_id and span_id. With a sampler that starts no trace
+// itself (always_off, parentbased_always_off, a ratio of 0), a raw TCP
+// call without a traceparent gets no span at all, so that tracing costs
+// only the calls in a caller's trace. OTEL_SDK_DISABLED=true or
 // OTEL_TRACES_EXPORTER=none turn it off. The "tracing" log record at
 // start says where spans go.
 //
@@ -348,6 +351,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if tracing != nil {
 		cfg.calcd.TracerProvider, cfg.calcd.Propagator = tracing.Provider, tracing.Propagator
+		cfg.calcd.TraceOnlyJoins = tracing.RootsUnsampled
 		logger.Info("tracing", "export", tracing.Description)
 		defer func() { // after the drain: export the last spans
 			fctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
