@@ -248,14 +248,14 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 
 // invoke performs a unary call, in a client span when the Client traces.
 func (c *Client) invoke(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
-	ctx, span := c.obs.startSpan(ctx, method)
-	err := c.attempts(ctx, span, method, args, reply, opts)
+	ctx, span, md := c.obs.startSpan(ctx, method)
+	err := c.attempts(ctx, span, md, method, args, reply, opts)
 	c.obs.endSpan(span, err)
 	return err
 }
 
-// attempts makes a unary call's attempts.
-func (c *Client) attempts(ctx context.Context, span trace.Span, method string, args, reply any, opts []grpc.CallOption) error {
+// attempts makes a unary call's attempts, each sending md too.
+func (c *Client) attempts(ctx context.Context, span trace.Span, md []string, method string, args, reply any, opts []grpc.CallOption) error {
 	wait := c.waitForReady(opts)
 	retries := 0
 	for attempt := 1; ; attempt++ {
@@ -264,7 +264,7 @@ func (c *Client) attempts(ctx context.Context, span trace.Span, method string, a
 			return err
 		}
 		peer(span, r.conn)
-		err = r.conn.invoke(ctx, method, args, reply)
+		err = r.conn.invoke(ctx, method, args, reply, md)
 		r.sc.release()
 		if err == nil || !c.retry(ctx, r, err, attempt, c.opts.RetryIdempotent, &retries) {
 			return err
@@ -289,7 +289,7 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 // newStream opens a streaming call, in a client span that ends with it
 // when the Client traces.
 func (c *Client) newStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx, span := c.obs.startSpan(ctx, method)
+	ctx, span, md := c.obs.startSpan(ctx, method)
 	wait := c.waitForReady(opts)
 	for attempt := 1; ; attempt++ {
 		r, err := c.pick(ctx, wait)
@@ -298,7 +298,7 @@ func (c *Client) newStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.Clie
 			return nil, err
 		}
 		peer(span, r.conn)
-		s, err := r.conn.newStream(ctx, method, r.sc.release, span)
+		s, err := r.conn.newStream(ctx, method, r.sc.release, span, md)
 		if err == nil {
 			return s, nil
 		}

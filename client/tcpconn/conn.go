@@ -372,9 +372,10 @@ func (p *pending) finish(err error) {
 }
 
 // start sends a REQUEST frame for method carrying msg (nil for a stream)
-// and registers p under its id. Ids are assigned inside the writer's lock,
+// and the metadata of ctx and extra (key, value, ..., which replace the
+// same keys of ctx's), and registers p under its id. Ids are assigned inside the writer's lock,
 // so they reach the server in increasing order.
-func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending) (uint32, error) {
+func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending, extra []string) (uint32, error) {
 	h := wire.RequestHeader{}
 	if d, ok := ctx.Deadline(); ok {
 		h.HasTimeout, h.Timeout = true, time.Until(d)
@@ -384,11 +385,15 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		for k, vs := range md {
+			if hasKey(extra, k) {
+				continue
+			}
 			for _, v := range vs {
 				h.Metadata = append(h.Metadata, k, v)
 			}
 		}
 	}
+	h.Metadata = append(h.Metadata, extra...)
 	var id uint32
 	var startErr error
 	err := c.out.Send(func(b []byte) []byte {
@@ -427,6 +432,16 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending)
 	return id, nil
 }
 
+// hasKey reports whether the pairs kv (key, value, ...) have key k.
+func hasKey(kv []string, k string) bool {
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i] == k {
+			return true
+		}
+	}
+	return false
+}
+
 // closedErr returns the error that ended the connection, or err.
 func (c *Conn) closedErr(err error) error {
 	c.mu.Lock()
@@ -455,21 +470,22 @@ func (c *Conn) Invoke(ctx context.Context, method string, args, reply any, opts 
 	if c.obs.tracer != nil {
 		return c.tracedInvoke(ctx, method, args, reply, nil)
 	}
-	return c.invoke(ctx, method, args, reply)
+	return c.invoke(ctx, method, args, reply, nil)
 }
 
 // tracedInvoke performs a unary call in a client span, when the Conn
 // traces.
 func (c *Conn) tracedInvoke(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
-	ctx, span := c.obs.startSpan(ctx, method)
+	ctx, span, md := c.obs.startSpan(ctx, method)
 	peer(span, c)
-	err := c.invoke(ctx, method, args, reply)
+	err := c.invoke(ctx, method, args, reply, md)
 	c.obs.endSpan(span, err)
 	return err
 }
 
-// invoke performs a unary call.
-func (c *Conn) invoke(ctx context.Context, method string, args, reply any) error {
+// invoke performs a unary call, sending md (key, value, ...) besides the
+// metadata of ctx.
+func (c *Conn) invoke(ctx context.Context, method string, args, reply any, md []string) error {
 	req, ok := args.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "tcpconn: request type %T is not a proto.Message", args)
@@ -493,7 +509,7 @@ func (c *Conn) invoke(ctx context.Context, method string, args, reply any) error
 	}
 	p := pendingPool.Get().(*pending)
 	p.reply = rep
-	id, err := c.start(ctx, method, msg, p)
+	id, err := c.start(ctx, method, msg, p, md)
 	if err != nil {
 		p.reply = nil
 		pendingPool.Put(p)

@@ -66,11 +66,11 @@ func chainStream(ics []grpc.StreamClientInterceptor, final grpc.Streamer) grpc.S
 }
 
 // startSpan starts a call's client span if the observers trace, and
-// returns ctx with it and its context in the outgoing metadata; the span
-// is nil otherwise.
-func (o *observers) startSpan(ctx context.Context, method string) (context.Context, trace.Span) {
+// returns ctx with it and the metadata pairs that carry its context; the
+// span is nil otherwise.
+func (o *observers) startSpan(ctx context.Context, method string) (context.Context, trace.Span, []string) {
 	if o.tracer == nil {
-		return ctx, nil
+		return ctx, nil, nil
 	}
 	return o.tracer.Start(ctx, method)
 }

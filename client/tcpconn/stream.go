@@ -30,9 +30,9 @@ func (c *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 // tracedStream opens a streaming call, in a client span that ends with
 // it when the Conn traces.
 func (c *Conn) tracedStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx, span := c.obs.startSpan(ctx, method)
+	ctx, span, md := c.obs.startSpan(ctx, method)
 	peer(span, c)
-	s, err := c.newStream(ctx, method, nil, span)
+	s, err := c.newStream(ctx, method, nil, span, md)
 	if err != nil {
 		c.obs.endSpan(span, err)
 		return nil, err
@@ -40,14 +40,15 @@ func (c *Conn) tracedStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.Cli
 	return s, nil
 }
 
-// newStream opens a streaming call; onEnd, if not nil, runs once when the
-// call ends after it started, and span, if not nil, is ended then.
-func (c *Conn) newStream(ctx context.Context, method string, onEnd func(), span trace.Span) (*clientStream, error) {
+// newStream opens a streaming call, sending md besides ctx's metadata;
+// onEnd, if not nil, runs once when the call ends after it started, and
+// span, if not nil, is ended then.
+func (c *Conn) newStream(ctx context.Context, method string, onEnd func(), span trace.Span, md []string) (*clientStream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
 	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1), onEnd: onEnd, span: span}
-	id, err := c.start(ctx, method, nil, &pending{stream: s})
+	id, err := c.start(ctx, method, nil, &pending{stream: s}, md)
 	if err != nil {
 		return nil, err
 	}

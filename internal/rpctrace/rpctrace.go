@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,11 @@ type Server struct {
 func NewServer(tp trace.TracerProvider, prop propagation.TextMapPropagator, onlyJoins bool) *Server {
 	s := &Server{t: newTracer(tp, prop, trace.SpanKindServer), onlyJoins: onlyJoins}
 	s.fields = s.t.prop.Fields()
+	if onlyJoins && slices.Contains(s.fields, "traceparent") {
+		// Only a traceparent makes a call join a trace (tracestate and
+		// baggage alone do not): one lookup for the calls that bring none.
+		s.fields = []string{"traceparent"}
+	}
 	return s
 }
 
@@ -293,16 +299,15 @@ func NewClient(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Cli
 }
 
 // Start starts the client span of a call of fullMethod and returns ctx
-// with the span, its context added to the outgoing metadata.
-func (c *Client) Start(ctx context.Context, fullMethod string) (context.Context, trace.Span) {
+// with the span, and the metadata that carries its context to the server
+// (key, value, key, value, ...; keys in lower case), which the caller
+// sends with the call's own, in their place if they have the same keys.
+func (c *Client) Start(ctx context.Context, fullMethod string) (context.Context, trace.Span, []string) {
 	m := c.t.method(fullMethod)
 	ctx, span := c.t.tracer.Start(ctx, m.name, m.opts...)
 	var kv injected
 	c.t.prop.Inject(ctx, &kv)
-	if len(kv) > 0 {
-		ctx = metadata.AppendToOutgoingContext(ctx, kv...)
-	}
-	return ctx, span
+	return ctx, span, kv
 }
 
 // Peer records the server the call went to on span (server.address and

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/calcrpc/calc/client/dial"
@@ -458,5 +459,31 @@ func TestTraceOnlyJoins(t *testing.T) {
 	}
 	if withTrace != 6 {
 		t.Errorf("%d access log records with a trace, want 6 (all but the untraced raw TCP calls)", withTrace)
+	}
+}
+
+// TestTraceReplacesCallersTraceparent: a traced client sends its own
+// span's context even when the call's metadata already holds a
+// traceparent, on both transports (one value, not two).
+func TestTraceReplacesCallersTraceparent(t *testing.T) {
+	for _, tr := range calcdtest.Transports {
+		t.Run(tr, func(t *testing.T) {
+			srvRec, cliRec := newRecorder(t), newRecorder(t)
+			srv := calcdtest.Start(t, calcd.Config{TracerProvider: srvRec.tp})
+			addr := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}[tr]
+			cc, closeConn, err := dial.Open(context.Background(), dial.Config{Addr: addr, Transport: tr, Compression: "none", TracerProvider: cliRec.tp}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeConn()
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			if _, err := calculatorv1.NewCalculatorServiceClient(cc).Calculate(ctx, tracedCalls[0].req); err != nil {
+				t.Fatal(err)
+			}
+			cs, ss := cliRec.wait(t, 1)[0], srvRec.wait(t, 1)[0]
+			if ss.Parent().SpanID() != cs.SpanContext().SpanID() {
+				t.Errorf("server span's parent %v, want the client span %v", ss.Parent().SpanID(), cs.SpanContext().SpanID())
+			}
+		})
 	}
 }
