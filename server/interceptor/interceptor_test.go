@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,6 +53,31 @@ func TestAccessLogSampling(t *testing.T) {
 		}
 		if n := strings.Count(out, "code=InvalidArgument"); n != tt.failuresOut {
 			t.Errorf("every %d: %d failures logged, want %d", tt.every, n, tt.failuresOut)
+		}
+	}
+}
+
+// TestAccessLogTraceID: a call whose context holds a span context is
+// logged with its trace_id and span_id; one without, with neither.
+func TestAccessLogTraceID(t *testing.T) {
+	info := &grpc.UnaryServerInfo{FullMethod: "/calculator.v1.CalculatorService/Calculate"}
+	ok := func(context.Context, any) (any, error) { return "ok", nil }
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	traced := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	for _, tt := range []struct {
+		ctx  context.Context
+		want string
+	}{
+		{traced, "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7"},
+		{context.Background(), ""},
+	} {
+		var buf bytes.Buffer
+		icpt := interceptor.UnaryLogging(slog.New(slog.NewTextHandler(&buf, nil)), 1)
+		_, _ = icpt(tt.ctx, "req", info, ok)
+		out := buf.String()
+		if tt.want != "" && !strings.Contains(out, tt.want) || tt.want == "" && strings.Contains(out, "trace_id") {
+			t.Errorf("logged %q, want %q in it", out, tt.want)
 		}
 	}
 }

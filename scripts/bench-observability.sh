@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench-observability.sh measures what calcd's observability costs raw TCP
+# calls: three calcd on free loopback ports, one plain, one with tracing
+# configured but sampling nothing (OTEL_EXPORTER_OTLP_ENDPOINT set, so the
+# SDK, the exporter and the tracing interceptor are all installed, and
+# OTEL_TRACES_SAMPLER=parentbased_always_off), one with per-RPC metrics
+# (--admin-addr), and calc-bench over raw TCP, unary on one connection at
+# CONCURRENCY callers, RUNS times, interleaved: plain, traced, traced with
+# a traced client (calc-bench with the same variables: a traceparent,
+# not sampled, on every call, extracted by the server), metrics, plain, ...
+# It prints each run's calls/s and the server's CPU per call, and each
+# variant's ratio against plain in the same run.
+#
+# Environment: BENCH_DURATION=5 (seconds per run, after a 1 s warm-up),
+# BENCH_RUNS=3, BENCH_CONCURRENCY=64. Servers are killed on exit.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+source scripts/lib.sh
+dur=${BENCH_DURATION:-5}
+runs=${BENCH_RUNS:-3}
+c=${BENCH_CONCURRENCY:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "bench-observability: building calcd and calc-bench" >&2
+go build -o "$work/calcd" ./server/cmd/calcd
+go build -o "$work/calc-bench" ./bench/cmd/calc-bench
+
+# Tracing configured, sampling nothing. The endpoint is a closed loopback
+# port: with nothing sampled, nothing is ever sent to it.
+otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 OTEL_TRACES_SAMPLER=parentbased_always_off)
+
+# start NAME [ENV...] -- [ARGS...] starts a calcd and records its raw TCP
+# address in $work/NAME.tcp and its pid in $work/NAME.pid.
+start() {
+  local name=$1 envs=()
+  shift
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  env ${envs[@]+"${envs[@]}"} "$work/calcd" --tcp-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --log-level info "$@" 2>"$work/$name.log" &
+  pids+=($!)
+  echo $! >"$work/$name.pid"
+  listen_addr "$work/$name.log" tcp >"$work/$name.tcp"
+}
+start plain --
+start traced "${otel[@]}" --
+start metrics -- --admin-addr 127.0.0.1:0
+grep -q '"msg":"tracing"' "$work/traced.log" || { echo "bench-observability: the traced calcd is not tracing:" >&2; cat "$work/traced.log" >&2; exit 1; }
+
+# rate NAME [ENV...] prints one run's calls/s and server CPU µs per call.
+rate() {
+  local name=$1
+  shift
+  env "$@" "$work/calc-bench" --transport tcp --addr "$(cat "$work/$name.tcp")" --conns 1 --concurrency "$c" \
+    --duration "${dur}s" --warmup 1s --server-pid "$(cat "$work/$name.pid")" --json 2>"$work/err" >"$work/out" ||
+    { echo "bench-observability: $name failed:" >&2; cat "$work/err" >&2; exit 1; }
+  sed -n 's/.*"calls_per_sec":\([0-9.e+]*\).*"server_cpu_us_per_call":\([0-9.e+]*\).*/\1 \2/p' "$work/out" | grep . ||
+    { echo "bench-observability: no figures from $name:" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
+}
+
+echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
+for ((r = 1; r <= runs; r++)); do
+  read -r p pc < <(rate plain)
+  read -r t tc < <(rate traced)
+  read -r b bc < <(rate traced "${otel[@]}")
+  read -r m mc < <(rate metrics)
+  awk -v r="$r" -v p="$p" -v pc="$pc" -v t="$t" -v tc="$tc" -v b="$b" -v bc="$bc" -v m="$m" -v mc="$mc" 'BEGIN {
+    printf "run %d  plain %7.0f (%.2f)  traced-unsampled %7.0f (%.2f) %.3f  +client %7.0f (%.2f) %.3f  metrics %7.0f (%.2f) %.3f\n",
+      r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p }'
+done
