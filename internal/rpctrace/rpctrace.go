@@ -39,6 +39,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/calcrpc/calc/internal/wire"
 )
 
 // ScopeName is the instrumentation scope of the spans: otelgrpc's, so
@@ -175,17 +177,14 @@ func serverStatus(s *status.Status) (otelcodes.Code, string) {
 func clientStatus(s *status.Status) (otelcodes.Code, string) { return otelcodes.Error, s.Message() }
 
 // CodeName is a status code's canonical name as the semantic conventions
-// and otelgrpc write it ("CANCELLED", not Go's "Canceled").
+// and otelgrpc write it ("CANCELLED", not Go's "Canceled"; "CODE(17)" for
+// a code past UNAUTHENTICATED).
 func CodeName(c codes.Code) string {
-	if int(c) < len(codeNames) {
-		return codeNames[c]
+	if c > codes.Unauthenticated {
+		return "CODE(" + strconv.FormatInt(int64(c), 10) + ")"
 	}
-	return "CODE(" + strconv.FormatInt(int64(c), 10) + ")"
+	return wire.CodeName(c)
 }
-
-var codeNames = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
 
 // serverAddrAttrs are server.address and server.port of a host:port, as
 // otelgrpc writes them.

@@ -7,6 +7,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
@@ -54,4 +55,13 @@ func BenchmarkServerUnsampled(b *testing.B) {
 			_, _ = icpt(withParent, "req", info, handler)
 		}
 	})
+}
+
+// TestCodeName: the names otelgrpc gives rpc.response.status_code.
+func TestCodeName(t *testing.T) {
+	for c, want := range map[codes.Code]string{codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unauthenticated: "UNAUTHENTICATED", 17: "CODE(17)"} {
+		if got := rpctrace.CodeName(c); got != want {
+			t.Errorf("CodeName(%d) = %q, want %q", c, got, want)
+		}
+	}
 }
