@@ -46,6 +46,16 @@
 // so is one that failed with UNAVAILABLE, after a backoff. State and
 // WaitForStateChange report the connectivity state aggregated as gRPC
 // does.
+//
+// # Observing calls
+//
+// Options.TracerProvider makes a client span per call, shaped as otelgrpc's
+// over gRPC, and sends its W3C traceparent in the call's metadata, so that
+// a calcd that traces puts its server span in the same trace (PROTOCOL.md,
+// Trace context). Options.UnaryInterceptors and StreamInterceptors run
+// grpc-go client interceptors around every call, such as
+// go-grpc-middleware's client metrics. A Client runs both once per call,
+// around its attempts.
 package tcpconn
 
 import (
