@@ -46,7 +46,21 @@ type Config struct {
 	// Snapshot, if not nil, reads the resource counters at the start and at
 	// the end of the window; Result.Used is the difference.
 	Snapshot func() (Counters, error)
+	// Timeline, if not nil, gets a line every TimelineEvery of the window
+	// (and one for the rest when the run ends): the Unix time in
+	// milliseconds at its end and the calls that completed in it,
+	// successfully and not ("1767225600100 98 2"), after a header line
+	// that starts with "#". It shows when calls failed and when they
+	// succeeded again, around a server's restart for example.
+	Timeline io.Writer
+	// TimelineEvery is the timeline's interval; 0 means
+	// DefaultTimelineEvery.
+	TimelineEvery time.Duration
 }
+
+// DefaultTimelineEvery is the interval of Config.Timeline's lines when
+// Config.TimelineEvery is 0.
+const DefaultTimelineEvery = 100 * time.Millisecond
 
 // Counters are cumulative resource counters, read by Config.Snapshot.
 type Counters struct {
@@ -58,6 +72,9 @@ type Counters struct {
 	ServerCPU time.Duration
 	// ServerMallocs is the server's cumulative count of heap allocations.
 	ServerMallocs uint64
+	// Retries counts the calls' attempts after their first (the
+	// transport's retries).
+	Retries uint64
 }
 
 // sub returns c - o.
@@ -68,6 +85,7 @@ func (c Counters) sub(o Counters) Counters {
 		CPU:           c.CPU - o.CPU,
 		ServerCPU:     c.ServerCPU - o.ServerCPU,
 		ServerMallocs: c.ServerMallocs - o.ServerMallocs,
+		Retries:       c.Retries - o.Retries,
 	}
 }
 
@@ -75,6 +93,9 @@ func (c Counters) sub(o Counters) Counters {
 type Result struct {
 	// Latency holds the latencies of the successful measured calls.
 	Latency *Histogram
+	// Sent counts the measured calls started: with Completed, those still
+	// unanswered when the run ended (a stream that broke) are told apart.
+	Sent uint64
 	// Calls counts the successful measured calls.
 	Calls uint64
 	// Errors counts the failed measured calls by gRPC code.
@@ -103,6 +124,7 @@ func (r *Result) Completed() uint64 {
 type shard struct {
 	hist Histogram
 	errs [numCodes]atomic.Uint64
+	ok   atomic.Uint64 // successful calls, counted for Config.Timeline only
 }
 
 // countErr counts a failed call.
@@ -122,7 +144,7 @@ type run struct {
 	cfg     Config
 	begin   time.Time
 	t0, end time.Duration // the measured window
-	started atomic.Int64  // measured calls started, against cfg.Count
+	started atomic.Int64  // measured calls started (and past cfg.Count, refused)
 	ticket  atomic.Int64  // the next due call, with cfg.Rate
 	shards  []shard
 
@@ -136,6 +158,9 @@ type run struct {
 func newRun(cfg Config, workers int) *run {
 	if cfg.Drain <= 0 {
 		cfg.Drain = DefaultDrain
+	}
+	if cfg.TimelineEvery <= 0 {
+		cfg.TimelineEvery = DefaultTimelineEvery
 	}
 	return &run{
 		cfg:       cfg,
@@ -180,7 +205,7 @@ func (r *run) next(ctx context.Context) (due time.Duration, ok bool) {
 	if due >= r.end || ctx.Err() != nil {
 		return 0, false
 	}
-	if due >= r.t0 && r.cfg.Count > 0 && r.started.Add(1) > r.cfg.Count {
+	if due >= r.t0 && r.started.Add(1) > r.cfg.Count && r.cfg.Count > 0 {
 		return 0, false
 	}
 	return due, true
@@ -220,7 +245,22 @@ func (r *run) record(ctx context.Context, sh *shard, due time.Duration, err erro
 		sh.countErr(status.Code(err))
 	default:
 		sh.hist.Record(r.now() - due)
+		if r.cfg.Timeline != nil {
+			sh.ok.Add(1)
+		}
 	}
+}
+
+// totals returns the successful (with Config.Timeline) and the failed
+// measured calls so far.
+func (r *run) totals() (ok, failed uint64) {
+	for i := range r.shards {
+		ok += r.shards[i].ok.Load()
+		for c := range r.shards[i].errs {
+			failed += r.shards[i].errs[c].Load()
+		}
+	}
+	return ok, failed
 }
 
 // merged returns every shard's latencies in one Histogram, and the errors.
@@ -252,15 +292,30 @@ func (r *run) watch(ctx context.Context) {
 	if r.cfg.Snapshot != nil && !r.started0 {
 		r.start, r.startErr = r.cfg.Snapshot()
 	}
-	if r.cfg.Progress == nil {
+	if r.cfg.Progress == nil && r.cfg.Timeline == nil {
 		return
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	var tick, line <-chan time.Time // nil: never
+	if r.cfg.Progress != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	var tl *timeline
+	if r.cfg.Timeline != nil {
+		tl = newTimeline(r.cfg.Timeline)
+		t := time.NewTicker(r.cfg.TimelineEvery)
+		defer t.Stop()
+		line = t.C
+		defer func() { tl.line(r.totals()) }() // the rest, up to the end
+	}
 	prev, last := new(Histogram), r.now()
 	for {
 		select {
-		case <-tick.C:
+		case <-tick:
+		case <-line:
+			tl.line(r.totals())
+			continue
 		case <-r.finished:
 			return
 		case <-ctx.Done():
@@ -300,6 +355,10 @@ func (r *run) finish(ctx context.Context) *Result {
 	var errs [numCodes]uint64
 	res.Latency, errs = r.merged()
 	res.Calls = res.Latency.Count()
+	res.Sent = uint64(max(r.started.Load(), 0))
+	if r.cfg.Count > 0 {
+		res.Sent = min(res.Sent, uint64(r.cfg.Count))
+	}
 	for c, n := range errs {
 		if n > 0 {
 			res.Errors[codes.Code(c)] = n

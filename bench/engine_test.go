@@ -52,6 +52,9 @@ func TestRunUnaryBounds(t *testing.T) {
 			if res.Calls != res.Latency.Count() {
 				t.Fatalf("Calls %d but %d latencies", res.Calls, res.Latency.Count())
 			}
+			if res.Sent != got {
+				t.Fatalf("sent %d calls, completed %d: want every call answered", res.Sent, got)
+			}
 			if n := res.Errors[codes.OutOfRange]; n == 0 || len(res.Errors) != 1 {
 				t.Fatalf("errors %v, want only OUT_OF_RANGE", res.Errors)
 			}
@@ -69,11 +72,11 @@ func TestSnapshot(t *testing.T) {
 	var n atomic.Uint64
 	snap := func() (Counters, error) {
 		v := n.Add(1)
-		return Counters{BytesRead: 100 * v, BytesWritten: 10 * v, CPU: time.Duration(v) * time.Second, ServerMallocs: 7 * v}, nil
+		return Counters{BytesRead: 100 * v, BytesWritten: 10 * v, CPU: time.Duration(v) * time.Second, ServerMallocs: 7 * v, Retries: 3 * v}, nil
 	}
 	var calls atomic.Int64
 	res := RunUnary(context.Background(), Config{Duration: time.Minute, Count: 10, Snapshot: snap}, 1, instant(&calls))
-	want := Counters{BytesRead: 100, BytesWritten: 10, CPU: time.Second, ServerMallocs: 7}
+	want := Counters{BytesRead: 100, BytesWritten: 10, CPU: time.Second, ServerMallocs: 7, Retries: 3}
 	if n.Load() != 2 || res.Used != want || res.SnapshotErr != nil {
 		t.Fatalf("%d snapshots, used %+v (%v); want 2, %+v", n.Load(), res.Used, res.SnapshotErr, want)
 	}
@@ -181,6 +184,9 @@ func TestRunPipelined(t *testing.T) {
 			}
 			if res.Errors[codes.OutOfRange] == 0 || len(res.Errors) != 1 {
 				t.Fatalf("errors %v, want only OUT_OF_RANGE", res.Errors)
+			}
+			if res.Sent != got {
+				t.Fatalf("sent %d calls, completed %d: want every call answered", res.Sent, got)
 			}
 		})
 	}

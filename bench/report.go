@@ -39,6 +39,14 @@ type Report struct {
 	CallsPerSec float64 `json:"calls_per_sec"`
 	// Errors counts the failed calls by gRPC code name.
 	Errors map[string]uint64 `json:"errors"`
+	// Sent counts the calls started in the window: Calls plus the failed
+	// ones, plus any left unanswered when a stream broke.
+	Sent uint64 `json:"sent"`
+	// Retries counts the attempts made of calls after their first: over
+	// raw TCP the retries of calls a server never processed and, unless
+	// --retry=false, of those that failed UNAVAILABLE; over gRPC the
+	// latter only (gRPC's own transparent retries are not seen).
+	Retries uint64 `json:"retries"`
 
 	// Latencies of the successful calls, in microseconds.
 	MeanUS float64 `json:"mean_us"`
@@ -82,6 +90,8 @@ func (r *Report) Fill(res *Result, cpu, allocs bool) {
 	h := res.Latency
 	r.DurationS = res.Elapsed.Seconds()
 	r.Calls = res.Calls
+	r.Sent = res.Sent
+	r.Retries = res.Used.Retries
 	if r.DurationS > 0 {
 		r.CallsPerSec = float64(res.Calls) / r.DurationS
 	}
@@ -191,6 +201,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\n  calls       %d in %.2fs: %.0f calls/s\n", r.Calls, r.DurationS, r.CallsPerSec)
 	fmt.Fprintf(&b, "  errors      %s\n", ErrorSummary(r.Errors))
+	fmt.Fprintf(&b, "  sent        %d calls, %d retries\n", r.Sent, r.Retries)
 	fmt.Fprintf(&b, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s)\n",
 		FormatMicros(r.P50US), FormatMicros(r.P90US), FormatMicros(r.P99US), FormatMicros(r.P999US), FormatMicros(r.MaxUS), FormatMicros(r.MeanUS))
 	fmt.Fprintf(&b, "  wire        %.1f bytes/call (%d read, %d written)\n", r.BytesPerCall, r.BytesRead, r.BytesWritten)

@@ -24,8 +24,8 @@ func sampleResult() *Result {
 		h.Record(time.Duration(i) * time.Microsecond)
 	}
 	return &Result{
-		Latency: h, Calls: 1000, Errors: map[codes.Code]uint64{codes.Unavailable: 3}, Elapsed: 2 * time.Second,
-		Used: Counters{BytesRead: 12030, BytesWritten: 17051, CPU: time.Second, ServerCPU: 500 * time.Millisecond, ServerMallocs: 5015},
+		Latency: h, Sent: 1003, Calls: 1000, Errors: map[codes.Code]uint64{codes.Unavailable: 3}, Elapsed: 2 * time.Second,
+		Used: Counters{BytesRead: 12030, BytesWritten: 17051, CPU: time.Second, ServerCPU: 500 * time.Millisecond, ServerMallocs: 5015, Retries: 7},
 	}
 }
 
@@ -50,6 +50,9 @@ func TestReportFill(t *testing.T) {
 	if r.Errors["UNAVAILABLE"] != 3 || len(r.Errors) != 1 {
 		t.Errorf("errors %v", r.Errors)
 	}
+	if r.Sent != 1003 || r.Retries != 7 {
+		t.Errorf("sent %d, retries %d; want 1003 and 7", r.Sent, r.Retries)
+	}
 	if n := len(r.Percentiles); n != chartPoints*chartDecades+1 || r.Percentiles[0].P != 0 || r.Percentiles[n-1].P != 99.999 {
 		t.Errorf("percentiles %v", r.Percentiles)
 	}
@@ -63,7 +66,7 @@ func TestReportFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"calls_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors", "bytes_per_call",
-		"client_cpu_us_per_call", "calls", "duration_s", "transport", "conns", "concurrency", "pipeline", "server_allocs_per_call"} {
+		"client_cpu_us_per_call", "calls", "sent", "retries", "duration_s", "transport", "conns", "concurrency", "pipeline", "server_allocs_per_call"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, out.String())
 		}
@@ -77,11 +80,12 @@ func TestReportFill(t *testing.T) {
 	if err := r.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"500 calls/s", "UNAVAILABLE 3", "29.0 bytes/call"} {
+	for _, want := range []string{"500 calls/s", "UNAVAILABLE 3", "29.0 bytes/call", "sent        1003 calls, 7 retries\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, out.String())
 		}
 	}
+
 }
 
 func TestFormatMicros(t *testing.T) {

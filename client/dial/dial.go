@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,20 @@ type Config struct {
 	// on every call; Check refuses it in plaintext to a server that is not
 	// on a loopback address.
 	Token string
+	// NoRetry (--retry=false) turns off the retry of unary calls that
+	// failed with UNAVAILABLE although the server may have processed them
+	// (a connection lost mid-call, a server ended while shutting down),
+	// which is on by default because every calc method is pure: at most 5
+	// attempts, 100 ms backoff ×1.6 up to 1 s, within the call's deadline,
+	// and none while no server is reachable. Calls a server never
+	// processed are retried either way: after a GOAWAY over raw TCP, by
+	// gRPC's transparent retries over gRPC.
+	NoRetry bool
+	// OnRetry, if not nil, is called before each retry of a call: over
+	// raw TCP every retry, over gRPC those of NoRetry's policy (gRPC's
+	// transparent retries are not seen). calc-bench counts retries with
+	// it.
+	OnRetry func()
 
 	// TracerProvider, when set, traces every call with a client span and
 	// sends its context to the server in traceparent/tracestate metadata:
@@ -118,6 +133,11 @@ func (c *Config) AddFlags(fs *flag.FlagSet, getenv func(string) string) {
 	}
 	fs.StringVar(&c.Transport, "transport", def, "tcp or grpc (env CALC_TRANSPORT)")
 	fs.StringVar(&c.Compression, "compression", "none", "grpc message compression: none, gzip or snappy")
+	fs.BoolFunc("retry", "retry calls that fail UNAVAILABLE (every calc method is pure): at most 5 attempts, 100 ms backoff ×1.6 up to 1 s, while a server is reachable; --retry=false keeps only the retries of calls a server never processed (default true)", func(s string) error {
+		b, err := strconv.ParseBool(s)
+		c.NoRetry = !b
+		return err
+	})
 	c.TLS.addFlags(fs)
 	fs.StringVar(&c.Token, "token", getenv("CALC_TOKEN"), "bearer `token` for servers with --auth-tokens (env CALC_TOKEN, which unlike a flag other users' ps cannot show)")
 }
@@ -157,13 +177,15 @@ func (c *Config) Check() error {
 // until one connection is ready, and fails with the last connection
 // error (a gRPC status) once every server has refused, or with ctx's
 // status. Its calls then wait for a ready connection until their
-// deadlines (tcpconn.ClientOptions.WaitForReady) and are retried when
-// they fail UNAVAILABLE (RetryIdempotent: calc's methods are pure). Over
-// gRPC it connects lazily, on the first call; a list of servers is given
-// to gRPC by a manual resolver, and a list or a dns:/// name is balanced
-// by gRPC's round_robin. wrap, if not nil, wraps every socket, as
-// calc-bench does to count bytes. cfg.TracerProvider and cfg.ClientMetrics
-// observe the calls on either transport.
+// deadlines (tcpconn.ClientOptions.WaitForReady) and, unless NoRetry, are
+// retried when they fail UNAVAILABLE (RetryIdempotent: calc's methods are
+// pure). Over gRPC it connects lazily, on the first call; a list of
+// servers is given to gRPC by a manual resolver, and a list or a dns:///
+// name is balanced by gRPC's round_robin; unless NoRetry, an interceptor
+// retries unary calls that fail UNAVAILABLE with raw TCP's numbers
+// (retryUnary). wrap, if not nil, wraps every socket, as calc-bench does
+// to count bytes. cfg.TracerProvider and cfg.ClientMetrics observe the
+// calls on either transport.
 func Open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.ClientConnInterface, func(), error) {
 	conn, closeConn, err := open(ctx, cfg, wrap)
 	if err != nil || cfg.Token == "" {
@@ -187,9 +209,12 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 			copts.UnaryInterceptors = []grpc.UnaryClientInterceptor{m.UnaryClientInterceptor()}
 			copts.StreamInterceptors = []grpc.StreamClientInterceptor{m.StreamClientInterceptor()}
 		}
-		opts := tcpconn.ClientOptions{Conn: copts, WaitForReady: true, RetryIdempotent: true}
+		opts := tcpconn.ClientOptions{Conn: copts, WaitForReady: true, RetryIdempotent: !cfg.NoRetry}
 		if wrap != nil {
 			opts.Dial = dialer
+		}
+		if cfg.OnRetry != nil {
+			opts.OnRetry = func(context.Context, string) { cfg.OnRetry() }
 		}
 		cc, err := tcpconn.NewClient(cfg.Addr, opts)
 		if err != nil {
@@ -228,6 +253,9 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 	}
 	if target != cfg.Addr || strings.HasPrefix(target, "dns:///") {
 		opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
+	}
+	if !cfg.NoRetry {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(retryUnary(cfg.OnRetry)))
 	}
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {

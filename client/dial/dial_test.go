@@ -3,6 +3,7 @@ package dial_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -173,9 +174,104 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
+// TestOpenRetry calls, over each transport, a server that fails every
+// other call with UNAVAILABLE: by default each failed attempt is retried
+// and counted by OnRetry; with NoRetry the call fails and nothing is
+// retried.
+func TestOpenRetry(t *testing.T) {
+	var handled atomic.Int64
+	flaky := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if handled.Add(1)%2 == 1 {
+			return nil, status.Error(codes.Unavailable, "flaky: try again")
+		}
+		return handler(ctx, req)
+	}
+	addrs := serve(t, flaky)
+	for _, transport := range []string{"tcp", "grpc"} {
+		for _, noRetry := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s NoRetry=%v", transport, noRetry), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				var retries atomic.Int64
+				cfg := dial.Config{Addr: addrs[transport], Transport: transport, Compression: "none", NoRetry: noRetry,
+					OnRetry: func() { retries.Add(1) }}
+				conn, closeFn, err := dial.Open(ctx, cfg, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer closeFn()
+				const calls = 3
+				for range calls {
+					handled.Store(0)
+					resp, err := calculatorv1.NewCalculatorServiceClient(conn).Calculate(ctx,
+						&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3})
+					switch {
+					case noRetry && status.Code(err) != codes.Unavailable:
+						t.Fatalf("Calculate: %v, %v; want UNAVAILABLE", resp, err)
+					case !noRetry && (err != nil || resp.GetResult() != 5):
+						t.Fatalf("Calculate(2 + 3) = %v, %v; want 5 on the second attempt", resp, err)
+					}
+				}
+				want := int64(calls)
+				if noRetry {
+					want = 0
+				}
+				if n := retries.Load(); n != want {
+					t.Fatalf("OnRetry called %d times; want %d", n, want)
+				}
+			})
+		}
+	}
+	// With no server to retry on, a gRPC call fails at once, unretried,
+	// as Open does over raw TCP.
+	var retries atomic.Int64
+	cfg := dial.Config{Addr: closedAddr(t), Transport: "grpc", Compression: "none", OnRetry: func() { retries.Add(1) }}
+	conn, closeFn, err := dial.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	_, err = calculatorv1.NewCalculatorServiceClient(conn).Calculate(context.Background(),
+		&calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3})
+	if status.Code(err) != codes.Unavailable || retries.Load() != 0 {
+		t.Fatalf("gRPC call to a closed port: %v after %d retries; want UNAVAILABLE and none", err, retries.Load())
+	}
+}
+
+// TestCheckRetryFlag parses --retry.
+func TestCheckRetryFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		noRetry bool
+	}{
+		{nil, false},
+		{[]string{"--retry"}, false},
+		{[]string{"--retry=true"}, false},
+		{[]string{"--retry=false"}, true},
+	} {
+		var cfg dial.Config
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		cfg.AddFlags(fs, func(string) string { return "" })
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.NoRetry != tt.noRetry {
+			t.Errorf("%q: NoRetry %v, want %v", tt.args, cfg.NoRetry, tt.noRetry)
+		}
+	}
+	var cfg dial.Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.AddFlags(fs, func(string) string { return "" })
+	if err := fs.Parse([]string{"--retry=maybe"}); err == nil {
+		t.Fatal("--retry=maybe parsed; want an error")
+	}
+}
+
 // serve runs the calculator on a raw TCP server and a gRPC server on
-// loopback until the test ends, and returns their addresses by transport.
-func serve(t *testing.T) map[string]string {
+// loopback until the test ends, with interceptors, and returns their
+// addresses by transport.
+func serve(t *testing.T, interceptors ...grpc.UnaryServerInterceptor) map[string]string {
 	t.Helper()
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,8 +281,8 @@ func serve(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := tcpserver.New(tcpserver.Options{})
-	gs := grpc.NewServer()
+	ts := tcpserver.New(tcpserver.Options{UnaryInterceptors: interceptors})
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(interceptors...))
 	calculatorv1.RegisterCalculatorServiceServer(ts, calculator.New())
 	calculatorv1.RegisterCalculatorServiceServer(gs, calculator.New())
 	done := make(chan struct{}, 2)

@@ -83,6 +83,11 @@ type ClientOptions struct {
 	// MaxAttempts bounds the attempts of one call, retries of calls the
 	// server never processed included; 0 means DefaultMaxAttempts.
 	MaxAttempts int
+	// OnRetry, if not nil, is called before every attempt of a call after
+	// its first (a retry, for either reason above), with the call's
+	// context and method, from the calling goroutine: calc-bench counts
+	// retries with it.
+	OnRetry func(ctx context.Context, method string)
 }
 
 // Client is a small load balancer over raw TCP connections (Conn), one
@@ -269,6 +274,7 @@ func (c *Client) attempts(ctx context.Context, span trace.Span, md []string, met
 		if err == nil || !c.retry(ctx, r, err, attempt, c.opts.RetryIdempotent, &retries) {
 			return err
 		}
+		c.onRetry(ctx, method)
 	}
 }
 
@@ -307,6 +313,14 @@ func (c *Client) newStream(ctx context.Context, _ *grpc.StreamDesc, _ *grpc.Clie
 			c.obs.endSpan(span, err)
 			return nil, err
 		}
+		c.onRetry(ctx, method)
+	}
+}
+
+// onRetry reports a retry of a call to ClientOptions.OnRetry.
+func (c *Client) onRetry(ctx context.Context, method string) {
+	if c.opts.OnRetry != nil {
+		c.opts.OnRetry(ctx, method)
 	}
 }
 

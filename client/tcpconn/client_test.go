@@ -321,12 +321,13 @@ func TestClientAllDown(t *testing.T) {
 // succeeds; without, it fails with UNAVAILABLE.
 func TestClientRetryIdempotent(t *testing.T) {
 	tests := []struct {
-		name  string
-		retry bool
-		want  codes.Code
+		name    string
+		retry   bool
+		want    codes.Code
+		retries int64
 	}{
-		{"retry", true, codes.OK},
-		{"no retry", false, codes.Unavailable},
+		{"retry", true, codes.OK, 1},
+		{"no retry", false, codes.Unavailable, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -344,6 +345,13 @@ func TestClientRetryIdempotent(t *testing.T) {
 			a, b := serveAt(t, "127.0.0.1:0", hold), serveAt(t, "127.0.0.1:0")
 			opts := fast
 			opts.RetryIdempotent = tt.retry
+			var retries atomic.Int64
+			opts.OnRetry = func(_ context.Context, method string) {
+				if method != calculatorv1.CalculatorService_Evaluate_FullMethodName {
+					t.Errorf("OnRetry(%q): want the Evaluate method", method)
+				}
+				retries.Add(1)
+			}
 			cc := newClient(t, a.addr+","+b.addr, opts)
 			reachAll(t, ctx, cc, a, b)
 			// Round robin sends one of two calls to each server.
@@ -367,6 +375,9 @@ func TestClientRetryIdempotent(t *testing.T) {
 			}
 			if !slices.Contains(codesSeen, codes.OK) || !slices.Contains(codesSeen, tt.want) {
 				t.Fatalf("the calls ended %v; want OK and %v", codesSeen, tt.want)
+			}
+			if n := retries.Load(); n != tt.retries {
+				t.Fatalf("OnRetry called %d times; want %d", n, tt.retries)
 			}
 		})
 	}

@@ -1,9 +1,11 @@
 // Command calc-bench is calc's load tool. It load-tests a calc server
 // over raw TCP or gRPC and reports calls/s, latency percentiles, errors by
-// code, bytes on the wire per call and CPU per call (BENCHMARKS.md says how
-// it measures), or, with --idle N, the server's memory per idle raw TCP
-// connection, or, with --burst frames|streams, whether the server's memory
-// comes back after a hostile burst.
+// code, calls sent and retried, bytes on the wire per call and CPU per
+// call (BENCHMARKS.md says how it measures), with --timeline FILE the
+// calls that succeeded and failed in every 100 ms, or, with --idle N, the
+// server's memory per idle raw TCP connection, or, with --burst
+// frames|streams, whether the server's memory comes back after a hostile
+// burst.
 //
 //	calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
 //	calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
@@ -30,6 +32,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +44,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,10 +68,12 @@ func main() {
 const benchUsage = `usage: calc-bench [flags]    (or: calc bench [flags])
 
 Load-tests a calc server and reports calls/s, latency percentiles (p50, p90,
-p99, p99.9, max), errors by code, bytes on the wire per call and client CPU
-per call. Closed loop by default (each caller sends its next call when the
-last returns); --rate makes it open loop. --idle N measures instead the
-server's memory per idle raw TCP connection.
+p99, p99.9, max), errors by code, calls sent and retried, bytes on the wire
+per call and client CPU per call. Closed loop by default (each caller sends
+its next call when the last returns); --rate makes it open loop. --timeline
+FILE records the calls that succeeded and failed in every 100 ms, to see a
+server restart from the client's side (scripts/scaleout.sh). --idle N
+measures instead the server's memory per idle raw TCP connection.
 
 --burst makes a hostile burst over raw TCP and follows the server's RSS:
 before, at the peak, as the connections close and every 5 s for
@@ -124,15 +130,16 @@ var errReported = errors.New("reported")
 
 // benchFlags is calc-bench's command line.
 type benchFlags struct {
-	conn    dial.Config
-	timeout time.Duration
-	json    bool
-	load    bench.Options
-	rpc     string
-	idle    int
-	burst   bench.BurstConfig
-	metrics string // --metrics-addr
-	version bool
+	conn     dial.Config
+	timeout  time.Duration
+	json     bool
+	timeline string
+	load     bench.Options
+	rpc      string
+	idle     int
+	burst    bench.BurstConfig
+	metrics  string // --metrics-addr
+	version  bool
 }
 
 // parseFlags parses and validates calc-bench's arguments.
@@ -149,6 +156,7 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	// sizes PROTOCOL.md gives.
 	fs.DurationVar(&f.timeout, "timeout", 0, "per-call deadline (0: calls carry none)")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
+	fs.StringVar(&f.timeline, "timeline", "", "write to `FILE` a line every 100 ms of the measured window: the Unix time in ms and the calls that succeeded and failed in those 100 ms")
 	f.load.AddFlags(fs)
 	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
 	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
@@ -269,6 +277,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		defer stop()
 	}
 	bc := new(bench.ByteCounter)
+	var retries atomic.Uint64
+	f.conn.OnRetry = func() { retries.Add(1) }
 	conns, closeAll, err := dialCounted(ctx, f.conn, f.load.Conns, bc)
 	if err != nil {
 		fmt.Fprintln(stderr, "calc-bench:", err)
@@ -276,6 +286,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	defer closeAll()
 	cfg := f.load.Config(bc, stderr)
+	cfg.Snapshot = bench.WithRetries(cfg.Snapshot, &retries)
+	var timeline *bufio.Writer
+	if f.timeline != "" {
+		file, err := os.Create(f.timeline)
+		if err != nil {
+			fmt.Fprintln(stderr, "calc-bench:", err)
+			return 1
+		}
+		defer file.Close()
+		timeline = bufio.NewWriter(file)
+		cfg.Timeline = timeline
+	}
 	var res *bench.Result
 	if f.rpc == "stream" {
 		res, err = bench.RunPipelined(ctx, cfg, f.load.Concurrency, f.load.Pipeline, func(ctx context.Context, i int) (bench.Pipe, error) {
@@ -296,6 +318,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if res.SnapshotErr != nil {
 		fmt.Fprintln(stderr, "calc-bench: reading counters:", res.SnapshotErr)
+	}
+	if timeline != nil {
+		if err := timeline.Flush(); err != nil {
+			fmt.Fprintln(stderr, "calc-bench: --timeline:", err)
+			return 1
+		}
 	}
 	rep := f.load.Report(f.conn.Transport, f.rpc, f.conn.Addr)
 	rep.Fill(res, f.load.ServerPID != 0 && res.SnapshotErr == nil, f.load.ServerPprof != "" && res.SnapshotErr == nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,12 +14,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/calcrpc/calc/bench"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
@@ -59,6 +66,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--transport", "grpc", "--compression", "brotli"}, "unknown compression"},
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"--retry=maybe"}, "invalid boolean value"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -141,12 +149,17 @@ func TestBenchEndToEnd(t *testing.T) {
 					Transport    string            `json:"transport"`
 					BytesPerCall float64           `json:"bytes_per_call"`
 					ServerCPU    *float64          `json:"server_cpu_us_per_call"`
+					Sent         uint64            `json:"sent"`
+					Retries      uint64            `json:"retries"`
 				}
 				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 					t.Fatalf("output is not one JSON object: %v\n%s", err, stdout.String())
 				}
 				if rep.Calls == 0 || len(rep.Errors) != 0 || rep.Transport != transport || rep.BytesPerCall <= 0 {
 					t.Fatalf("calls %d, errors %v, transport %q, bytes/call %v", rep.Calls, rep.Errors, rep.Transport, rep.BytesPerCall)
+				}
+				if rep.Sent != rep.Calls || rep.Retries != 0 {
+					t.Fatalf("sent %d calls, %d succeeded, %d retried; want all to succeed at once", rep.Sent, rep.Calls, rep.Retries)
 				}
 				if strings.Contains(strings.Join(tt.args, " "), "--count") && rep.Calls > 300 {
 					t.Fatalf("%d calls, more than --count", rep.Calls)
@@ -217,6 +230,81 @@ func TestBenchEndToEnd(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), []string{"--addr", "127.0.0.1:1", "--duration", "300ms"}, &stdout, &stderr, noEnv); code != 1 {
 			t.Fatalf("exit %d against a closed port, want 1", code)
+		}
+	})
+}
+
+// TestBenchRetriesAndTimeline loads, over each transport, a server that
+// fails every other call with UNAVAILABLE: by default every such call is
+// retried, counted and succeeds; with --retry=false they fail, none is
+// retried, and the timeline adds up to the report either way.
+func TestBenchRetriesAndTimeline(t *testing.T) {
+	var handled atomic.Int64
+	flaky := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if handled.Add(1)%2 == 0 {
+			return nil, status.Error(codes.Unavailable, "flaky: try again")
+		}
+		return handler(ctx, req)
+	}
+	srv := calcdtest.Start(t, calcd.Config{UnaryInterceptors: []grpc.UnaryServerInterceptor{flaky}})
+	addrs := map[string]string{"tcp": srv.TCPAddr, "grpc": srv.GRPCAddr}
+	for _, transport := range []string{"tcp", "grpc"} {
+		for _, retry := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s retry=%v", transport, retry), func(t *testing.T) {
+				handled.Store(0) // the first call, before the window, succeeds
+				timeline := filepath.Join(t.TempDir(), "timeline")
+				// One caller: the attempts alternate, so each call fails
+				// once, then succeeds if retried (after about 100 ms).
+				args := []string{"--transport", transport, "--addr", addrs[transport], "--warmup", "0s", "--count", "20",
+					"--duration", "20s", "--json", "--timeline", timeline, "--retry=" + strconv.FormatBool(retry)}
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), args, &stdout, &stderr, noEnv)
+				var rep struct {
+					Sent    uint64            `json:"sent"`
+					Calls   uint64            `json:"calls"`
+					Retries uint64            `json:"retries"`
+					Errors  map[string]uint64 `json:"errors"`
+				}
+				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+					t.Fatalf("exit %d, %v: %s %s", code, err, stdout.String(), stderr.String())
+				}
+				failed := rep.Errors["UNAVAILABLE"]
+				switch {
+				case rep.Sent != 20 || rep.Calls+failed != 20 || len(rep.Errors) > 1:
+					t.Fatalf("sent %d, calls %d, errors %v; want 20 calls sent and answered", rep.Sent, rep.Calls, rep.Errors)
+				case retry && (code != 0 || failed != 0 || rep.Retries != 20):
+					t.Fatalf("with retries: exit %d, %d failed, %d retries; want 0, 0 and 20", code, failed, rep.Retries)
+				case !retry && (code != 1 || failed != 10 || rep.Retries != 0):
+					t.Fatalf("without retries: exit %d, %d failed, %d retries; want 1, 10 and 0", code, failed, rep.Retries)
+				}
+				data, err := os.ReadFile(timeline)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				if lines[0] != bench.TimelineHeader || len(lines) < 2 {
+					t.Fatalf("timeline:\n%s", data)
+				}
+				var ok, bad uint64
+				for _, l := range lines[1:] {
+					var ms int64
+					var o, f uint64
+					if n, err := fmt.Sscanf(l, "%d %d %d", &ms, &o, &f); n != 3 || err != nil {
+						t.Fatalf("timeline line %q: %v", l, err)
+					}
+					ok, bad = ok+o, bad+f
+				}
+				if ok != rep.Calls || bad != failed {
+					t.Fatalf("timeline: %d ok, %d failed; report: %d calls, %d failed", ok, bad, rep.Calls, failed)
+				}
+			})
+		}
+	}
+	t.Run("timeline not writable", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		args := []string{"--addr", srv.TCPAddr, "--count", "1", "--timeline", filepath.Join(t.TempDir(), "no", "such", "dir")}
+		if code := run(context.Background(), args, &stdout, &stderr, noEnv); code != 1 || !strings.Contains(stderr.String(), "no such file") {
+			t.Fatalf("exit %d, stderr %q; want 1 and the error", code, stderr.String())
 		}
 	})
 }
