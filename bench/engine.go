@@ -100,6 +100,9 @@ type Result struct {
 	Calls uint64
 	// Errors counts the failed measured calls by gRPC code.
 	Errors map[codes.Code]uint64
+	// FirstErrors holds, for each code in Errors, the message of the
+	// first call that failed with it.
+	FirstErrors map[codes.Code]string
 	// Elapsed is the window's length: from its start until the last
 	// measured call completed, and at least Config.Duration unless the
 	// count or the caller ended the window first.
@@ -147,6 +150,7 @@ type run struct {
 	started atomic.Int64  // measured calls started (and past cfg.Count, refused)
 	ticket  atomic.Int64  // the next due call, with cfg.Rate
 	shards  []shard
+	first   [numCodes]atomic.Pointer[string] // the first failure's message by code
 
 	finished  chan struct{} // closed when the workers are done
 	watchDone chan struct{} // closed when watch has returned
@@ -242,7 +246,12 @@ func (r *run) record(ctx context.Context, sh *shard, due time.Duration, err erro
 	switch {
 	case due < r.t0 || ctx.Err() != nil:
 	case err != nil:
-		sh.countErr(status.Code(err))
+		c := codeIndex(status.Code(err))
+		sh.countErr(c)
+		if r.first[c].Load() == nil {
+			msg := status.Convert(err).Message()
+			r.first[c].CompareAndSwap(nil, &msg)
+		}
 	default:
 		sh.hist.Record(r.now() - due)
 		if r.cfg.Timeline != nil {
@@ -339,7 +348,7 @@ func (r *run) watch(ctx context.Context) {
 func (r *run) finish(ctx context.Context) *Result {
 	close(r.finished)
 	<-r.watchDone
-	res := &Result{Elapsed: max(r.now()-r.t0, 0), Errors: map[codes.Code]uint64{}}
+	res := &Result{Elapsed: max(r.now()-r.t0, 0), Errors: map[codes.Code]uint64{}, FirstErrors: map[codes.Code]string{}}
 	if ctx.Err() == nil && (r.cfg.Count == 0 || r.started.Load() <= r.cfg.Count) {
 		// Not ended by the count or the caller: the window is at least its
 		// duration, though with a rate the last call may be done before.
@@ -362,6 +371,9 @@ func (r *run) finish(ctx context.Context) *Result {
 	for c, n := range errs {
 		if n > 0 {
 			res.Errors[codes.Code(c)] = n
+			if msg := r.first[c].Load(); msg != nil {
+				res.FirstErrors[codes.Code(c)] = *msg
+			}
 		}
 	}
 	return res

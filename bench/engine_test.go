@@ -58,6 +58,9 @@ func TestRunUnaryBounds(t *testing.T) {
 			if n := res.Errors[codes.OutOfRange]; n == 0 || len(res.Errors) != 1 {
 				t.Fatalf("errors %v, want only OUT_OF_RANGE", res.Errors)
 			}
+			if msg := res.FirstErrors[codes.OutOfRange]; msg != "seventh" || len(res.FirstErrors) != 1 {
+				t.Fatalf("first errors %q, want OUT_OF_RANGE's message", res.FirstErrors)
+			}
 			if tt.cfg.Warmup > 0 && calls.Load() <= int64(got) {
 				t.Fatalf("%d calls made, %d measured: the warm-up made none", calls.Load(), got)
 			}

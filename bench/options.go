@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 )
 
@@ -84,17 +85,21 @@ func (o *Options) Check(fs *flag.FlagSet, streaming bool) error {
 }
 
 // CheckLoopback refuses, unless --allow-remote, an address (the server's
-// or its pprof endpoint) that is not loopback.
+// or its pprof endpoint) that is not loopback. An address may be a
+// comma-separated list of HOST:PORT or dns:///HOST:PORT, as --addr takes:
+// every one must be loopback.
 func (o *Options) CheckLoopback(ctx context.Context, addrs ...string) error {
 	if o.AllowRemote {
 		return nil
 	}
-	for _, a := range addrs {
-		if a == "" {
+	for _, list := range addrs {
+		if list == "" {
 			continue
 		}
-		if err := CheckLoopback(ctx, a); err != nil {
-			return err
+		for a := range strings.SplitSeq(strings.TrimPrefix(list, "dns:///"), ",") {
+			if err := CheckLoopback(ctx, strings.TrimSpace(a)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -39,6 +39,9 @@ type Report struct {
 	CallsPerSec float64 `json:"calls_per_sec"`
 	// Errors counts the failed calls by gRPC code name.
 	Errors map[string]uint64 `json:"errors"`
+	// FirstErrors holds, by code name, the message of the first call that
+	// failed with that code.
+	FirstErrors map[string]string `json:"first_errors,omitempty"`
 	// Sent counts the calls started in the window: Calls plus the failed
 	// ones, plus any left unanswered when a stream broke.
 	Sent uint64 `json:"sent"`
@@ -98,6 +101,13 @@ func (r *Report) Fill(res *Result, cpu, allocs bool) {
 	r.Errors = map[string]uint64{}
 	for c, n := range res.Errors {
 		r.Errors[wire.CodeName(c)] = n
+	}
+	r.FirstErrors = nil
+	for c, msg := range res.FirstErrors {
+		if r.FirstErrors == nil {
+			r.FirstErrors = map[string]string{}
+		}
+		r.FirstErrors[wire.CodeName(c)] = msg
 	}
 	r.MeanUS, r.MaxUS = Micros(h.Mean()), Micros(h.Max())
 	r.P50US, r.P90US, r.P99US, r.P999US = Micros(h.Percentile(50)), Micros(h.Percentile(90)), Micros(h.Percentile(99)), Micros(h.Percentile(99.9))
@@ -201,6 +211,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\n  calls       %d in %.2fs: %.0f calls/s\n", r.Calls, r.DurationS, r.CallsPerSec)
 	fmt.Fprintf(&b, "  errors      %s\n", ErrorSummary(r.Errors))
+	names := make([]string, 0, len(r.FirstErrors))
+	for name := range r.FirstErrors {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "    first %s: %s\n", name, r.FirstErrors[name])
+	}
 	fmt.Fprintf(&b, "  sent        %d calls, %d retries\n", r.Sent, r.Retries)
 	fmt.Fprintf(&b, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s)\n",
 		FormatMicros(r.P50US), FormatMicros(r.P90US), FormatMicros(r.P99US), FormatMicros(r.P999US), FormatMicros(r.MaxUS), FormatMicros(r.MeanUS))

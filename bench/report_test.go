@@ -25,7 +25,8 @@ func sampleResult() *Result {
 	}
 	return &Result{
 		Latency: h, Sent: 1003, Calls: 1000, Errors: map[codes.Code]uint64{codes.Unavailable: 3}, Elapsed: 2 * time.Second,
-		Used: Counters{BytesRead: 12030, BytesWritten: 17051, CPU: time.Second, ServerCPU: 500 * time.Millisecond, ServerMallocs: 5015, Retries: 7},
+		FirstErrors: map[codes.Code]string{codes.Unavailable: "connection lost"},
+		Used:        Counters{BytesRead: 12030, BytesWritten: 17051, CPU: time.Second, ServerCPU: 500 * time.Millisecond, ServerMallocs: 5015, Retries: 7},
 	}
 }
 
@@ -49,6 +50,9 @@ func TestReportFill(t *testing.T) {
 	approx("server_allocs_per_call", *r.ServerAllocsPerCall, 5)
 	if r.Errors["UNAVAILABLE"] != 3 || len(r.Errors) != 1 {
 		t.Errorf("errors %v", r.Errors)
+	}
+	if r.FirstErrors["UNAVAILABLE"] != "connection lost" || len(r.FirstErrors) != 1 {
+		t.Errorf("first errors %v", r.FirstErrors)
 	}
 	if r.Sent != 1003 || r.Retries != 7 {
 		t.Errorf("sent %d, retries %d; want 1003 and 7", r.Sent, r.Retries)
@@ -80,7 +84,7 @@ func TestReportFill(t *testing.T) {
 	if err := r.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"500 calls/s", "UNAVAILABLE 3", "29.0 bytes/call", "sent        1003 calls, 7 retries\n"} {
+	for _, want := range []string{"500 calls/s", "UNAVAILABLE 3", "first UNAVAILABLE: connection lost\n", "29.0 bytes/call", "sent        1003 calls, 7 retries\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, out.String())
 		}
@@ -170,6 +174,25 @@ func TestCheckLoopback(t *testing.T) {
 		err := CheckLoopback(context.Background(), tt.addr)
 		if (err == nil) != tt.ok {
 			t.Errorf("CheckLoopback(%q) = %v, want ok %v", tt.addr, err, tt.ok)
+		}
+	}
+	// Options.CheckLoopback takes --addr's lists and dns:/// names too.
+	lists := []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:4001,127.0.0.1:4002, [::1]:4003", true},
+		{"dns:///localhost:4000", true},
+		{"127.0.0.1:4001,10.0.0.1:4000", false},
+		{"dns:///10.0.0.1:4000", false},
+	}
+	for _, tt := range lists {
+		err := new(Options).CheckLoopback(context.Background(), tt.addr, "")
+		if (err == nil) != tt.ok {
+			t.Errorf("Options.CheckLoopback(%q) = %v, want ok %v", tt.addr, err, tt.ok)
+		}
+		if err := (&Options{AllowRemote: true}).CheckLoopback(context.Background(), tt.addr); err != nil {
+			t.Errorf("Options.CheckLoopback(%q) with AllowRemote = %v", tt.addr, err)
 		}
 	}
 }
