@@ -11,7 +11,11 @@
 #   3. the Wireshark dissector (tools/wireshark/test.sh): tshark's output of
 #      the wire vectors against golden files, malformed input, and a live
 #      loopback capture of calc talking to calcd;
-#   4. interop: Java, Python, Node/TypeScript and C++ clients against a real
+#   4. deploy: the systemd unit (deploy/test.sh), and three calcd behind
+#      client-side balancing, HAProxy and nginx through a SIGTERM drain, a
+#      SIGKILL and restarts (scripts/scaleout.sh --short, which installs
+#      haproxy and nginx from Debian when missing);
+#   5. interop: Java, Python, Node/TypeScript and C++ clients against a real
 #      calcd over gRPC and raw TCP (scripts/interop.sh), and the C# template.
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
@@ -75,6 +79,9 @@ bash tools/wireshark/test.sh
 
 step "deploy: the Dockerfile, the systemd unit, Prometheus rules and the Grafana dashboard against a real scrape, Kubernetes manifests"
 bash deploy/test.sh
+
+step "deploy: scale-out: three calcd, a drain, a crash and restarts behind client-side balancing, HAProxy and nginx"
+bash scripts/scaleout.sh --short
 
 step "C# generation template"
 bash client/csharp/generate.sh
