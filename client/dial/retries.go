@@ -36,8 +36,10 @@ func retryDelay(n int, rnd float64) time.Duration {
 // retryUnary returns the interceptor that retries a gRPC unary call that
 // failed with UNAVAILABLE, as tcpconn.Client does with RetryIdempotent:
 // at most retryMaxAttempts attempts, spaced by retryDelay, within the
-// call's deadline, and not when the channel is in TRANSIENT_FAILURE (no
-// server to retry on: the call fails fast, as over raw TCP). onRetry, if
+// call's deadline, and not when the channel is not READY after the
+// failure (no server known to answer: the call fails fast, as over raw
+// TCP; TRANSIENT_FAILURE alone was not enough, since the channel may
+// already be CONNECTING again when the interceptor looks). onRetry, if
 // not nil, is called before every retry. gRPC's transparent retries of calls a server never processed
 // happen below it, uncounted.
 //
@@ -49,7 +51,7 @@ func retryUnary(onRetry func()) grpc.UnaryClientInterceptor {
 		for attempt := 1; ; attempt++ {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if status.Code(err) != codes.Unavailable || attempt >= retryMaxAttempts || ctx.Err() != nil ||
-				cc.GetState() == connectivity.TransientFailure {
+				cc.GetState() != connectivity.Ready {
 				return err
 			}
 			d := retryDelay(attempt-1, rand.Float64())
