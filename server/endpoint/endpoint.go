@@ -1,7 +1,8 @@
 // Package endpoint holds what calc's transport endpoints share, so that
-// each of them (server/tcpserver, server/grpcserver) speaks of it in the
-// same words: the error Serve returns after Shutdown, and the key by which
-// per-peer limits count a connection.
+// each of them (server/tcpserver, server/grpcserver, server/httpserver)
+// speaks of it in the same words: the error Serve returns after Shutdown,
+// the key by which per-peer limits count a connection, and the listener
+// that enforces those limits for the HTTP-based endpoints.
 package endpoint
 
 import (

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -175,11 +176,21 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // grpc.Server does (server reflection lists them).
 func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
 
+// ServeHTTP serves one gRPC call that arrived through net/http rather than
+// on a listener of the Server's own (grpc.Server.ServeHTTP): the HTTP
+// endpoint (server/httpserver) hands it the calls it has transcoded into
+// gRPC. The interceptors, MaxRecvMsgSize and MaxStreams apply as to any
+// call; connection limits, keepalive and TLS are the HTTP server's.
+// Shutdown of such a Server cancels the calls still in flight at once
+// (grpc-go's handler transport cannot drain), so drain the HTTP server
+// first.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.grpc.ServeHTTP(w, r) }
+
 // Serve accepts connections on lis, within MaxConnections and
 // MaxConnectionsPerAddr, until Shutdown, then returns ErrServerClosed; any
 // other error is an accept failure.
 func (s *Server) Serve(lis net.Listener) error {
-	lis = newLimitListener(lis, orDefault(s.opts.MaxConnections, DefaultMaxConnections), orDefault(s.opts.MaxConnectionsPerAddr, DefaultMaxConnectionsPerAddr))
+	lis = endpoint.LimitListener(lis, orDefault(s.opts.MaxConnections, DefaultMaxConnections), orDefault(s.opts.MaxConnectionsPerAddr, DefaultMaxConnectionsPerAddr))
 	err := s.grpc.Serve(lis)
 	if s.shutdown.Load() {
 		return ErrServerClosed

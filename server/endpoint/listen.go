@@ -1,16 +1,21 @@
-package grpcserver
+package endpoint
 
 import (
 	"net"
 	"sync"
-
-	"github.com/calcrpc/calc/server/endpoint"
 )
 
-// limitListener admits at most maxConns connections in all and perAddr from
-// one IP address (endpoint.PeerKey); a connection past either is closed
-// at once, before the HTTP/2 handshake, so the client sees UNAVAILABLE.
-// A connection counts until it is closed.
+// LimitListener returns a listener that admits at most maxConns
+// connections in all and perAddr from one IP address (PeerKey): Accept
+// closes a connection past either at once, before the application
+// protocol's handshake, and goes on to the next. A connection counts until
+// it is first closed. The gRPC and HTTP endpoints limit their connections
+// with it; the raw TCP server, which can say why it refuses one, counts its
+// own.
+func LimitListener(l net.Listener, maxConns, perAddr int) net.Listener {
+	return &limitListener{Listener: l, maxConns: maxConns, perAddr: perAddr, byAddr: map[string]int{}}
+}
+
 type limitListener struct {
 	net.Listener
 	maxConns, perAddr int
@@ -18,10 +23,6 @@ type limitListener struct {
 	mu     sync.Mutex
 	total  int
 	byAddr map[string]int
-}
-
-func newLimitListener(l net.Listener, maxConns, perAddr int) *limitListener {
-	return &limitListener{Listener: l, maxConns: maxConns, perAddr: perAddr, byAddr: map[string]int{}}
 }
 
 // Accept returns the next connection within the limits, closing those
@@ -32,7 +33,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := endpoint.PeerKey(nc.RemoteAddr())
+		key := PeerKey(nc.RemoteAddr())
 		if l.take(key) {
 			return &limitedConn{Conn: nc, l: l, key: key}, nil
 		}
