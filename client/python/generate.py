@@ -36,7 +36,15 @@ def proto_root() -> Path:
 
 
 def proto_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.proto"))
+    # proto/google holds googleapis files vendored for the import path only
+    # (google/api/annotations.proto): their Python code is the
+    # googleapis-common-protos package's google.api, which calculator_pb2
+    # imports, so they are not generated here.
+    return sorted(
+        rel
+        for rel in (p.relative_to(root).as_posix() for p in root.rglob("*.proto"))
+        if not rel.startswith("google/")
+    )
 
 
 _IMPORT_RE = re.compile(r"^(from|import) (calculator)(\.| )", re.MULTILINE)
