@@ -2,8 +2,9 @@
 // interceptors (tracing, per-RPC metrics, access log and panic recovery,
 // outermost first), grpc.health.v1 with one health state and server reflection (v1
 // and v1alpha, answering with the schema's comments), all on every
-// transport: the raw TCP endpoint (server/tcpserver) and the gRPC endpoint
-// (server/grpcserver); the metrics registry (server/metrics) and the
+// transport: the raw TCP endpoint (server/tcpserver), the gRPC endpoint
+// (server/grpcserver) and the HTTP endpoint (server/httpserver: Connect,
+// gRPC-Web, gRPC and REST); the metrics registry (server/metrics) and the
 // optional admin port that serves it with health probes and pprof
 // (server/admin); and the drain that stops them together.
 // The calcd command is flags and signals around it; tests start the very
@@ -41,6 +42,7 @@ import (
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/grpcserver"
+	"github.com/calcrpc/calc/server/httpserver"
 	"github.com/calcrpc/calc/server/interceptor"
 	"github.com/calcrpc/calc/server/metrics"
 	"github.com/calcrpc/calc/server/tcpserver"
@@ -61,6 +63,10 @@ type Config struct {
 	// GRPC holds the gRPC endpoint's limits and keepalive settings. Its
 	// Logger and interceptors are set by New.
 	GRPC grpcserver.Options
+	// HTTP holds the HTTP endpoint's limits, timeouts and CORS. Its GRPC
+	// options are set by New: GRPC's, with the HTTP endpoint's logger and
+	// metrics.
+	HTTP httpserver.Options
 	// UnaryInterceptors and StreamInterceptors run on every transport,
 	// inside calc's access log and recovery, first outermost.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
@@ -78,8 +84,8 @@ type Config struct {
 	// the transports drain: long enough for load balancers' health checks
 	// to see it and stop sending new connections. 0 drains at once.
 	DrainDelay time.Duration
-	// RPCMetrics turns on the per-RPC metrics (grpc_server_*) on both
-	// transports. On raw TCP they add no allocation and some atomic adds
+	// RPCMetrics turns on the per-RPC metrics (grpc_server_*) on every
+	// transport. On raw TCP they add no allocation and some atomic adds
 	// and two clock reads per call (metrics.RPCMetrics); that is still
 	// measurable on the cheapest calls (BenchmarkCalculate's metrics/
 	// cases), so they are off unless asked for, and calcd turns them on
@@ -87,11 +93,12 @@ type Config struct {
 	// and the runtime collectors cost nothing until scraped and are always
 	// registered.
 	RPCMetrics bool
-	// TLSConfig, when set, serves both RPC ports over TLS with it
+	// TLSConfig, when set, serves every RPC port over TLS with it
 	// (server/tlsconfig makes one that reloads its files): the raw TCP
-	// port with ALPN "calc/1", the gRPC port with "h2", TLS 1.3 at least;
-	// it replaces TCP.TLSConfig and GRPC.TLSConfig. The admin port stays
-	// plaintext. nil serves plaintext.
+	// port with ALPN "calc/1", the gRPC port with "h2", the HTTP port with
+	// "h2" and "http/1.1", TLS 1.3 at least; it replaces TCP.TLSConfig,
+	// GRPC.TLSConfig and HTTP.TLSConfig. The admin port stays plaintext.
+	// nil serves plaintext.
 	TLSConfig *tls.Config
 	// TracerProvider, when set, traces every call on every transport: a
 	// server span per call, the caller's span context taken from its
@@ -122,8 +129,10 @@ type Server struct {
 	TCP *tcpserver.Server
 	// GRPC is the gRPC endpoint.
 	GRPC *grpcserver.Server
+	// HTTP is the HTTP endpoint (Connect, gRPC-Web, gRPC, REST).
+	HTTP *httpserver.Server
 	// Metrics is the registry of the calcd's collectors: per-RPC metrics
-	// of both transports, the raw TCP server's figures, and the Go runtime
+	// of every transport, the raw TCP server's figures, and the Go runtime
 	// and process collectors. The admin port serves it at /metrics.
 	Metrics    *prometheus.Registry
 	admin      *admin.Server
@@ -148,8 +157,8 @@ func New(cfg Config) *Server {
 	// the access log inside sees the span. Metrics run next, outside
 	// recovery, so that a panic counts as the INTERNAL status it becomes.
 	reg := metrics.NewRegistry()
-	var gUnary, tUnary []grpc.UnaryServerInterceptor
-	var gStream, tStream []grpc.StreamServerInterceptor
+	var gUnary, tUnary, hUnary []grpc.UnaryServerInterceptor
+	var gStream, tStream, hStream []grpc.StreamServerInterceptor
 	if cfg.TracerProvider != nil {
 		prop := cfg.Propagator
 		if prop == nil {
@@ -161,17 +170,18 @@ func New(cfg Config) *Server {
 		tUnary, tStream = []grpc.UnaryServerInterceptor{tr.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tr.StreamServerInterceptor()}
 	}
 	if cfg.RPCMetrics {
-		// gRPC counts with go-grpc-middleware itself; raw TCP, whose calls
-		// cost a tenth of gRPC's, with the same series resolved once per
-		// method (metrics.RPCMetrics).
-		gm, tm := metrics.NewServerMetrics("grpc"), metrics.NewRPCMetrics("tcp")
-		reg.MustRegister(gm, tm)
+		// gRPC and HTTP count with go-grpc-middleware itself; raw TCP, whose
+		// calls cost a tenth of gRPC's, with the same series resolved once
+		// per method (metrics.RPCMetrics).
+		gm, tm, hm := metrics.NewServerMetrics("grpc"), metrics.NewRPCMetrics("tcp"), metrics.NewServerMetrics("http")
+		reg.MustRegister(gm, tm, hm)
 		gUnary, gStream = []grpc.UnaryServerInterceptor{gm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{gm.StreamServerInterceptor()}
 		tUnary, tStream = append(tUnary, tm.UnaryServerInterceptor()), append(tStream, tm.StreamServerInterceptor())
+		hUnary, hStream = []grpc.UnaryServerInterceptor{hm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{hm.StreamServerInterceptor()}
 	}
 
 	if cfg.TLSConfig != nil {
-		cfg.TCP.TLSConfig, cfg.GRPC.TLSConfig = cfg.TLSConfig, cfg.TLSConfig
+		cfg.TCP.TLSConfig, cfg.GRPC.TLSConfig, cfg.HTTP.TLSConfig = cfg.TLSConfig, cfg.TLSConfig, cfg.TLSConfig
 	}
 	gopts := cfg.GRPC
 	gopts.Logger = logger.With("transport", "grpc")
@@ -185,7 +195,13 @@ func New(cfg Config) *Server {
 	}
 	gopts.UnaryInterceptors = slices.Concat(authUnary, cfg.UnaryInterceptors)
 	gopts.StreamInterceptors = slices.Concat(authStream, cfg.StreamInterceptors)
+	hopts := cfg.HTTP
+	hopts.GRPC = gopts // the calls it transcodes run on a grpc.Server like the gRPC port's
+	hopts.GRPC.TLSConfig = nil
+	hopts.GRPC.Logger = logger.With("transport", "http")
+	hopts.GRPC.OuterUnaryInterceptors, hopts.GRPC.OuterStreamInterceptors = hUnary, hStream
 	g := grpcserver.New(gopts) // installs the access log and recovery itself
+	h := httpserver.New(hopts)
 
 	topts := cfg.TCP
 	topts.Logger = logger.With("transport", "tcp")
@@ -205,7 +221,7 @@ func New(cfg Config) *Server {
 		descriptors = r
 	}
 	hs := health.NewServer()
-	for _, e := range []transport{g, t} {
+	for _, e := range []transport{g, t, h} {
 		calculatorv1.RegisterCalculatorServiceServer(e, svc)
 		healthpb.RegisterHealthServer(e, hs)
 		ropts := reflection.ServerOptions{Services: e, DescriptorResolver: descriptors}
@@ -221,7 +237,7 @@ func New(cfg Config) *Server {
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	}
 	reg.MustRegister(metrics.NewReadyGauge(aopts.Ready))
-	return &Server{TCP: t, GRPC: g, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
+	return &Server{TCP: t, GRPC: g, HTTP: h, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
 }
 
 // transport is what New needs of an endpoint: a registrar that reflection
@@ -235,41 +251,61 @@ type transport interface {
 type Listeners struct {
 	TCP  net.Listener // raw TCP
 	GRPC net.Listener
+	// HTTP is the HTTP endpoint's; nil serves none.
+	HTTP net.Listener
 	// Admin is the admin port's; nil serves none.
 	Admin net.Listener
 }
 
+// Addrs are the addresses to listen on; an empty HTTP or Admin opens no
+// such port.
+type Addrs struct {
+	TCP, GRPC, HTTP, Admin string
+}
+
 // Listen opens Listeners on the given addresses; an empty adminAddr opens
-// no admin port.
+// no admin port. It opens no HTTP port: ListenAddrs does.
 func Listen(tcpAddr, grpcAddr, adminAddr string) (Listeners, error) {
+	return ListenAddrs(Addrs{TCP: tcpAddr, GRPC: grpcAddr, Admin: adminAddr})
+}
+
+// ListenAddrs opens Listeners on a's addresses; if one fails, those
+// already open are closed.
+func ListenAddrs(a Addrs) (Listeners, error) {
 	var l Listeners
-	var err error
-	if l.TCP, err = net.Listen("tcp", tcpAddr); err != nil {
-		return Listeners{}, err
-	}
-	if l.GRPC, err = net.Listen("tcp", grpcAddr); err != nil {
-		l.TCP.Close()
-		return Listeners{}, err
-	}
-	if adminAddr == "" {
-		return l, nil
-	}
-	if l.Admin, err = net.Listen("tcp", adminAddr); err != nil {
-		l.TCP.Close()
-		l.GRPC.Close()
-		return Listeners{}, err
+	var opened []net.Listener
+	for _, x := range []struct {
+		lis      *net.Listener
+		addr     string
+		optional bool
+	}{{&l.TCP, a.TCP, false}, {&l.GRPC, a.GRPC, false}, {&l.HTTP, a.HTTP, true}, {&l.Admin, a.Admin, true}} {
+		if x.optional && x.addr == "" {
+			continue
+		}
+		lis, err := net.Listen("tcp", x.addr)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			return Listeners{}, err
+		}
+		*x.lis = lis
+		opened = append(opened, lis)
 	}
 	return l, nil
 }
 
-// Serve serves every endpoint on its listener, and the admin port if
-// l.Admin is set. It returns the first endpoint's failure (the caller then
+// Serve serves every endpoint on its listener, the HTTP endpoint if l.HTTP
+// is set, and the admin port if l.Admin is set. It returns the first endpoint's failure (the caller then
 // calls Shutdown to stop the others), or ErrServerClosed once Shutdown has
 // stopped them all.
 func (s *Server) Serve(l Listeners) error {
 	serves := []func() error{
 		func() error { return s.TCP.Serve(l.TCP) },
 		func() error { return s.GRPC.Serve(l.GRPC) },
+	}
+	if l.HTTP != nil {
+		serves = append(serves, func() error { return s.HTTP.Serve(l.HTTP) })
 	}
 	if l.Admin != nil {
 		serves = append(serves, func() error { return s.admin.Serve(l.Admin) })
@@ -292,11 +328,12 @@ var ErrServerClosed = endpoint.ErrServerClosed
 // Shutdown drains every endpoint at once: health reports NOT_SERVING on
 // every transport (a Watch gets the change) and, after Config.DrainDelay
 // (within ctx), the
-// listeners close, raw TCP connections get GOAWAY and gRPC connections an
-// HTTP/2 GOAWAY, and calls in flight, streams included, may finish. When
-// ctx ends first, what is left is ended with UNAVAILABLE: raw TCP calls
-// get a STATUS UNAVAILABLE, gRPC connections are closed (which their
-// clients see as UNAVAILABLE). That is the designed end of a drain, logged
+// listeners close, raw TCP connections get GOAWAY, gRPC and HTTP/2
+// connections an HTTP/2 GOAWAY, idle HTTP/1.1 connections are closed, and
+// calls in flight, streams included, may finish. When ctx ends first, what
+// is left is ended with UNAVAILABLE: raw TCP calls get a STATUS
+// UNAVAILABLE, gRPC and HTTP connections are closed (which their clients
+// see as UNAVAILABLE). That is the designed end of a drain, logged
 // as a warning, and Shutdown returns nil for it; it returns an error only
 // when the drain failed: a handler still running after its calls were
 // ended.
@@ -313,12 +350,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
-	done := make(chan error, 2)
+	done := make(chan error, 3)
 	go func() { done <- s.TCP.Shutdown(ctx) }()
 	go func() { done <- s.GRPC.Shutdown(ctx) }()
+	go func() { done <- s.HTTP.Shutdown(ctx) }()
 	var failed []error
 	cut := false
-	for range 2 {
+	for range 3 {
 		switch err := <-done; {
 		case err == nil:
 		case errors.Is(err, ctx.Err()) && ctx.Err() != nil:

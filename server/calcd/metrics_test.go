@@ -103,7 +103,7 @@ func TestMetricsByTransport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	type counts struct{ ok, invalid, internal, streamMsgs int }
-	want := map[string]counts{"tcp": {3, 2, 1, 2}, "grpc": {5, 1, 1, 3}}
+	want := map[string]counts{"tcp": {3, 2, 1, 2}, "grpc": {5, 1, 1, 3}, "http": {2, 3, 1, 4}}
 	add := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 2, Rhs: 3}
 	byZero := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_DIVIDE, Lhs: 1, Rhs: 0}
 	panics := &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 13, Rhs: 0}

@@ -1,5 +1,6 @@
-// Command calcd serves the calculator over gRPC and over calc's raw TCP
-// protocol from one process, with one CalculatorService behind both.
+// Command calcd serves the calculator over gRPC, over calc's raw TCP
+// protocol and, with --http-addr, over HTTP (Connect, gRPC-Web, gRPC and
+// REST) from one process, with one CalculatorService behind them all.
 //
 // Usage:
 //
@@ -10,6 +11,8 @@
 //
 //	--grpc-addr                 CALCD_GRPC_ADDR                 gRPC listen address (127.0.0.1:50051)
 //	--tcp-addr                  CALCD_TCP_ADDR                  raw TCP listen address (127.0.0.1:4000)
+//	--http-addr                 CALCD_HTTP_ADDR                 HTTP listen address: Connect, gRPC-Web, gRPC, REST (off; 127.0.0.1:8080 to enable)
+//	--http-cors-origins         CALCD_HTTP_CORS_ORIGINS         origins whose browser pages may call the HTTP port, comma-separated, * for any (off)
 //	--max-connections           CALCD_MAX_CONNECTIONS           connections on each transport, raw TCP past the handshake (10000)
 //	--max-connections-per-addr  CALCD_MAX_CONNECTIONS_PER_ADDR  connections from one IP address, each transport (1024)
 //	--max-handshakes            CALCD_MAX_HANDSHAKES            raw TCP connections before their preface (1024; the oldest is dropped)
@@ -70,8 +73,10 @@
 //
 // # TLS and protected mode
 //
-// With --tls-cert and --tls-key both RPC ports serve TLS 1.3 only: the raw
-// TCP port requires ALPN "calc/1" (PROTOCOL.md, TLS), the gRPC port "h2".
+// With --tls-cert and --tls-key every RPC port serves TLS 1.3 only: the raw
+// TCP port requires ALPN "calc/1" (PROTOCOL.md, TLS), the gRPC port "h2",
+// the HTTP port "h2" or "http/1.1" (without TLS it serves HTTP/1.1 and
+// HTTP/2 with prior knowledge, h2c).
 // With --tls-client-ca as well, every client must present a certificate
 // signed by one of its CAs. The admin port stays plaintext: keep it on
 // loopback or behind your own network policy. calcd reloads the three
@@ -81,7 +86,7 @@
 // ./tools/devcerts makes certificates for development.
 //
 // Protected mode: calcd refuses to start, exiting 2 before it listens,
-// when --tcp-addr or --grpc-addr is reachable from the network (not
+// when --tcp-addr, --grpc-addr or --http-addr is reachable from the network (not
 // localhost or a loopback IP address; an empty host, 0.0.0.0 and :: are
 // every interface) without TLS and authentication (--tls-cert, and
 // --auth-tokens or --tls-client-ca). --insecure-listen overrides it, with a
@@ -157,6 +162,7 @@ var errUsage = errors.New("usage")
 // config is calcd's configuration.
 type config struct {
 	grpcAddr, tcpAddr, adminAddr string
+	httpAddr                     string
 	authFile                     string
 	logLevel                     slog.Level
 	logFormat                    string
@@ -228,10 +234,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fs.BoolVar(p, name, b, usage+" (env "+envName+")")
 	}
 	t, g := &cfg.calcd.TCP, &cfg.calcd.GRPC
-	var level, timeout, pprofAddr string
+	var level, timeout, pprofAddr, corsOrigins string
 	var rpcMetrics bool
 	str(&cfg.grpcAddr, "grpc-addr", "CALCD_GRPC_ADDR", "127.0.0.1:50051", "gRPC listen `address`")
 	str(&cfg.tcpAddr, "tcp-addr", "CALCD_TCP_ADDR", "127.0.0.1:4000", "raw TCP listen `address`")
+	str(&cfg.httpAddr, "http-addr", "CALCD_HTTP_ADDR", "", "HTTP listen `address` (Connect, gRPC-Web, gRPC and REST over HTTP/1.1 and HTTP/2), off if empty; set 127.0.0.1:8080 to enable")
+	str(&corsOrigins, "http-cors-origins", "CALCD_HTTP_CORS_ORIGINS", "", "`origins` (scheme://host[:port], comma-separated; * for any) whose browser pages may call the HTTP port; off if empty")
 	str(&cfg.adminAddr, "admin-addr", "CALCD_ADMIN_ADDR", "", "admin port listen `address` (/metrics, /healthz, /readyz), off if empty; set 127.0.0.1:9464 to enable, loopback recommended")
 	boolean(&rpcMetrics, "rpc-metrics", "CALCD_RPC_METRICS", "true", "with the admin port, per-RPC metrics (grpc_server_*) on both transports")
 	boolean(&cfg.calcd.Admin.Pprof, "admin-pprof", "CALCD_ADMIN_PPROF", "false", "serve net/http/pprof under /debug/pprof/ on the admin port")
@@ -303,6 +311,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return cfg, errors.New("--max-connection-age, --max-connection-age-grace and --drain-delay must not be negative")
 	}
 	g.MaxConcurrentStreams, g.MaxStreams = t.MaxConcurrentStreams, t.MaxStreams
+	h := &cfg.calcd.HTTP
+	h.MaxConcurrentStreams = t.MaxConcurrentStreams
+	h.MaxConnections, h.MaxConnectionsPerAddr, h.HeaderTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
+	for _, o := range strings.Split(corsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			h.CORS.AllowedOrigins = append(h.CORS.AllowedOrigins, o)
+		}
+	}
+	if len(h.CORS.AllowedOrigins) > 0 && cfg.httpAddr == "" {
+		return cfg, errors.New("--http-cors-origins needs --http-addr")
+	}
 	g.MaxConnectionAge, g.MaxConnectionAgeGrace = t.MaxConnectionAge, t.MaxConnectionAgeGrace
 	g.MaxConnections, g.MaxConnectionsPerAddr, g.HandshakeTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
 	if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
@@ -399,7 +418,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := calcd.New(cfg.calcd)
 
-	lis, err := calcd.Listen(cfg.tcpAddr, cfg.grpcAddr, cfg.adminAddr)
+	lis, err := calcd.ListenAddrs(calcd.Addrs{TCP: cfg.tcpAddr, GRPC: cfg.grpcAddr, HTTP: cfg.httpAddr, Admin: cfg.adminAddr})
 	if err != nil {
 		return err
 	}
@@ -408,6 +427,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	secure := cfg.tls.Cert != ""
 	logger.Info("listening", "transport", "grpc", "addr", lis.GRPC.Addr().String(), "tls", secure, "version", version.String("calcd"))
 	logger.Info("listening", "transport", "tcp", "addr", lis.TCP.Addr().String(), "tls", secure)
+	if lis.HTTP != nil {
+		logger.Info("listening", "transport", "http", "addr", lis.HTTP.Addr().String(), "tls", secure,
+			"cors_origins", cfg.calcd.HTTP.CORS.AllowedOrigins)
+	}
 	if lis.Admin != nil {
 		logger.Info("listening", "transport", "admin", "addr", lis.Admin.Addr().String(), "pprof", cfg.calcd.Admin.Pprof)
 	}
@@ -434,8 +457,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // errProtected marks protected mode's refusal to start; calcd exits 2.
 var errProtected = errors.New("protected mode")
 
-// protect is protected mode: it refuses RPC addresses reachable from the
-// network unless their traffic is protected, by TLS and authentication
+// protect is protected mode: it refuses RPC addresses (--tcp-addr,
+// --grpc-addr, and --http-addr when set) reachable from the network unless their traffic is protected, by TLS and authentication
 // (--tls-cert with --auth-tokens or --tls-client-ca), or --insecure-listen
 // accepts the risk, which it returns a warning for.
 func protect(cfg config) (warning string, err error) {
@@ -450,7 +473,11 @@ func protect(cfg config) (warning string, err error) {
 		return "", nil
 	}
 	without := strings.Join(missing, " and ")
-	for _, a := range []struct{ flag, addr string }{{"--tcp-addr", cfg.tcpAddr}, {"--grpc-addr", cfg.grpcAddr}} {
+	addrs := []struct{ flag, addr string }{{"--tcp-addr", cfg.tcpAddr}, {"--grpc-addr", cfg.grpcAddr}}
+	if cfg.httpAddr != "" { // off otherwise
+		addrs = append(addrs, struct{ flag, addr string }{"--http-addr", cfg.httpAddr})
+	}
+	for _, a := range addrs {
 		if calcd.Loopback(a.addr) {
 			continue
 		}

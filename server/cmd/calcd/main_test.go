@@ -32,6 +32,7 @@ import (
 	"github.com/calcrpc/calc/client/tcpconn"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	_ "github.com/calcrpc/calc/internal/grpcsnappy"
+	"github.com/calcrpc/calc/server/calcd/calcdtest"
 )
 
 // bin holds the calcd, calc and calc-bench binaries built for these tests.
@@ -61,6 +62,7 @@ type process struct {
 	grpcAddr  string
 	tcpAddr   string
 	adminAddr string // when calcd was given an admin address
+	httpAddr  string // when calcd was given an HTTP address
 	logs      *logBuffer
 	exited    chan struct{} // closed when the process has exited
 	exitErr   error         // cmd.Wait's result, set before exited closes
@@ -101,6 +103,7 @@ func startCalcd(t *testing.T, env ...string) *process {
 	wantAdmin := slices.ContainsFunc(env, func(e string) bool {
 		return strings.HasPrefix(e, "CALCD_ADMIN_ADDR=") || strings.HasPrefix(e, "CALCD_PPROF_ADDR=")
 	})
+	wantHTTP := slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "CALCD_HTTP_ADDR=") })
 	ready := make(chan struct{})
 	go func() {
 		listening := false
@@ -117,8 +120,10 @@ func startCalcd(t *testing.T, env ...string) *process {
 					p.tcpAddr = rec.Addr
 				case "admin":
 					p.adminAddr = rec.Addr
+				case "http":
+					p.httpAddr = rec.Addr
 				}
-				if !listening && p.tcpAddr != "" && p.grpcAddr != "" && (p.adminAddr != "" || !wantAdmin) {
+				if !listening && p.tcpAddr != "" && p.grpcAddr != "" && (p.adminAddr != "" || !wantAdmin) && (p.httpAddr != "" || !wantHTTP) {
 					listening = true
 					close(ready)
 				}
@@ -574,5 +579,92 @@ func TestAuthTokensFile(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "--auth-tokens") || !strings.Contains(string(out), "missing.json") {
 		t.Fatalf("a missing policy file: %v\n%s", err, out)
+	}
+}
+
+// TestHTTPPort: with --http-addr calcd serves REST and Connect on it, with
+// CORS for --http-cors-origins, and SIGTERM lets a Connect stream open on
+// it finish before calcd exits 0.
+func TestHTTPPort(t *testing.T) {
+	p := startCalcd(t, "CALCD_HTTP_ADDR=127.0.0.1:0", "CALCD_HTTP_CORS_ORIGINS=https://app.example, https://other.example")
+	resp, err := http.Get("http://" + p.httpAddr + "/v1/calculate?operator=OPERATOR_ADD&lhs=2&rhs=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.ReplaceAll(string(body), " ", "") != `{"result":"5"}` {
+		t.Errorf("REST: %s %s", resp.Status, body)
+	}
+	req, err := http.NewRequest(http.MethodOptions, "http://"+p.httpAddr+"/v1/evaluate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://other.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://other.example" {
+		t.Errorf("CORS preflight: %s %v", resp.Status, resp.Header)
+	}
+
+	s, err := calcdtest.NewConnectClient(calcdtest.HTTPClientFor(t, true, nil), "http://"+p.httpAddr).CalculateStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(i int64) {
+		t.Helper()
+		if err := s.Send(&calculatorv1.CalculateStreamRequest{Id: uint64(i), Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: i, Rhs: i}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Recv(); err != nil || r.GetResult() != 2*i {
+			t.Fatalf("%d+%d: %v %v", i, i, r, err)
+		}
+	}
+	ask(1)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.logs.String(), `"msg":"draining"`) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ask(2)
+	s.CloseSend()
+	if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("stream end while draining: %v", err)
+	}
+	select {
+	case <-p.exited:
+		if p.exitErr != nil {
+			t.Fatalf("calcd exited with %v:\n%s", p.exitErr, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("calcd did not exit after SIGTERM")
+	}
+}
+
+// TestHTTPFlagErrors: CORS origins without an HTTP port are a usage
+// error, and protected mode covers --http-addr.
+func TestHTTPFlagErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		exit int
+		want string
+	}{
+		{[]string{"--http-cors-origins", "https://app.example"}, 1, "--http-cors-origins needs --http-addr"},
+		{[]string{"--http-addr", "0.0.0.0:0"}, 2, "protected mode: refusing to listen on --http-addr 0.0.0.0:0"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			cmd := exec.Command(filepath.Join(bin, "calcd"), tt.args...)
+			cmd.Env = append(os.Environ(), "CALCD_GRPC_ADDR=127.0.0.1:0", "CALCD_TCP_ADDR=127.0.0.1:0")
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != tt.exit || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("%v, %s; want exit status %d and %q", err, out, tt.exit, tt.want)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ func TestProtect(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		tcp, grpc      string
+		http           string // "" for off
 		tls            tlsconfig.Files
 		authFile       string
 		insecureListen bool
@@ -31,11 +32,16 @@ func TestProtect(t *testing.T) {
 		{name: "tokens without TLS", tcp: "0.0.0.0:4000", grpc: local, authFile: "auth.json", err: "without TLS:"},
 		{name: "TLS and tokens", tcp: "0.0.0.0:4000", grpc: ":50051", tls: withTLS, authFile: "auth.json"},
 		{name: "mutual TLS", tcp: "0.0.0.0:4000", grpc: ":50051", tls: tlsconfig.Files{Cert: "server.pem", Key: "server-key.pem", ClientCA: "ca.pem"}},
+		{name: "HTTP off", tcp: local, grpc: local, http: ""},
+		{name: "HTTP on loopback", tcp: local, grpc: local, http: "127.0.0.1:8080"},
+		{name: "HTTP on every interface", tcp: local, grpc: local, http: "0.0.0.0:8080",
+			err: "protected mode: refusing to listen on --http-addr 0.0.0.0:8080, reachable from the network, without TLS and authentication"},
+		{name: "HTTP with TLS and tokens", tcp: local, grpc: local, http: ":8080", tls: withTLS, authFile: "auth.json"},
 		{name: "override", tcp: "0.0.0.0:4000", grpc: local, insecureListen: true,
 			warning: "--tcp-addr 0.0.0.0:4000 is reachable from the network without TLS and authentication (--insecure-listen)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			warning, err := protect(config{tcpAddr: tc.tcp, grpcAddr: tc.grpc, tls: tc.tls, authFile: tc.authFile, insecureListen: tc.insecureListen})
+			warning, err := protect(config{tcpAddr: tc.tcp, grpcAddr: tc.grpc, httpAddr: tc.http, tls: tc.tls, authFile: tc.authFile, insecureListen: tc.insecureListen})
 			switch {
 			case tc.err == "" && err != nil, tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Fatalf("protect: %v; want an error with %q", err, tc.err)
