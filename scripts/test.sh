@@ -8,14 +8,17 @@
 #      connection driven by arbitrary frames (scripts/fuzz.sh, itself
 #      tested by scripts/fuzz_selftest.sh), and one pass of every
 #      benchmark as a smoke test;
-#   3. the Wireshark dissector (tools/wireshark/test.sh): tshark's output of
+#   3. the HTTP port from outside (scripts/http.sh): buf curl over Connect,
+#      gRPC-Web and gRPC, plaintext and TLS, and README.md's curl lines;
+#   4. the Wireshark dissector (tools/wireshark/test.sh): tshark's output of
 #      the wire vectors against golden files, malformed input, and a live
 #      loopback capture of calc talking to calcd;
-#   4. deploy: the systemd unit (deploy/test.sh), and three calcd behind
+#   5. deploy: the systemd unit, the Dockerfile, the Kubernetes manifests,
+#      Prometheus rules and a real Prometheus scrape (deploy/test.sh), and three calcd behind
 #      client-side balancing, HAProxy and nginx through a SIGTERM drain, a
 #      SIGKILL and restarts (scripts/scaleout.sh --short, which installs
 #      haproxy and nginx from Debian when missing);
-#   5. interop: Java, Python, Node/TypeScript and C++ clients against a real
+#   6. interop: Java, Python, Node/TypeScript and C++ clients against a real
 #      calcd over gRPC and raw TCP (scripts/interop.sh), and the C# template.
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
@@ -73,6 +76,9 @@ bash scripts/fuzz.sh ./server/tcpserver FuzzConnection
 
 step "benchmarks, one pass each"
 go test -run '^$' -bench . -benchtime 1x ./...
+
+step "HTTP port: buf curl over Connect, gRPC-Web and gRPC; README.md's curl lines"
+bash scripts/http.sh
 
 step "Wireshark dissector: golden output, malformed input, a live loopback capture"
 bash tools/wireshark/test.sh

@@ -825,3 +825,24 @@ func TestTLS(t *testing.T) {
 		}
 	}
 }
+
+// panicky panics in Calculate.
+type panicky struct {
+	calculatorv1.UnimplementedCalculatorServiceServer
+}
+
+func (panicky) Calculate(context.Context, *calculatorv1.CalculateRequest) (*calculatorv1.CalculateResponse, error) {
+	panic("boom")
+}
+
+// TestPanicOverREST: a handler's panic is INTERNAL, HTTP 500, over REST
+// too, and the port goes on serving.
+func TestPanicOverREST(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{Service: panicky{}})
+	for range 2 {
+		r := do(t, srv, http.MethodGet, "/v1/calculate?operator=OPERATOR_ADD&lhs=1&rhs=1", "", nil)
+		if st := decodeStatus(t, r); r.code != http.StatusInternalServerError || codes.Code(st.Code) != codes.Internal {
+			t.Errorf("HTTP %d %s, want 500 INTERNAL", r.code, r.body)
+		}
+	}
+}
