@@ -33,10 +33,11 @@
 // UNKNOWN; a Connect unary POST without the optional
 // Connect-Protocol-Version header is Connect, not a REST 404; a binary
 // Connect message over the size limit is RESOURCE_EXHAUSTED, not
-// UNAVAILABLE. gRPC's own answers pass through unchanged: a binary
-// message that does not decode is INTERNAL there, as on the gRPC port.
-// Compression is gzip only (vanguard's); the gRPC port's snappy is not
-// offered here.
+// UNAVAILABLE; a compressed request (gzip, or snappy as the gRPC port
+// takes it) may not decompress past the message limit, which vanguard's
+// own gzip reader does not bound. gRPC's own answers pass through
+// unchanged: a binary message that does not decode is INTERNAL there, as
+// on the gRPC port.
 package httpserver
 
 import (
@@ -59,6 +60,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/calcrpc/calc/internal/grpcsnappy"
 	"github.com/calcrpc/calc/server/endpoint"
 	"github.com/calcrpc/calc/server/grpcserver"
 )
@@ -150,7 +152,6 @@ type Options struct {
 // other endpoints, before Serve.
 type Server struct {
 	opts    Options
-	logger  *slog.Logger
 	backend *grpcserver.Server
 	hs      *http.Server
 	mux     *http.ServeMux
@@ -173,7 +174,6 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts:     opts,
-		logger:   logger,
 		backend:  grpcserver.New(opts.GRPC),
 		mux:      http.NewServeMux(),
 		patterns: map[string]bool{},
@@ -296,16 +296,17 @@ func (s *Server) build() error {
 		descs = append(descs, sd)
 		services = append(services, vanguard.NewServiceWithSchema(sd, s.backend))
 	}
-	transcoder, err := vanguard.NewTranscoder(services,
+	transcoder, err := vanguard.NewTranscoder(services, append(compression(maxMsg),
 		vanguard.WithDefaultServiceOptions(
 			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC),
 			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithTargetCompression(vanguard.CompressionGzip, grpcsnappy.Name), // the gRPC server's
 			vanguard.WithMaxMessageBufferBytes(uint32(maxMsg)),
 		),
 		vanguard.WithUnknownHandler(http.HandlerFunc(notFound)),
 		vanguard.WithCodec(func(r vanguard.TypeResolver) vanguard.Codec { return jsonCodec{vanguard.NewJSONCodec(r)} }),
 		vanguard.WithCodec(func(r vanguard.TypeResolver) vanguard.Codec { return protoCodec{vanguard.NewProtoCodec(r)} }),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("httpserver: %w", err)
 	}

@@ -3,6 +3,7 @@ package httpserver_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -33,6 +34,7 @@ import (
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
 	"github.com/calcrpc/calc/internal/calltest"
 	"github.com/calcrpc/calc/internal/devcerts"
+	_ "github.com/calcrpc/calc/internal/grpcsnappy" // the client's snappy
 	"github.com/calcrpc/calc/server/auth"
 	"github.com/calcrpc/calc/server/calcd"
 	"github.com/calcrpc/calc/server/calcd/calcdtest"
@@ -844,5 +846,51 @@ func TestPanicOverREST(t *testing.T) {
 		if st := decodeStatus(t, r); r.code != http.StatusInternalServerError || codes.Code(st.Code) != codes.Internal {
 			t.Errorf("HTTP %d %s, want 500 INTERNAL", r.code, r.body)
 		}
+	}
+}
+
+// TestCompression: compressed requests are served (gzip over Connect and
+// REST, snappy over gRPC as on the gRPC port), and one that decompresses
+// past the message limit is RESOURCE_EXHAUSTED, not decompressed whole.
+func TestCompression(t *testing.T) {
+	const limit = 128 << 10
+	srv := calcdtest.Start(t, calcd.Config{GRPC: grpcserver.Options{MaxRecvMsgSize: limit}})
+	gz := func(s string) string {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		io.WriteString(w, s)
+		w.Close()
+		return b.String()
+	}
+	bomb := gz(`{"expression":"1"}` + strings.Repeat(" ", 8<<20)) // 8 MiB of JSON whitespace in 8 KiB
+	if len(bomb) > limit {
+		t.Fatalf("the bomb is %d bytes compressed, over the limit itself", len(bomb))
+	}
+	for _, tc := range []struct {
+		name, path, body, contentType string
+		httpCode                      int
+	}{
+		{"Connect gzip", "/calculator.v1.CalculatorService/Evaluate", gz(`{"expression":"6*7"}`), "application/json", 200},
+		{"REST gzip", "/v1/evaluate", gz(`{"expression":"6*7"}`), "application/json", 200},
+		{"Connect gzip bomb", "/calculator.v1.CalculatorService/Evaluate", bomb, "application/json", 429},
+		{"REST gzip bomb", "/v1/evaluate", bomb, "application/json", 429},
+	} {
+		r := do(t, srv, http.MethodPost, tc.path, tc.body, map[string]string{"Content-Type": tc.contentType, "Content-Encoding": "gzip"})
+		if r.code != tc.httpCode || (r.code == 200) != strings.Contains(r.body, `"42"`) ||
+			(r.code == 429) != strings.Contains(r.body, "decompressed request message is over the limit") {
+			t.Errorf("%s: HTTP %d %s, want %d", tc.name, r.code, r.body, tc.httpCode)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := connect.NewClient[calculatorv1.EvaluateRequest, calculatorv1.EvaluateResponse](calcdtest.HTTPClientFor(t, true, nil),
+		"http://"+srv.HTTPAddr+"/calculator.v1.CalculatorService/Evaluate", connect.WithSendGzip(), connect.WithGRPCWeb())
+	if r, err := c.CallUnary(ctx, connect.NewRequest(&calculatorv1.EvaluateRequest{Expression: "6*7"})); err != nil || r.Msg.GetResult() != "42" {
+		t.Errorf("gRPC-Web, gzip: %v %v", r, err)
+	}
+	snappyClient := calculatorv1.NewCalculatorServiceClient(calcdtest.DialGRPCAt(t, srv.HTTPAddr))
+	long := strings.Repeat("1+", 200) + "1"
+	if r, err := snappyClient.Evaluate(ctx, &calculatorv1.EvaluateRequest{Expression: long}, grpc.UseCompressor("snappy")); err != nil || r.GetResult() != "201" {
+		t.Errorf("gRPC, snappy: %v %v", r, err)
 	}
 }
