@@ -894,3 +894,42 @@ func TestCompression(t *testing.T) {
 		t.Errorf("gRPC, snappy: %v %v", r, err)
 	}
 }
+
+// TestDeadlineAndMetadataReachTheHandler: over every protocol of the HTTP
+// port the handler sees the caller's deadline (Connect-Timeout-Ms,
+// grpc-timeout, REST's X-Server-Timeout) and its headers as gRPC metadata.
+func TestDeadlineAndMetadataReachTheHandler(t *testing.T) {
+	type seen struct {
+		left time.Duration
+		tag  string
+	}
+	got := make(chan seen, 1)
+	record := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		var s seen
+		if d, ok := ctx.Deadline(); ok {
+			s.left = time.Until(d)
+		}
+		if v := metadata.ValueFromIncomingContext(ctx, "x-tag"); len(v) > 0 {
+			s.tag = v[0]
+		}
+		got <- s
+		return handler(ctx, req)
+	}
+	srv := calcdtest.Start(t, calcd.Config{UnaryInterceptors: []grpc.UnaryServerInterceptor{record}})
+	clients := map[string]calculatorv1.CalculatorServiceClient{"rest": srv.RESTClient(t)}
+	for _, p := range calcdtest.HTTPProtocols {
+		clients[p] = srv.HTTPClient(t, p)
+	}
+	for p, c := range clients {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-tag", p)
+		_, err := c.Calculate(ctx, &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 2})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if s := <-got; s.left < 59*time.Minute || s.left > time.Hour || s.tag != p {
+			t.Errorf("%s: the handler saw %v left of a 1h deadline and x-tag %q", p, s.left, s.tag)
+		}
+	}
+}
