@@ -54,6 +54,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"github.com/calcrpc/calc/internal/wire"
 	"github.com/calcrpc/calc/server/endpoint"
@@ -337,6 +339,34 @@ func (s *Server) Serve(lis net.Listener) error {
 		}
 		go c.serve()
 	}
+}
+
+// ServeConn serves one connection that was accepted elsewhere, such as the
+// byte stream of a WebSocket (server/wsserver), exactly as Serve serves the
+// connections it accepts: the same admission (its limits count nc), preface,
+// frames, limits, timeouts and drain; with Options.TLSConfig it is wrapped
+// in TLS as they are. authInfo, when not nil, is what handlers find as the
+// peer's AuthInfo (peer.FromContext): the credentials.TLSInfo of a TLS
+// connection that the caller terminated, say. nc is served in a goroutine
+// of its own and closed when it ends; ServeConn returns at once, and after
+// Shutdown closes nc and returns ErrServerClosed.
+func (s *Server) ServeConn(nc net.Conn, authInfo credentials.AuthInfo) error {
+	c, refusal := s.admit(nc)
+	if c == nil {
+		if s.shutdown.Load() {
+			_ = nc.Close()
+			return ErrServerClosed
+		}
+		go s.refuse(nc, refusal)
+		return nil
+	}
+	if authInfo != nil {
+		if p, ok := peer.FromContext(c.ctx); ok {
+			p.AuthInfo = authInfo // no call has started: the peer is still c's alone
+		}
+	}
+	go c.serve()
+	return nil
 }
 
 // refuse closes a connection that was not admitted, first telling it why
