@@ -17,7 +17,9 @@
 # package-lock.json changed, generate + build only when an input changed.
 # Extra arguments (--verbose, --cases FILE, --vectors FILE, --tls, --tls-ca FILE,
 # --tls-cert FILE, --tls-key FILE, --tls-server-name NAME, --token TOKEN) go to
-# the runner; the token defaults to the environment's CALC_TOKEN.
+# the runner; the token defaults to the environment's CALC_TOKEN. --ws URL runs
+# every case over the browser WebSocket transport too, against calcd's HTTP
+# port (--ws ws://127.0.0.1:8080/ws).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

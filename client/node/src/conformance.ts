@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The Node conformance runner:
 //
-//   node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE] [--verbose]
+//   node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--ws URL] [--cases FILE] [--vectors FILE] [--verbose]
 //     [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN]
 //
 // Runs every case of testdata/conformance/cases.json over gRPC (connect-node)
-// and over raw TCP (this package's client), decodes every vector of
+// and over raw TCP (this package's client), and with --ws ws://HOST:PORT/ws
+// over the browser WebSocket transport too (with the ws package's
+// WebSocket, as Node 20 has none of its own), decodes every vector of
 // testdata/wire/vectors.json, prints one line per failure and finally
 // "N passed, N failed"; exits 1 if anything failed.
 //
@@ -21,6 +23,8 @@ import { createClient } from "@connectrpc/connect";
 import { CalculatorService } from "./gen/calculator/v1/calculator_pb.js";
 import { createCalcGrpcTransport } from "./grpc.js";
 import { createTcpTransport } from "./tcp/transport.js";
+import type { WebSocketConstructor } from "./ws/connection.js";
+import { createWebSocketTransport, type WebSocketTransport } from "./ws/transport.js";
 import { Mismatch, runCase, type TransportUnderTest } from "./conformance/cases.js";
 import type { SecurityOptions } from "./security.js";
 import { checkVector, type WireVector } from "./conformance/vectors.js";
@@ -31,6 +35,7 @@ const repoRoot = resolve(here, "../../..");
 interface Args {
   grpc: string;
   tcp: string;
+  ws?: string;
   cases: string;
   vectors: string;
   verbose: boolean;
@@ -39,7 +44,7 @@ interface Args {
 
 function usage(msg: string): never {
   process.stderr.write(
-    `${msg}\nusage: node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--cases FILE] [--vectors FILE] [--verbose]\n` +
+    `${msg}\nusage: node dist/conformance.js --grpc HOST:PORT --tcp HOST:PORT [--ws URL] [--cases FILE] [--vectors FILE] [--verbose]\n` +
       "  [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--token TOKEN (default: env CALC_TOKEN)]\n",
   );
   process.exit(2);
@@ -62,6 +67,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--tcp":
         a.tcp = value();
+        break;
+      case "--ws":
+        a.ws = value();
         break;
       case "--cases":
         a.cases = value();
@@ -159,6 +167,22 @@ async function main(): Promise<number> {
       connectionId: () => tcpTransport.connection(),
     },
   ];
+  let wsTransport: WebSocketTransport | undefined;
+  if (args.ws) {
+    // The ws package stands in for the browser's WebSocket (Node 20 has
+    // none); the transport itself uses nothing but the standard API.
+    const { WebSocket } = await import("ws");
+    // A token rides in each call's metadata (a browser cannot set headers
+    // on a WebSocket); TLS is the wss:// URL's, with the system's CAs.
+    const token = args.security.token;
+    wsTransport = createWebSocketTransport({
+      url: args.ws,
+      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      metadata: token ? { authorization: `Bearer ${token}` } : undefined,
+    });
+    const t = wsTransport;
+    transports.push({ name: "ws", client: createClient(CalculatorService, t), connectionId: () => t.connection() });
+  }
   for (const t of transports) {
     for (const c of casesFile.cases) {
       const what = `${String(c.name)} [${t.name}]`;
@@ -172,6 +196,9 @@ async function main(): Promise<number> {
     }
   }
   await withTimeout(tcpTransport.close(), 5000, "closing the raw TCP connection").catch(() => {});
+  if (wsTransport) {
+    await withTimeout(wsTransport.close(), 5000, "closing the WebSocket").catch(() => {});
+  }
 
   console.log(`${passed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;

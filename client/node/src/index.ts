@@ -50,3 +50,13 @@ export {
 } from "./security.js";
 export { createCalcTcpClient } from "./tcp/client.js";
 export * as wire from "./wire/index.js";
+export {
+  CalcWebSocketConnection,
+  WebSocketStream,
+  SUBPROTOCOL,
+  type WebSocketCallOptions,
+  type WebSocketConnectionOptions,
+  type WebSocketConstructor,
+} from "./ws/connection.js";
+export { createWebSocketTransport, type WebSocketTransport, type WebSocketTransportOptions } from "./ws/transport.js";
+export { createCalcWebSocketClient } from "./ws/client.js";

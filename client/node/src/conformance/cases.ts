@@ -20,7 +20,7 @@ export type CalcClient = Client<typeof CalculatorService>;
 
 /** What a case runner needs to know about the transport under test. */
 export interface TransportUnderTest {
-  name: "grpc" | "tcp";
+  name: "grpc" | "tcp" | "ws";
   client: CalcClient;
   /** Returns an identity of the connection calls use now (for "one connection" checks). */
   connectionId?: () => Promise<unknown>;
