@@ -33,11 +33,17 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$work/calcd" ./server/cmd/calcd
-"$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 2>"$work/calcd.log" &
+# With an HTTP port, the node runner also runs every case over the browser
+# WebSocket transport (/ws on that port).
+http_args=()
+if "$work/calcd" --help 2>&1 | grep -q -- '-http-addr'; then http_args=(--http-addr 127.0.0.1:0); fi
+"$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 "${http_args[@]}" 2>"$work/calcd.log" &
 calcd_pid=$!
 source scripts/lib.sh
 tcp_addr=$(listen_addr "$work/calcd.log" tcp || true)
 grpc_addr=$(listen_addr "$work/calcd.log" grpc || true)
+http_addr=""
+if [ ${#http_args[@]} -gt 0 ]; then http_addr=$(listen_addr "$work/calcd.log" http || true); fi
 if [ -z "$tcp_addr" ] || [ -z "$grpc_addr" ]; then
   echo "interop: calcd did not start:" >&2
   cat "$work/calcd.log" >&2
@@ -75,7 +81,9 @@ run_lang() { # label script args...: run one runner, print its output, add up it
 }
 
 for lang in "${langs[@]}"; do
-  run_lang "$lang" "client/$lang/run-conformance.sh" --grpc "$grpc_addr" --tcp "$tcp_addr"
+  ws_args=()
+  if [ "$lang" = node ] && [ -n "$http_addr" ]; then ws_args=(--ws "ws://$http_addr/ws"); fi
+  run_lang "$lang" "client/$lang/run-conformance.sh" --grpc "$grpc_addr" --tcp "$tcp_addr" "${ws_args[@]}"
 done
 
 # <lang>+tls: a second calcd requiring TLS 1.3, a client certificate and a token.
@@ -125,7 +133,7 @@ if ! kill -0 "$calcd_pid" 2>/dev/null; then
   status=1
 fi
 echo
-echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors; <lang>+tls: the same over TLS with a client certificate and a token):"
+echo "interop summary (each language: every case over gRPC and raw TCP, plus the wire vectors (node: and over WebSocket, with an HTTP port); <lang>+tls: the same over TLS with a client certificate and a token):"
 printf '  %s\n' "${summary[@]}"
 echo "interop: $total_pass passed, $total_fail failed"
 exit $status
