@@ -200,9 +200,14 @@ func (c *conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// closeHandshakeTimeout bounds the WebSocket close handshake: a client
+// that has not answered the server's close frame by then is cut off, as
+// tcpserver bounds the linger of a half-closed socket.
+const closeHandshakeTimeout = time.Second
+
 // Close closes the connection: Read and Write fail at once with
-// net.ErrClosed, and the WebSocket close handshake runs in the background
-// (the library bounds it to 5 s for each side's close frame).
+// net.ErrClosed, and the WebSocket close handshake runs in the background,
+// for at most closeHandshakeTimeout.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
@@ -216,7 +221,9 @@ func (c *conn) Close() error {
 			if code == websocket.StatusUnsupportedData {
 				reason = "calc.v1 carries binary messages only"
 			}
+			cut := time.AfterFunc(closeHandshakeTimeout, func() { _ = c.raw.Close() })
 			_ = c.ws.Close(code, reason)
+			cut.Stop()
 			<-c.pumpDone
 			_ = c.raw.Close() // closed already, but for a failed handshake
 			close(c.done)
