@@ -19,7 +19,10 @@
 #      SIGKILL and restarts (scripts/scaleout.sh --short, which installs
 #      haproxy and nginx from Debian when missing);
 #   6. interop: Java, Python, Node/TypeScript and C++ clients against a real
-#      calcd over gRPC and raw TCP (scripts/interop.sh), and the C# template.
+#      calcd over gRPC, raw TCP and (Node) WebSocket (scripts/interop.sh), and
+#      the C# template;
+#   7. the web page: its committed script is what server/webui/build.sh
+#      builds, and the page itself in headless Chromium (scripts/browser-test.sh).
 # Set FUZZTIME (default 10s) to fuzz longer.
 set -euo pipefail
 
@@ -94,3 +97,6 @@ bash client/csharp/generate.sh
 
 step "interop: every language's client against calcd"
 bash scripts/interop.sh
+
+step "web page: the committed bundle is what server/webui/build.sh builds"
+bash server/webui/build.sh --check

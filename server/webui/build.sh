@@ -27,12 +27,20 @@ esac
 
 command -v npm >/dev/null || { echo "build.sh: npm (Node 20 or later) is required" >&2; exit 1; }
 
-# npm ci only when package.json or the lock file changed since the last one here.
-lock_hash=$(cd "$node_dir" && cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$node_dir/node_modules/.calc-webui-stamp" 2>/dev/null || true)" != "$lock_hash" ]; then
+# npm ci only when package.json or the lock file changed, with the stamp
+# client/node/run-conformance.sh keeps, so neither repeats the other's.
+hash_of() { # files... -> one sha256 over their names and contents, as run-conformance.sh
+  local f
+  for f in "$@"; do
+    printf '%s\n' "$f"
+    sha256sum <"$f"
+  done | sha256sum | cut -d' ' -f1
+}
+lock_hash=$(cd "$node_dir" && hash_of package.json package-lock.json)
+if [ "$(cat "$node_dir/node_modules/.calc-install-stamp" 2>/dev/null || true)" != "$lock_hash" ]; then
   echo "build.sh: npm ci in client/node" >&2
   (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  echo "$lock_hash" >"$node_dir/node_modules/.calc-webui-stamp"
+  echo "$lock_hash" >"$node_dir/node_modules/.calc-install-stamp"
 fi
 (
   cd "$node_dir"
