@@ -100,3 +100,6 @@ bash scripts/interop.sh
 
 step "web page: the committed bundle is what server/webui/build.sh builds"
 bash server/webui/build.sh --check
+
+step "web page in headless Chromium (tools/browsertest; installs chromium from Debian when missing)"
+bash scripts/browser-test.sh

@@ -4,7 +4,8 @@
 // and v1alpha, answering with the schema's comments), all on every
 // transport: the raw TCP endpoint (server/tcpserver), the gRPC endpoint
 // (server/grpcserver) and the HTTP endpoint (server/httpserver: Connect,
-// gRPC-Web, gRPC and REST); the metrics registry (server/metrics) and the
+// gRPC-Web, gRPC and REST, with the WebSocket endpoint server/wsserver at
+// /ws and the web page server/webui at /); the metrics registry (server/metrics) and the
 // optional admin port that serves it with health probes and pprof
 // (server/admin); and the drain that stops them together.
 // The calcd command is flags and signals around it; tests start the very
@@ -46,6 +47,8 @@ import (
 	"github.com/calcrpc/calc/server/interceptor"
 	"github.com/calcrpc/calc/server/metrics"
 	"github.com/calcrpc/calc/server/tcpserver"
+	"github.com/calcrpc/calc/server/webui"
+	"github.com/calcrpc/calc/server/wsserver"
 )
 
 // Config configures a Server. The zero value serves calculator.New() with
@@ -131,6 +134,9 @@ type Server struct {
 	GRPC *grpcserver.Server
 	// HTTP is the HTTP endpoint (Connect, gRPC-Web, gRPC, REST).
 	HTTP *httpserver.Server
+	// WS is the WebSocket endpoint, mounted at /ws on the HTTP port: the
+	// raw TCP protocol over WebSocket (the web page at / uses it).
+	WS *wsserver.Server
 	// Metrics is the registry of the calcd's collectors: per-RPC metrics
 	// of every transport, the raw TCP server's figures, and the Go runtime
 	// and process collectors. The admin port serves it at /metrics.
@@ -157,8 +163,8 @@ func New(cfg Config) *Server {
 	// the access log inside sees the span. Metrics run next, outside
 	// recovery, so that a panic counts as the INTERNAL status it becomes.
 	reg := metrics.NewRegistry()
-	var gUnary, tUnary, hUnary []grpc.UnaryServerInterceptor
-	var gStream, tStream, hStream []grpc.StreamServerInterceptor
+	var gUnary, tUnary, hUnary, wUnary []grpc.UnaryServerInterceptor
+	var gStream, tStream, hStream, wStream []grpc.StreamServerInterceptor
 	if cfg.TracerProvider != nil {
 		prop := cfg.Propagator
 		if prop == nil {
@@ -168,16 +174,18 @@ func New(cfg Config) *Server {
 			otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(cfg.TracerProvider), otelgrpc.WithPropagators(prop)))
 		tr := rpctrace.NewServer(cfg.TracerProvider, prop, cfg.TraceOnlyJoins)
 		tUnary, tStream = []grpc.UnaryServerInterceptor{tr.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{tr.StreamServerInterceptor()}
+		wUnary, wStream = slices.Clone(tUnary), slices.Clone(tStream)
 	}
 	if cfg.RPCMetrics {
 		// gRPC and HTTP count with go-grpc-middleware itself; raw TCP, whose
 		// calls cost a tenth of gRPC's, with the same series resolved once
 		// per method (metrics.RPCMetrics).
-		gm, tm, hm := metrics.NewServerMetrics("grpc"), metrics.NewRPCMetrics("tcp"), metrics.NewServerMetrics("http")
-		reg.MustRegister(gm, tm, hm)
+		gm, tm, hm, wm := metrics.NewServerMetrics("grpc"), metrics.NewRPCMetrics("tcp"), metrics.NewServerMetrics("http"), metrics.NewRPCMetrics("ws")
+		reg.MustRegister(gm, tm, hm, wm)
 		gUnary, gStream = []grpc.UnaryServerInterceptor{gm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{gm.StreamServerInterceptor()}
 		tUnary, tStream = append(tUnary, tm.UnaryServerInterceptor()), append(tStream, tm.StreamServerInterceptor())
 		hUnary, hStream = []grpc.UnaryServerInterceptor{hm.UnaryServerInterceptor()}, []grpc.StreamServerInterceptor{hm.StreamServerInterceptor()}
+		wUnary, wStream = append(wUnary, wm.UnaryServerInterceptor()), append(wStream, wm.StreamServerInterceptor())
 	}
 
 	if cfg.TLSConfig != nil {
@@ -211,6 +219,23 @@ func New(cfg Config) *Server {
 	t := tcpserver.New(topts)
 	reg.MustRegister(metrics.NewTCPCollector(t.Stats))
 
+	// The WebSocket endpoint (/ws on the HTTP port) is the raw TCP
+	// protocol served by tcpserver's connection code, with the raw TCP
+	// port's limits and chain and a metrics label of its own; the page
+	// (/) calls the HTTP endpoint and /ws.
+	wopts := wsserver.Options{TCP: cfg.TCP, AllowedOrigins: cfg.HTTP.CORS.AllowedOrigins}
+	wopts.TCP.TLSConfig = nil // TLS, if any, is the HTTP port's
+	wopts.TCP.Logger = logger.With("transport", "ws")
+	wopts.TCP.UnaryInterceptors = slices.Concat(wUnary, interceptor.Unary(wopts.TCP.Logger, cfg.AccessLogEvery), authUnary, cfg.UnaryInterceptors)
+	wopts.TCP.StreamInterceptors = slices.Concat(wStream, interceptor.Stream(wopts.TCP.Logger, cfg.AccessLogEvery), authStream, cfg.StreamInterceptors)
+	wopts.TCP.InlineMethods = calculator.CheapMethods
+	w := wsserver.New(wopts)
+	h.Handle("/ws", w)
+	ui := webui.Handler()
+	for _, p := range webui.Patterns {
+		h.Handle(p, ui)
+	}
+
 	// Reflection answers from the schema with its comments; should the
 	// embedded copy fail to load (a test guards against it), from the
 	// descriptors compiled in, without comments.
@@ -221,7 +246,7 @@ func New(cfg Config) *Server {
 		descriptors = r
 	}
 	hs := health.NewServer()
-	for _, e := range []transport{g, t, h} {
+	for _, e := range []transport{g, t, h, w} {
 		calculatorv1.RegisterCalculatorServiceServer(e, svc)
 		healthpb.RegisterHealthServer(e, hs)
 		ropts := reflection.ServerOptions{Services: e, DescriptorResolver: descriptors}
@@ -237,7 +262,7 @@ func New(cfg Config) *Server {
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	}
 	reg.MustRegister(metrics.NewReadyGauge(aopts.Ready))
-	return &Server{TCP: t, GRPC: g, HTTP: h, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
+	return &Server{TCP: t, GRPC: g, HTTP: h, WS: w, Metrics: reg, admin: admin.New(aopts), health: hs, drainDelay: cfg.DrainDelay, logger: logger}
 }
 
 // transport is what New needs of an endpoint: a registrar that reflection
@@ -350,13 +375,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
-	done := make(chan error, 3)
+	done := make(chan error, 4)
 	go func() { done <- s.TCP.Shutdown(ctx) }()
 	go func() { done <- s.GRPC.Shutdown(ctx) }()
 	go func() { done <- s.HTTP.Shutdown(ctx) }()
+	go func() { done <- s.WS.Shutdown(ctx) }()
 	var failed []error
 	cut := false
-	for range 3 {
+	for range 4 {
 		switch err := <-done; {
 		case err == nil:
 		case errors.Is(err, ctx.Err()) && ctx.Err() != nil:
