@@ -35,21 +35,19 @@ trap cleanup EXIT
 go build -o "$work/calcd" ./server/cmd/calcd
 # With an HTTP port, the node runner also runs every case over the browser
 # WebSocket transport (/ws on that port).
-http_args=()
-if "$work/calcd" --help 2>&1 | grep -q -- '-http-addr'; then http_args=(--http-addr 127.0.0.1:0); fi
+http_args=(--http-addr 127.0.0.1:0)
 "$work/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 "${http_args[@]}" 2>"$work/calcd.log" &
 calcd_pid=$!
 source scripts/lib.sh
 tcp_addr=$(listen_addr "$work/calcd.log" tcp || true)
 grpc_addr=$(listen_addr "$work/calcd.log" grpc || true)
-http_addr=""
-if [ ${#http_args[@]} -gt 0 ]; then http_addr=$(listen_addr "$work/calcd.log" http || true); fi
-if [ -z "$tcp_addr" ] || [ -z "$grpc_addr" ]; then
+http_addr=$(listen_addr "$work/calcd.log" http || true)
+if [ -z "$tcp_addr" ] || [ -z "$grpc_addr" ] || [ -z "$http_addr" ]; then
   echo "interop: calcd did not start:" >&2
   cat "$work/calcd.log" >&2
   exit 1
 fi
-echo "interop: calcd serving gRPC on $grpc_addr and raw TCP on $tcp_addr" >&2
+echo "interop: calcd serving gRPC on $grpc_addr, raw TCP on $tcp_addr and HTTP (with /ws) on $http_addr" >&2
 
 total_pass=0
 total_fail=0
@@ -82,7 +80,7 @@ run_lang() { # label script args...: run one runner, print its output, add up it
 
 for lang in "${langs[@]}"; do
   ws_args=()
-  if [ "$lang" = node ] && [ -n "$http_addr" ]; then ws_args=(--ws "ws://$http_addr/ws"); fi
+  if [ "$lang" = node ]; then ws_args=(--ws "ws://$http_addr/ws"); fi
   run_lang "$lang" "client/$lang/run-conformance.sh" --grpc "$grpc_addr" --tcp "$tcp_addr" "${ws_args[@]}"
 done
 
