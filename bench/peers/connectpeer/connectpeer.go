@@ -172,7 +172,9 @@ func (c *Client) CalculateStream(ctx context.Context) (*Stream, error) {
 }
 
 // Send sends a request.
-func (s *Stream) Send(req *calculatorv1.CalculateStreamRequest) error { return statusErr(s.s.Send(req)) }
+func (s *Stream) Send(req *calculatorv1.CalculateStreamRequest) error {
+	return statusErr(s.s.Send(req))
+}
 
 // Recv receives the next response into resp; io.EOF after the server has
 // ended the stream.

@@ -94,13 +94,15 @@ func (x *serverStream) Recv() (*calculatorv1.CalculateStreamRequest, error) {
 	return m, x.RecvMsg(m)
 }
 
-func (x *serverStream) Send(m *calculatorv1.CalculateStreamResponse) error { return x.s.MsgSend(m, Encoding{}) }
-func (x *serverStream) RecvMsg(m any) error                                 { return x.s.MsgRecv(m, Encoding{}) }
-func (x *serverStream) SendMsg(m any) error                                 { return x.s.MsgSend(m, Encoding{}) }
-func (x *serverStream) Context() context.Context                            { return x.s.Context() }
-func (x *serverStream) SetHeader(metadata.MD) error                         { return nil }
-func (x *serverStream) SendHeader(metadata.MD) error                        { return nil }
-func (x *serverStream) SetTrailer(metadata.MD)                              {}
+func (x *serverStream) Send(m *calculatorv1.CalculateStreamResponse) error {
+	return x.s.MsgSend(m, Encoding{})
+}
+func (x *serverStream) RecvMsg(m any) error          { return x.s.MsgRecv(m, Encoding{}) }
+func (x *serverStream) SendMsg(m any) error          { return x.s.MsgSend(m, Encoding{}) }
+func (x *serverStream) Context() context.Context     { return x.s.Context() }
+func (x *serverStream) SetHeader(metadata.MD) error  { return nil }
+func (x *serverStream) SendHeader(metadata.MD) error { return nil }
+func (x *serverStream) SetTrailer(metadata.MD)       {}
 
 var _ grpc.BidiStreamingServer[calculatorv1.CalculateStreamRequest, calculatorv1.CalculateStreamResponse] = (*serverStream)(nil)
 
