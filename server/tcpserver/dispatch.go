@@ -112,6 +112,9 @@ func (c *conn) request(f wire.Frame) error {
 		go cl.runStream()
 	case m.inline:
 		c.inline.run(cl)
+	case c.srv.pool != nil:
+		c.track(cl)
+		c.srv.pool.submit(cl)
 	default:
 		c.track(cl)
 		go cl.runUnary()

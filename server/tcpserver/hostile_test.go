@@ -59,12 +59,16 @@ func (panicky) CalculateStream(calculatorv1.CalculatorService_CalculateStreamSer
 // panicking handler, inline (Calculate), in its own goroutine (Evaluate)
 // or streaming, answers INTERNAL, is logged with its stack once, and the
 // connection and the server go on serving; Shutdown completes.
+// It runs under every dispatch model.
 func TestHandlerPanicWithoutInterceptors(t *testing.T) {
+	forEachDispatch(t, testHandlerPanicWithoutInterceptors)
+}
+
+func testHandlerPanicWithoutInterceptors(t *testing.T, d tcpserver.Options) {
 	logs := &syncBuffer{}
-	opts := tcpserver.Options{
-		Logger:        slog.New(slog.NewTextHandler(logs, nil)),
-		InlineMethods: []string{calculate},
-	}
+	opts := d
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	opts.InlineMethods = []string{calculate}
 	srv := startService(t, opts, panicky{})
 	nc, rd := dial(t, srv.TCPAddr, true)
 	calcMsg, _ := proto.Marshal(&calculatorv1.CalculateRequest{})

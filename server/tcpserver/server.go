@@ -26,10 +26,11 @@
 //     millisecond after the burst, then waits for readability without a
 //     buffer, and after 100 ms of quiet hands the connection to the idler
 //     (idle.go) and exits;
-//   - dispatch (dispatch.go, call.go, stream.go): each frame is handled in
-//     turn; a unary call runs on the connection's goroutine when its method
-//     is one of Options.InlineMethods, in a goroutine of its own otherwise,
-//     and a stream always in its own. Every call is recovered: a panicking
+//   - dispatch (dispatch.go, call.go, stream.go, pool.go): each frame is
+//     handled in turn; a unary call runs on the connection's goroutine when
+//     its method is one of Options.InlineMethods, in a goroutine of its own
+//     otherwise, or on a bounded worker pool (Options.Dispatch), and a
+//     stream always in its own. Every call is recovered: a panicking
 //     handler answers INTERNAL and the connection serves on;
 //   - writing (write.go): answers are coalesced by a wire.Writer; while a
 //     burst is served the writer is corked and flushed every 16 frames.
@@ -104,8 +105,19 @@ type Options struct {
 	// per call, and answers to a burst of pipelined calls leave in one write.
 	// The price: while one runs, its connection reads nothing else, so a
 	// slow or blocking handler stalls its connection (CANCEL frames
-	// included). Other methods run in a goroutine per call.
+	// included). Other methods run in a goroutine per call. Only
+	// DispatchInline (the default) runs them inline.
 	InlineMethods []string
+	// Dispatch is where unary handlers run: DispatchInline (the zero
+	// value: InlineMethods on the connection's goroutine, the others in a
+	// goroutine each), DispatchGoroutine or DispatchPool.
+	Dispatch Dispatch
+	// Workers caps DispatchPool's worker goroutines; 0 means one per CPU
+	// (runtime.GOMAXPROCS).
+	Workers int
+	// QueueSize is how many calls DispatchPool's queue holds before
+	// connections wait for a worker; 0 means DefaultQueueSize.
+	QueueSize int
 
 	// MaxConnections caps connections past the handshake; one past it is
 	// sent GOAWAY RESOURCE_EXHAUSTED and closed. Connections still in the
@@ -201,6 +213,8 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	def(&o.MaxConnections, DefaultMaxConnections)
+	def(&o.Workers, defaultWorkers())
+	def(&o.QueueSize, DefaultQueueSize)
 	def(&o.MaxConnectionsPerAddr, DefaultMaxConnectionsPerAddr)
 	def(&o.MaxHandshakes, DefaultMaxHandshakes)
 	def(&o.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
@@ -231,6 +245,7 @@ type Server struct {
 	frames   *wire.Budget                // memory of large frames being received, server-wide
 	streams  atomic.Int64                // open streams, server-wide
 	counters counters                    // for Stats (stats.go)
+	pool     *pool                       // DispatchPool's workers, else nil
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -265,6 +280,9 @@ func New(opts Options) *Server {
 		frames:    wire.NewBudget(opts.MaxPendingFrameBytes),
 		tls:       serverTLS(opts.TLSConfig),
 	}
+	if opts.Dispatch == DispatchPool {
+		s.pool = newPool(opts.Workers, opts.QueueSize)
+	}
 	s.settings = wire.AppendSettingsFrame(nil, wire.Settings{
 		MaxFrameSize:       uint32(opts.MaxFrameSize),
 		MaxMessageSize:     uint32(opts.MaxMessageSize),
@@ -282,7 +300,7 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	for i := range desc.Methods {
 		md := &desc.Methods[i]
 		name := "/" + desc.ServiceName + "/" + md.MethodName
-		s.methods[name] = &method{name: name, impl: impl, unary: md, inline: slices.Contains(s.opts.InlineMethods, name)}
+		s.methods[name] = &method{name: name, impl: impl, unary: md, inline: s.opts.Dispatch == DispatchInline && slices.Contains(s.opts.InlineMethods, name)}
 		info.Methods = append(info.Methods, grpc.MethodInfo{Name: md.MethodName})
 	}
 	for i := range desc.Streams {
@@ -394,6 +412,9 @@ func (s *Server) refuse(nc net.Conn, reason string) {
 // ErrServerClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.idle.stop() // after the last connection has closed
+	if s.pool != nil {
+		defer s.pool.stop()
+	}
 	s.mu.Lock()
 	s.shutdown.Store(true)
 	for lis := range s.listeners {

@@ -24,6 +24,7 @@
 //	--max-streams-per-conn      CALCD_MAX_STREAMS_PER_CONN      streams per connection, both transports (100; gRPC: MAX_CONCURRENT_STREAMS)
 //	--max-streams               CALCD_MAX_STREAMS               streams open on each transport in all (10000)
 //	--max-pending-frame-bytes   CALCD_MAX_PENDING_FRAME_BYTES   raw TCP memory for large frames being received, in all (67108864)
+//	--tcp-dispatch              CALCD_TCP_DISPATCH              where raw TCP unary handlers run: inline, goroutine or pool (inline)
 //	--access-log-every          CALCD_ACCESS_LOG_EVERY          log one call in N at info (0: failures at info)
 //	--log-level                 CALCD_LOG_LEVEL                 debug, info, warn or error (info)
 //	--log-format                CALCD_LOG_FORMAT                json or text (json)
@@ -255,6 +256,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
 	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
+	var dispatch string
+	str(&dispatch, "tcp-dispatch", "CALCD_TCP_DISPATCH", "inline", "where raw TCP unary handlers run: inline (cheap methods on the connection's goroutine, others in a goroutine each), goroutine (a goroutine per call) or pool (a worker per CPU fed by a bounded queue); BENCHMARKS.md compares them")
 	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
 	num0(&cfg.calcd.AccessLogEvery, "access-log-every", "CALCD_ACCESS_LOG_EVERY", "access log: log one call in `N` at info, whatever its outcome, and the rest at debug; 0: failed calls at info, successful ones at debug")
 	str(&cfg.logFormat, "log-format", "CALCD_LOG_FORMAT", "json", "json or text")
@@ -324,13 +327,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	g.MaxConnectionAge, g.MaxConnectionAgeGrace = t.MaxConnectionAge, t.MaxConnectionAgeGrace
 	g.MaxConnections, g.MaxConnectionsPerAddr, g.HandshakeTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
+	var err error
+	if t.Dispatch, err = tcpserver.ParseDispatch(dispatch); err != nil {
+		return cfg, fmt.Errorf("invalid --tcp-dispatch %q: want inline, goroutine or pool", dispatch)
+	}
 	if err := cfg.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return cfg, fmt.Errorf("invalid log level %q", level)
 	}
 	if cfg.logFormat != "json" && cfg.logFormat != "text" {
 		return cfg, fmt.Errorf("invalid log format %q", cfg.logFormat)
 	}
-	var err error
 	if cfg.shutdownTimeout, err = time.ParseDuration(timeout); err != nil {
 		return cfg, fmt.Errorf("invalid shutdown timeout %q", timeout)
 	}

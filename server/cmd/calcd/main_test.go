@@ -351,6 +351,10 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), `invalid log level "loud"`) {
 		t.Fatalf("bad log level: %v, %s", err, out)
 	}
+	out, err = exec.Command(filepath.Join(bin, "calcd"), "--tcp-dispatch", "threads").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `invalid --tcp-dispatch "threads"`) {
+		t.Fatalf("bad dispatch model: %v, %s", err, out)
+	}
 	cmd := exec.Command(filepath.Join(bin, "calcd"), "--tcp-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "CALCD_TCP_ADDR=256.0.0.1:1", "CALCD_GRPC_ADDR=127.0.0.1:0", "CALCD_SHUTDOWN_TIMEOUT=nope")
 	out, err = cmd.CombinedOutput()
