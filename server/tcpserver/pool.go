@@ -65,14 +65,14 @@ func defaultWorkers() int { return runtime.GOMAXPROCS(0) }
 type pool struct {
 	max, queueSize int
 
-	mu       sync.Mutex
-	work     sync.Cond // signalled when a call is queued, or on stop
-	space    sync.Cond // signalled when a worker takes a call, or on stop
-	queue    []*call   // a ring of queueSize calls
-	head, n  int
-	workers  int // running
-	idle     int // running and waiting for work
-	stopped  bool
+	mu      sync.Mutex
+	work    sync.Cond // signalled when a call is queued, or on stop
+	space   sync.Cond // signalled when a worker takes a call, or on stop
+	queue   []*call   // a ring of queueSize calls
+	head, n int
+	workers int // running
+	idle    int // running and waiting for work
+	stopped bool
 }
 
 func newPool(workers, queueSize int) *pool {
