@@ -26,9 +26,10 @@ const ErrorDomain = "calculator.v1"
 
 // CheapMethods are the service's methods whose handlers are pure arithmetic
 // bounded to microseconds: a transport may run them without a goroutine of
-// their own (tcpserver.Options.InlineMethods). Evaluate is not one of them:
-// an expression at the limits takes milliseconds.
-var CheapMethods = []string{calculatorv1.CalculatorService_Calculate_FullMethodName}
+// their own (tcpserver.Options.InlineMethods). CalculateStream is one: its
+// handler does nothing but arithmetic between receiving and sending.
+// Evaluate is not: an expression at the limits takes milliseconds.
+var CheapMethods = []string{calculatorv1.CalculatorService_Calculate_FullMethodName, calculatorv1.CalculatorService_CalculateStream_FullMethodName}
 
 // Service implements calculatorv1.CalculatorServiceServer. The zero value is
 // ready to use and it is safe for concurrent use.

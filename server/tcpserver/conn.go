@@ -37,11 +37,21 @@ type conn struct {
 	last         uint32 // highest call id accepted
 	inline       inlineRunner
 	servedFrames bool      // this goroutine has served frames since its last idle wait
+	corked       bool      // the writer is corked for the burst being served
+	served       int       // frames served in this burst
+	inStream     bool      // an inline stream runs on this goroutine (stream.go)
+	readErr      error     // why reading stopped inside an inline stream
 	idleSince    time.Time // start of the current idle wait; read by the idler while parked
 	park         parkState // guarded by the idler
 
 	// Written once by establish, under the server's mu, before any reader.
 	established bool
+
+	// wake's state: an inline stream's wait for input ends when its
+	// context does (read.go, awaitWakeable).
+	wakeMu  sync.Mutex
+	waiting bool // in awaitWakeable's wait
+	woken   bool // wake was called and the wait has not yet seen it
 
 	mu       sync.Mutex
 	calls    map[uint32]*call // calls running in goroutines of their own; made on first use

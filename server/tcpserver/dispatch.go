@@ -1,6 +1,7 @@
 package tcpserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -106,6 +107,8 @@ func (c *conn) request(f wire.Frame) error {
 		cl.parent = metadata.NewIncomingContext(cl.parent, md)
 	}
 	switch {
+	case m.stream != nil && m.inline && !c.inStream:
+		return c.runInlineStream(cl)
 	case m.stream != nil:
 		cl.stream = newServerStream(cl)
 		c.track(cl)
@@ -186,4 +189,26 @@ func (c *conn) decode(dst, payload []byte, flags wire.Flags) ([]byte, error) {
 // ReadFrame.
 func (c *conn) decodeInPlace(dst, payload []byte, flags wire.Flags) ([]byte, error) {
 	return wire.DecodeMessage(dst, payload, flags, c.srv.opts.MaxMessageSize)
+}
+
+// runInlineStream runs a stream of an inline method on the connection's
+// goroutine: its handler reads the connection itself whenever it waits for
+// a message (serverStream.recvInline), so a connection carrying one
+// pipelined stream hands nothing to another goroutine. Streams opened
+// meanwhile on the connection run in goroutines of their own. It returns
+// the read error that ended the stream's reading, if one did.
+func (c *conn) runInlineStream(cl *call) error {
+	cl.stream = &serverStream{call: cl, inline: true}
+	c.track(cl)
+	c.inStream = true
+	stop := context.AfterFunc(cl, c.wake) // its end must stop a wait for input
+	cl.runStream()
+	stop()
+	c.inStream = false
+	c.wakeMu.Lock()
+	c.woken = false
+	c.wakeMu.Unlock()
+	err := c.readErr
+	c.readErr = nil
+	return err
 }

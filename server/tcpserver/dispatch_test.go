@@ -99,12 +99,17 @@ func TestDispatchPoolShutdownWithQueuedCalls(t *testing.T) {
 			}
 		})
 	}
+	shut := make(chan error, 1)
 	go func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		_ = srv.TCP.Shutdown(sctx)
+		shut <- srv.TCP.Shutdown(sctx)
 	}()
 	wg.Wait()
+	conn.Close()
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
 	// A call the server had not accepted when GOAWAY left is refused with
 	// UNAVAILABLE (the client may retry it); none may be lost or fail
 	// otherwise.

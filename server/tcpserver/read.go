@@ -36,7 +36,10 @@ const idleAfter = 100 * time.Millisecond
 // write calls, but a closed-loop client would then wait idle for the whole
 // burst, and the server for the client's next one: a write every 16 frames
 // lets both work at once (at 64 callers on one connection, about 1.4 times
-// the calls per second of one write per burst).
+// the calls per second of one write per burst). An inline stream's
+// answers leave once per burst instead: a pipelining client has the rest
+// of its window in flight meanwhile, and a write every 16 answers cost its
+// server about a third of its CPU (BENCHMARKS.md, streaming).
 const burstFlushFrames = 16
 
 // errIdle is awaitBurst's signal that the connection has gone idle.
@@ -44,44 +47,57 @@ var errIdle = errors.New("tcpserver: connection idle")
 
 // readFrames reads and dispatches frames until an error, or errIdle.
 func (c *conn) readFrames() error {
-	corked := false
-	served := 0 // frames served in this burst
 	for {
-		if !c.rd.HasFrame() {
-			if corked { // the burst is done: its answers leave now
-				_ = c.out.Uncork()
-				corked = false
-			}
-			if c.rd.Buffered() == 0 {
-				if err := c.awaitBurst(); err != nil {
-					return err
-				}
-			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.FrameTimeout))
-		}
-		f, err := c.rd.ReadFrame()
-		if err != nil {
+		if err := c.serveFrame(true); err != nil {
 			return err
-		}
-		if !corked {
-			c.out.Cork()
-			corked, served = true, 0
-			c.servedFrames = true
-		}
-		if err := c.dispatch(f); err != nil {
-			return err
-		}
-		if served++; served%burstFlushFrames == 0 {
-			_ = c.out.Flush() // the client starts on these while we go on
 		}
 	}
 }
 
+// serveFrame reads one frame, waiting for the next burst first if none is
+// buffered, and dispatches it. The burst's answers are corked, and leave
+// every burstFlushFrames frames and when the burst is done. With mayIdle
+// the wait may end in errIdle (the connection's goroutine then exits);
+// without, as in a stream running on the connection's goroutine (inline
+// streams, stream.go), it waits for the next burst however long, unless
+// wake ends the wait with errWoken.
+func (c *conn) serveFrame(mayIdle bool) error {
+	if !c.rd.HasFrame() {
+		if c.corked { // the burst is done: its answers leave now
+			_ = c.out.Uncork()
+			c.corked = false
+		}
+		if c.rd.Buffered() == 0 {
+			if err := c.awaitBurst(mayIdle); err != nil {
+				return err
+			}
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.opts.FrameTimeout))
+	}
+	f, err := c.rd.ReadFrame()
+	if err != nil {
+		return err
+	}
+	if !c.corked {
+		c.out.Cork()
+		c.corked, c.served = true, 0
+		c.servedFrames = true
+	}
+	if err := c.dispatch(f); err != nil {
+		return err
+	}
+	if c.served++; c.served%burstFlushFrames == 0 && !c.inStream {
+		_ = c.out.Flush() // the client starts on these while we go on
+	}
+	return nil
+}
+
 // awaitBurst waits for the first bytes of the next burst: hot, then warm,
 // then errIdle (see the top of this file). A goroutine that has served
-// nothing yet, one the idler started, waits in waitIdle instead.
-func (c *conn) awaitBurst() error {
-	if !c.servedFrames {
+// nothing yet, one the idler started, waits in waitIdle instead. Without
+// mayIdle the warm wait has no end but wake.
+func (c *conn) awaitBurst(mayIdle bool) error {
+	if mayIdle && !c.servedFrames {
 		return c.waitIdle()
 	}
 	c.idleSince = time.Now()
@@ -90,12 +106,54 @@ func (c *conn) awaitBurst() error {
 		return err
 	}
 	c.rd.Release()
+	if !mayIdle {
+		return c.awaitWakeable()
+	}
 	_ = c.nc.SetReadDeadline(c.idleSince.Add(idleAfter))
 	if err := c.awaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	c.servedFrames = false
 	return errIdle
+}
+
+// errWoken is awaitWakeable's report that wake ended the wait.
+var errWoken = errors.New("tcpserver: woken")
+
+// awaitWakeable waits, with no deadline, until the connection is readable
+// or wake is called; it then reports errWoken. A wake that came before
+// the wait ends it at once. Only the wait for a burst's first byte is
+// ever cut short: a frame half read stays whole.
+func (c *conn) awaitWakeable() error {
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.wakeMu.Lock()
+	if c.woken {
+		c.woken = false
+		c.wakeMu.Unlock()
+		return errWoken
+	}
+	c.waiting = true
+	c.wakeMu.Unlock()
+	err := c.awaitReadable()
+	c.wakeMu.Lock()
+	woken := c.woken
+	c.waiting, c.woken = false, false
+	c.wakeMu.Unlock()
+	if woken && (err == nil || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return errWoken
+	}
+	return err
+}
+
+// wake ends an awaitWakeable wait, or the next one to start: an inline
+// stream's context has ended and its handler must hear of it.
+func (c *conn) wake() {
+	c.wakeMu.Lock()
+	c.woken = true
+	if c.waiting {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.wakeMu.Unlock()
 }
 
 // waitIdle waits, holding no read buffer on a socket, until the connection

@@ -99,10 +99,15 @@ type Options struct {
 	UnaryInterceptors []grpc.UnaryServerInterceptor
 	// StreamInterceptors run around every streaming call, first outermost.
 	StreamInterceptors []grpc.StreamServerInterceptor
-	// InlineMethods names unary methods ("/pkg.Service/Method") whose
-	// handlers are cheap and never block. They run, interceptors included,
-	// on their connection's goroutine: no goroutine and no context switch
+	// InlineMethods names methods ("/pkg.Service/Method") whose handlers
+	// are cheap and never block. A unary one runs, interceptors included,
+	// on its connection's goroutine: no goroutine and no context switch
 	// per call, and answers to a burst of pipelined calls leave in one write.
+	// A streaming one runs there too when no other inline stream does, and
+	// reads the connection itself whenever it waits in RecvMsg (serving the
+	// frames of every other call meanwhile), so its handler must do nothing
+	// between RecvMsg and SendMsg but compute; other streams run in
+	// goroutines of their own.
 	// The price: while one runs, its connection reads nothing else, so a
 	// slow or blocking handler stalls its connection (CANCEL frames
 	// included). Other methods run in a goroutine per call. Only
@@ -261,7 +266,7 @@ type method struct {
 	unary  *grpc.MethodDesc
 	stream *grpc.StreamDesc
 	sinfo  grpc.StreamServerInfo
-	inline bool // run on the connection's goroutine (Options.InlineMethods)
+	inline bool // run on the connection's goroutine (Options.InlineMethods, DispatchInline)
 }
 
 // New returns a Server configured by opts.
@@ -307,7 +312,8 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 		sd := &desc.Streams[i]
 		name := "/" + desc.ServiceName + "/" + sd.StreamName
 		s.methods[name] = &method{name: name, impl: impl, stream: sd,
-			sinfo: grpc.StreamServerInfo{FullMethod: name, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}}
+			sinfo:  grpc.StreamServerInfo{FullMethod: name, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams},
+			inline: s.opts.Dispatch == DispatchInline && slices.Contains(s.opts.InlineMethods, name)}
 		info.Methods = append(info.Methods, grpc.MethodInfo{Name: sd.StreamName, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams})
 	}
 	s.services[desc.ServiceName] = info
