@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # bench.sh runs calc's benchmark suite and writes bench/results: RESULTS.md
-# (tables, targets, machine, command), charts/*.svg (latency percentiles per
-# scenario), raw/SCENARIO/TRANSPORT-RUN.json (every run's calc bench or
-# echofloor bench --json output) and profiles/ (calcd CPU profiles). It also
-# copies the summary tables into BENCHMARKS.md.
+# (tables, targets, machine, commit, command, load average), charts/*.svg
+# (latency percentiles per scenario), raw/SCENARIO/TRANSPORT-RUN.json
+# (every run's --json report) and profiles/ (calcd CPU profiles). It also
+# copies the summary tables into BENCHMARKS.md; benchreport regenerates
+# both from raw/ alone.
 #
-# It builds calcd, calc-bench, the echo floor and the report tool, starts one
-# calcd and one floor on free loopback ports, measures idle-connection
-# memory (10,000 connections, then 100,000 or as many as the hard open-file
-# limit allows, each on a fresh calcd of its own), runs every load scenario RUNS times,
-# interleaving the transports (tcp, grpc, floor, tcp, grpc, floor, …), and
-# reports medians. Servers are killed on exit.
+# It builds calcd, calc-bench, calc-peer, the echo floor and the report
+# tool, and starts on free loopback ports, all on this one machine:
+#   - calcd (raw TCP "tcp" and gRPC "grpc", grpc-go), with the default
+#     dispatch model (inline);
+#   - two more calcds whose raw TCP ports run the other dispatch models,
+#     --tcp-dispatch goroutine ("tcp_goroutine") and pool ("tcp_pool");
+#   - calc-peer serve --peer drpc ("drpc": storj.io/drpc over TCP) and
+#     --peer connect ("connect": connect-go over h2c), the same service;
+#   - the echo floor ("floor").
+# It measures idle-connection memory (10,000 connections, then 100,000 or
+# as many as the hard open-file limit allows, each on a fresh calcd of its
+# own), runs every load scenario RUNS times, interleaving the transports
+# (tcp, grpc, drpc, connect, floor, tcp_goroutine, tcp_pool, tcp, …) so
+# that a noisy neighbour hits them alike, and reports medians with their
+# spread. Streaming runs at three windows; each transport is reported at
+# its best. Servers are killed on exit.
 #
 # Environment:
 #   BENCH_DURATION=10   seconds per measured run (after a 1 s warm-up)
@@ -51,6 +62,7 @@ trap 'exit 130' INT TERM
 echo "bench: building" >&2
 go build -o "$bin/calcd" ./server/cmd/calcd
 go build -o "$bin/calc-bench" ./bench/cmd/calc-bench
+go build -o "$bin/calc-peer" ./bench/cmd/calc-peer
 go build -o "$bin/echofloor" ./scripts/echofloor
 go build -o "$bin/benchreport" ./bench/cmd/benchreport
 
@@ -60,18 +72,57 @@ source scripts/lib.sh
 # for the idle runs.
 nofile=$(ulimit -Hn)
 ulimit -n "$nofile"
-"$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --admin-pprof --rpc-metrics=false \
-  --log-level info 2>"$work/calcd.log" &
-calcd_pid=$!
-pids+=("$calcd_pid")
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit="$commit+dirty"
+fi
+
+# servers: name → pid, and the log its addresses are read from.
+declare -A spid slog
+# start_calcd NAME ARGS… starts a calcd with pprof on its admin port.
+start_calcd() {
+  local name=$1
+  shift
+  "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --admin-pprof --rpc-metrics=false \
+    --log-level info "$@" 2>"$work/$name.log" &
+  spid[$name]=$!
+  slog[$name]=$work/$name.log
+  pids+=("$!")
+}
+start_calcd calcd
+start_calcd calcd_goroutine --tcp-dispatch goroutine
+start_calcd calcd_pool --tcp-dispatch pool
 "$bin/echofloor" serve --addr 127.0.0.1:0 2>"$work/floor.log" &
-floor_pid=$!
-pids+=("$floor_pid")
-tcp_addr=$(listen_addr "$work/calcd.log" tcp)
-grpc_addr=$(listen_addr "$work/calcd.log" grpc)
-pprof_addr=$(listen_addr "$work/calcd.log" admin) # pprof is served on the admin port
-floor_addr=$(listen_addr "$work/floor.log" floor)
-echo "bench: calcd pid $calcd_pid (tcp $tcp_addr, grpc $grpc_addr, pprof $pprof_addr), floor pid $floor_pid ($floor_addr)" >&2
+spid[floor]=$! slog[floor]=$work/floor.log
+pids+=("$!")
+for peer in drpc connect; do
+  "$bin/calc-peer" serve --peer "$peer" --addr 127.0.0.1:0 2>"$work/$peer.log" &
+  spid[$peer]=$! slog[$peer]=$work/$peer.log
+  pids+=("$!")
+done
+# addr[TRANSPORT], pid[TRANSPORT], pprof[TRANSPORT]: what each transport's load runs against.
+declare -A addr pid pprof
+addr[tcp]=$(listen_addr "${slog[calcd]}" tcp)
+addr[grpc]=$(listen_addr "${slog[calcd]}" grpc)
+pprof[tcp]=$(listen_addr "${slog[calcd]}" admin) # pprof is served on the admin port
+pprof[grpc]=${pprof[tcp]}
+pid[tcp]=${spid[calcd]} pid[grpc]=${spid[calcd]}
+for m in goroutine pool; do
+  addr[tcp_$m]=$(listen_addr "${slog[calcd_$m]}" tcp)
+  pprof[tcp_$m]=$(listen_addr "${slog[calcd_$m]}" admin)
+  pid[tcp_$m]=${spid[calcd_$m]}
+done
+addr[floor]=$(listen_addr "${slog[floor]}" floor)
+pid[floor]=${spid[floor]}
+for peer in drpc connect; do
+  addr[$peer]=$(listen_addr "${slog[$peer]}" "$peer")
+  pid[$peer]=${spid[$peer]}
+done
+pprof_addr=${pprof[tcp]}
+for tr in tcp grpc tcp_goroutine tcp_pool drpc connect floor; do
+  echo "bench: $tr on ${addr[$tr]} (server pid ${pid[$tr]})" >&2
+done
 
 for d in raw charts profiles; do
   rm -rf "${out:?}/$d"
@@ -81,13 +132,11 @@ mkdir -p "$out/raw" "$out/profiles"
 # check_servers ends the suite, showing the server's log, if a server has
 # exited: every later figure would be meaningless.
 check_servers() {
-  local name pid
-  for name in calcd floor; do
-    pid=$calcd_pid
-    [ "$name" = floor ] && pid=$floor_pid
-    if ! ps -o stat= -p "$pid" | grep -qv Z; then
-      echo "bench: $name (pid $pid) has exited; the end of its log:" >&2
-      tail -n 40 "$work/$name.log" >&2
+  local name
+  for name in "${!spid[@]}"; do
+    if ! ps -o stat= -p "${spid[$name]}" | grep -qv Z; then
+      echo "bench: $name (pid ${spid[$name]}) has exited; the end of its log:" >&2
+      tail -n 40 "${slog[$name]}" >&2
       exit 1
     fi
   done
@@ -101,16 +150,19 @@ field() { sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"; }
 load() {
   local tr=$1 file=$2 rc=0
   shift 2
-  local common=(--duration "${dur}s" --warmup "${warm}s" --json)
+  local common=(--duration "${dur}s" --warmup "${warm}s" --json --server-pid "${pid[$tr]}")
   case $tr in
-  tcp | grpc)
-    local addr=$tcp_addr
-    [ "$tr" = grpc ] && addr=$grpc_addr
-    "$bin/calc-bench" --transport "$tr" --addr "$addr" --server-pid "$calcd_pid" --server-pprof "$pprof_addr" "${common[@]}" "$@" \
+  tcp | grpc | tcp_goroutine | tcp_pool)
+    "$bin/calc-bench" --transport "${tr%%_*}" --addr "${addr[$tr]}" --server-pprof "${pprof[$tr]}" "${common[@]}" "$@" \
       >"$file" 2>"$work/err" || rc=$?
     ;;
+  drpc | connect)
+    "$bin/calc-peer" bench --peer "$tr" --addr "${addr[$tr]}" "${common[@]}" "$@" >"$file" 2>"$work/err" || rc=$?
+    ;;
   floor)
-    "$bin/echofloor" bench --addr "$floor_addr" --server-pid "$floor_pid" "${common[@]}" "$@" >"$file" 2>"$work/err" || rc=$?
+    local args=("$@")
+    if [ "${args[0]:-}" = --rpc ]; then args=("${args[@]:2}"); fi # the floor pipelines frames, not a stream
+    "$bin/echofloor" bench --addr "${addr[floor]}" "${common[@]}" "${args[@]}" >"$file" 2>"$work/err" || rc=$?
     ;;
   esac
   if [ "$rc" != 0 ]; then
@@ -154,30 +206,37 @@ for n in "${idle_sizes[@]}"; do
   [ -s "$out/raw/idle-$n/tcp-1.json" ] || rm -rf "$out/raw/idle-$n"
 done
 
-# 2. Load scenarios: slug, then the flags for calc (tcp and grpc) and for the floor.
+# 2. Load scenarios: slug, the load's flags, and the transports that run
+# it. The dispatch models run the scenarios the engine comparison needs.
+all="tcp grpc drpc connect floor tcp_goroutine tcp_pool"
 scenarios=(
-  "unary-c1|--conns 1 --concurrency 1|--conns 1 --concurrency 1"
-  "unary-c16|--conns 1 --concurrency 16|--conns 1 --concurrency 16"
-  "unary-c64|--conns 1 --concurrency 64|--conns 1 --concurrency 64"
-  "unary-c64x8|--conns 8 --concurrency 64|--conns 8 --concurrency 64"
-  "stream-w128x4|--rpc stream --conns 4 --pipeline 128|--conns 4 --pipeline 128"
+  "unary-c1|--conns 1 --concurrency 1|$all"
+  "unary-c64|--conns 1 --concurrency 64|$all"
+  "unary-c64x8|--conns 8 --concurrency 64|tcp grpc drpc connect floor"
+  "stream-w16x4|--rpc stream --conns 4 --pipeline 16|$all"
+  "stream-w128x4|--rpc stream --conns 4 --pipeline 128|$all"
+  "stream-w1024x4|--rpc stream --conns 4 --pipeline 1024|$all"
 )
-total=$((${#scenarios[@]} * runs * 3))
+total=0
+for s in "${scenarios[@]}"; do
+  IFS='|' read -r _ _ trs <<<"$s"
+  read -r -a trs <<<"$trs"
+  total=$((total + ${#trs[@]} * runs))
+done
 i=0
 for s in "${scenarios[@]}"; do
-  IFS='|' read -r slug calc_flags floor_flags <<<"$s"
+  IFS='|' read -r slug flags trs <<<"$s"
   mkdir -p "$out/raw/$slug"
   for ((r = 1; r <= runs; r++)); do
-    for tr in tcp grpc floor; do
+    for tr in $trs; do
       i=$((i + 1))
-      flags=$calc_flags
-      [ "$tr" = floor ] && flags=$floor_flags
-      printf 'bench: [%2d/%d] %-14s %-5s run %d ' "$i" "$total" "$slug" "$tr" "$r" >&2
+      printf 'bench: [%3d/%d] %-14s %-13s run %d ' "$i" "$total" "$slug" "$tr" "$r" >&2
       # shellcheck disable=SC2086 # the flags are meant to split
       load "$tr" "$out/raw/$slug/$tr-$r.json" $flags
     done
   done
 done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # 3. calcd CPU profiles during a tcp load: an extra run each, not in the medians.
 profile() {
@@ -201,10 +260,10 @@ profile tcp-unary-c64 --conns 1 --concurrency 64
 profile tcp-stream-w128x4 --rpc stream --conns 4 --pipeline 128
 
 # 4. Report.
-report_args=(--dir "$out" --command "$command")
+report_args=(--dir "$out" --command "$command" --commit "$commit" --load "$load_start at the start, $load_end at the end")
 if [ "$out" = bench/results ]; then
   report_args+=(--benchmarks BENCHMARKS.md)
 fi
 "$bin/benchreport" "${report_args[@]}"
 echo "bench: wrote $out/RESULTS.md" >&2
-sed -n '/^| scenario/,/^## Charts/p' "$out/RESULTS.md" | sed '$d'
+sed -n '/^## Summary/,/^## Charts/p' "$out/RESULTS.md" | sed '$d'

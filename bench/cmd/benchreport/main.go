@@ -1,15 +1,17 @@
 // Command benchreport turns the raw results of scripts/bench.sh into
 // RESULTS.md and SVG charts, and copies the summary into BENCHMARKS.md.
 //
-//	benchreport --dir bench/results --command 'scripts/bench.sh' [--benchmarks BENCHMARKS.md]
+//	benchreport --dir bench/results --command 'scripts/bench.sh' --commit abc123 --load '1.2 0.9 0.8' [--benchmarks BENCHMARKS.md]
 //
-// It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc-bench or echofloor
-// bench --json output; idle scenarios hold calc-bench --idle output) and
-// DIR/profiles/*.txt (pprof -top output), takes the median of each figure
-// over a scenario's runs, and writes DIR/RESULTS.md and
-// DIR/charts/SCENARIO.svg. With --benchmarks it replaces the text between
-// the markers <!-- results:begin --> and <!-- results:end --> of that file
-// with the summary tables.
+// It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc-bench, calc-peer or
+// echofloor bench --json output; idle scenarios hold calc-bench --idle
+// output) and DIR/profiles/*.txt (pprof -top output), takes the median of
+// each figure over a scenario's runs, with the spread of calls/s, and
+// writes DIR/RESULTS.md and DIR/charts/SCENARIO.svg. Every table is
+// captioned with the machine, the commit, the command and the load
+// average. With --benchmarks it replaces the text between the markers
+// <!-- results:begin --> and <!-- results:end --> of that file with the
+// summary tables.
 package main
 
 import (
@@ -24,13 +26,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/calcrpc/calc/bench"
 )
 
-// scenario is one row of the tables: a load every transport runs.
+// scenario is a load every transport runs.
 type scenario struct {
 	slug, title, meaning string
 }
@@ -38,14 +41,49 @@ type scenario struct {
 // scenarios are bench.sh's load scenarios, in table order.
 var scenarios = []scenario{
 	{"unary-c1", "unary c=1, 1 conn", "one caller, one call at a time: the round trip's latency"},
-	{"unary-c16", "unary c=16, 1 conn", "16 callers multiplexed on one connection"},
 	{"unary-c64", "unary c=64, 1 conn", "64 callers multiplexed on one connection"},
 	{"unary-c64x8", "unary c=64, 8 conns", "64 callers spread over 8 connections"},
-	{"stream-w128x4", "stream W=128, 4 conns", "one CalculateStream per connection with 128 calculations in flight (floor: 128 frames in flight)"},
+	{"stream-w16x4", "stream W=16, 4 conns", "one CalculateStream per connection with 16 calculations in flight (floor: 16 frames in flight)"},
+	{"stream-w128x4", "stream W=128, 4 conns", "the same with 128 in flight"},
+	{"stream-w1024x4", "stream W=1024, 4 conns", "the same with 1024 in flight"},
 }
 
-// transports are the table's columns.
-var transports = []string{"tcp", "grpc", "floor"}
+// row is a line of the summary: a scenario, or the streaming scenarios
+// taken together, each transport at its best window.
+type row struct {
+	title string
+	slugs []string // one, or the streaming scenarios to pick the best of
+}
+
+// rows are the summary's lines.
+var rows = []row{
+	{"unary c=1, 1 conn", []string{"unary-c1"}},
+	{"unary c=64, 1 conn", []string{"unary-c64"}},
+	{"unary c=64, 8 conns", []string{"unary-c64x8"}},
+	{"streaming, best window, 4 conns", []string{"stream-w16x4", "stream-w128x4", "stream-w1024x4"}},
+}
+
+// peers are the transports compared in the summary, tcp first: calc's raw
+// TCP (default dispatch), grpc-go, storj.io/drpc, connect-go over h2c and
+// the framed-echo floor.
+var peers = []string{"tcp", "grpc", "drpc", "connect", "floor"}
+
+// models are calc's raw TCP transport under its three dispatch models.
+var models = []string{"tcp", "tcp_goroutine", "tcp_pool"}
+
+// transportNames are the names the tables give transports.
+var transportNames = map[string]string{
+	"tcp":           "calc raw TCP",
+	"grpc":          "grpc-go",
+	"drpc":          "drpc",
+	"connect":       "connect-go (h2c)",
+	"floor":         "echo floor",
+	"tcp_goroutine": "goroutine per call",
+	"tcp_pool":      "worker pool",
+}
+
+// transports are every transport, in the charts' order.
+var transports = []string{"tcp", "grpc", "drpc", "connect", "floor", "tcp_goroutine", "tcp_pool"}
 
 // Markers delimit the generated part of BENCHMARKS.md.
 const (
@@ -55,19 +93,51 @@ const (
 
 func main() {
 	dir := flag.String("dir", "bench/results", "results `directory`")
-	command := flag.String("command", "scripts/bench.sh", "the command that produced the results, for the record")
+	var m meta
+	flag.StringVar(&m.command, "command", "scripts/bench.sh", "the command that produced the results, for the record")
+	flag.StringVar(&m.commit, "commit", "unknown", "the commit measured")
+	flag.StringVar(&m.load, "load", "", "the machine's load average during the run (/proc/loadavg), for the record")
 	benchmarks := flag.String("benchmarks", "", "BENCHMARKS.md to copy the summary into")
 	flag.Parse()
-	if err := run(*dir, *command, *benchmarks); err != nil {
+	if err := run(*dir, m, *benchmarks); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
+// meta is what every table is captioned with, besides the machine.
+type meta struct {
+	command, commit, load string
+}
+
 // cell is one scenario and transport: its runs and their medians.
 type cell struct {
 	runs   []*bench.Report
+	nums   []int         // each run's number (TRANSPORT-N.json), in runs' order
 	median *bench.Report // the run of median throughput, for the chart
+}
+
+// spread returns the lowest and highest calls/s of the runs.
+func (c *cell) spread() (lo, hi float64) {
+	for i, r := range c.runs {
+		if i == 0 || r.CallsPerSec < lo {
+			lo = r.CallsPerSec
+		}
+		if i == 0 || r.CallsPerSec > hi {
+			hi = r.CallsPerSec
+		}
+	}
+	return lo, hi
+}
+
+// run returns the run numbered n, or nil.
+func (c *cell) run(n int) *bench.Report {
+	for i, m := range c.nums {
+		if m == n {
+			return c.runs[i]
+		}
+	}
+	return nil
 }
 
 // med returns the median of f over the runs; ok is false if no run has
@@ -127,7 +197,8 @@ func load(dir string) (*results, error) {
 			return nil, err
 		}
 		slug := filepath.Base(filepath.Dir(f))
-		transport, _, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".json"), "-")
+		transport, num, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".json"), "-")
+		n, _ := strconv.Atoi(num)
 		if strings.HasPrefix(slug, "idle-") {
 			var r bench.IdleReport
 			if err := json.Unmarshal(data, &r); err != nil {
@@ -152,6 +223,7 @@ func load(dir string) (*results, error) {
 			res.cells[slug][transport] = c
 		}
 		c.runs = append(c.runs, &r)
+		c.nums = append(c.nums, n)
 		if len(r.Errors) > 0 {
 			res.errors = append(res.errors, fmt.Sprintf("%s: %s", f, bench.ErrorSummary(r.Errors)))
 		}
@@ -207,49 +279,126 @@ func ratio(a float64, aok bool, b float64, bok bool) string {
 	return fmt.Sprintf("%.2f×", a/b)
 }
 
-// summary writes the tables BENCHMARKS.md copies.
-func (r *results) summary(b *bytes.Buffer) {
-	b.WriteString("| scenario | tcp calls/s | grpc calls/s | floor calls/s | tcp/grpc | p50 tcp | p50 grpc | p50 floor |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, s := range scenarios {
-		t, tok := r.get(s.slug, "tcp", callsPerSec)
-		g, gok := r.get(s.slug, "grpc", callsPerSec)
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.title, fmtRate(t, tok), fmtRate(g, gok),
-			fmtRate(r.get(s.slug, "floor", callsPerSec)), ratio(t, tok, g, gok),
-			fmtUS(r.get(s.slug, "tcp", p50)), fmtUS(r.get(s.slug, "grpc", p50)), fmtUS(r.get(s.slug, "floor", p50)))
+// best returns a row's cell for a transport: its only scenario's, or the
+// streaming scenario where its median calls/s is highest; and that
+// scenario's slug.
+func (r *results) best(rw row, transport string) (*cell, string) {
+	var bc *cell
+	var bs string
+	var bv float64
+	for _, slug := range rw.slugs {
+		c := r.cells[slug][transport]
+		if c == nil {
+			continue
+		}
+		if v, _ := c.med(callsPerSec); bc == nil || v > bv {
+			bc, bs, bv = c, slug, v
+		}
 	}
-	b.WriteString("\nTails:\n\n| scenario | p99 tcp | p99 grpc | p99 floor | p99.9 tcp | p99.9 grpc | p99.9 floor |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, s := range scenarios {
-		fmt.Fprintf(b, "| %s |", s.title)
-		for _, f := range []func(*bench.Report) (float64, bool){p99, p999} {
-			for _, tr := range transports {
-				fmt.Fprintf(b, " %s |", fmtUS(r.get(s.slug, tr, f)))
+	return bc, bs
+}
+
+// window names a streaming scenario's window: "W=128", or "".
+func window(slug string) string {
+	if w, ok := strings.CutPrefix(slug, "stream-w"); ok {
+		w, _, _ = strings.Cut(w, "x")
+		return "W=" + w
+	}
+	return ""
+}
+
+// caption is the line above every table: where and how it was measured.
+func (r *results) caption(m meta) string {
+	load := ""
+	if m.load != "" {
+		load = "; load average (1, 5, 15 min) " + m.load
+	}
+	return fmt.Sprintf("_%d CPUs (%s), %s; commit %s; `%s`%s; client and servers on this one machine, over loopback._\n\n",
+		runtime.NumCPU(), cpuModel(), runtime.Version(), m.commit, m.command, load)
+}
+
+// summary writes the tables BENCHMARKS.md copies.
+func (r *results) summary(b *bytes.Buffer, m meta) {
+	capt := r.caption(m)
+	one, two := fmtNum("%.1f"), fmtNum("%.2f")
+	b.WriteString("### Peers\n\nEach figure is the median of the runs; \"runs\" is the lowest and highest calls/s; \"× tcp\" divides the medians by calc's raw TCP (dispatch inline). CPU is user+sys per call; allocs are the server's heap allocations per call (Go servers with pprof only).\n\n")
+	for _, rw := range rows {
+		fmt.Fprintf(b, "**%s**\n\n%s", rw.title, capt)
+		b.WriteString("| transport | calls/s | runs | × tcp | p50 | p99 | p99.9 | server CPU µs | client CPU µs | wire B | server allocs |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		tc, _ := r.best(rw, "tcp")
+		for _, tr := range peers {
+			c, slug := r.best(rw, tr)
+			if c == nil {
+				continue
+			}
+			name := transportNames[tr]
+			if w := window(slug); w != "" && len(rw.slugs) > 1 {
+				name += ", " + w
+			}
+			v, ok := c.med(callsPerSec)
+			lo, hi := c.spread()
+			ratioS := "–"
+			if tc != nil {
+				t, tok := tc.med(callsPerSec)
+				ratioS = ratio(v, ok, t, tok)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, fmtRate(v, ok), bench.FormatCount(lo), bench.FormatCount(hi), ratioS,
+				fmtUS(c.med(p50)), fmtUS(c.med(p99)), fmtUS(c.med(p999)), two(c.med(serverCPU)), two(c.med(clientCPU)), one(c.med(bytesPerCall)), two(c.med(serverAllocs)))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("### Dispatch models\n\ncalc's raw TCP server with its three dispatch models (`calcd --tcp-dispatch`), each its own calcd, interleaved with the peers above: inline (the default), a goroutine per call, a bounded worker pool (one worker per CPU, a queue of 1,024).\n\n")
+	b.WriteString(capt)
+	b.WriteString("| scenario | inline calls/s | goroutine calls/s | pool calls/s | inline runs | goroutine runs | pool runs | p99 inline | goroutine | pool | server CPU µs inline | goroutine | pool |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, rw := range []row{rows[0], rows[1], rows[3]} {
+		title := rw.title
+		var cs []*cell
+		for _, tr := range models {
+			c, slug := r.best(rw, tr)
+			cs = append(cs, c)
+			if c != nil && len(rw.slugs) > 1 {
+				title += fmt.Sprintf("; %s %s", transportNames[tr], window(slug))
 			}
 		}
+		fmt.Fprintf(b, "| %s |", strings.Replace(title, "calc raw TCP", "inline", 1))
+		for _, c := range cs {
+			if c == nil {
+				b.WriteString(" – |")
+				continue
+			}
+			b.WriteString(" " + fmtRate(c.med(callsPerSec)) + " |")
+		}
+		for _, c := range cs {
+			if c == nil {
+				b.WriteString(" – |")
+				continue
+			}
+			lo, hi := c.spread()
+			fmt.Fprintf(b, " %s–%s |", bench.FormatCount(lo), bench.FormatCount(hi))
+		}
+		for _, c := range cs {
+			if c == nil {
+				b.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(b, " %s |", fmtUS(c.med(p99)))
+		}
+		for _, c := range cs {
+			if c == nil {
+				b.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(b, " %s |", two(c.med(serverCPU)))
+		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\nCost per call (wire bytes: TCP payload both ways; CPU: user+sys; allocs: the server's heap allocations, runtime.MemStats.Mallocs, which include its background allocations, a few hundredths per call):\n\n")
-	b.WriteString("| scenario | wire B tcp | wire B grpc | wire B floor | client CPU µs tcp | grpc | floor | server CPU µs tcp | grpc | floor | server allocs tcp | grpc |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	one, two := fmtNum("%.1f"), fmtNum("%.2f")
-	for _, s := range scenarios {
-		fmt.Fprintf(b, "| %s |", s.title)
-		for _, tr := range transports {
-			fmt.Fprintf(b, " %s |", one(r.get(s.slug, tr, bytesPerCall)))
-		}
-		for _, tr := range transports {
-			fmt.Fprintf(b, " %s |", two(r.get(s.slug, tr, clientCPU)))
-		}
-		for _, tr := range transports {
-			fmt.Fprintf(b, " %s |", two(r.get(s.slug, tr, serverCPU)))
-		}
-		for _, tr := range transports[:2] {
-			fmt.Fprintf(b, " %s |", two(r.get(s.slug, tr, serverAllocs)))
-		}
-		b.WriteString("\n")
-	}
+
 	if len(r.idle) > 0 {
-		b.WriteString("\nIdle raw TCP connections (calc bench --idle: one Calculate call each, then idle):\n\n")
+		b.WriteString("\n### Idle connections\n\nRaw TCP connections held idle by one calcd (calc-bench --idle: one Calculate call each, then idle).\n\n")
+		b.WriteString(capt)
 		b.WriteString("| connections | opened | server RSS before | server RSS after | RSS per connection |\n|---:|---:|---:|---:|---:|\n")
 		for _, slug := range sortedKeys(r.idle) {
 			for _, ir := range r.idle[slug] {
@@ -258,7 +407,9 @@ func (r *results) summary(b *bytes.Buffer) {
 			}
 		}
 	}
-	b.WriteString("\nTargets:\n\n| target | measured | holds |\n|---|---|---|\n")
+	b.WriteString("\n### Targets\n\n")
+	b.WriteString(capt)
+	b.WriteString("| target | measured | holds |\n|---|---|---|\n")
 	for _, t := range r.targets() {
 		fmt.Fprintf(b, "| %s | %s | %s |\n", t.name, t.measured, t.verdict)
 	}
@@ -286,20 +437,78 @@ func verdict(ok, measured bool) string {
 	return "**no**"
 }
 
+// perRun returns the ratio a/b of each run number both cells have, in
+// run order, formatted, and whether every one is at least min.
+func perRun(a, b *cell, min float64) (string, bool, bool) {
+	if a == nil || b == nil {
+		return "–", false, false
+	}
+	var parts []string
+	all, any := true, false
+	for i, n := range a.nums {
+		rb := b.run(n)
+		if rb == nil || rb.CallsPerSec == 0 {
+			continue
+		}
+		v := a.runs[i].CallsPerSec / rb.CallsPerSec
+		parts = append(parts, fmt.Sprintf("%.2f×", v))
+		all, any = all && v >= min, true
+	}
+	if !any {
+		return "–", false, false
+	}
+	return strings.Join(parts, ", "), all, true
+}
+
 // targets checks the results against the goals.
 func (r *results) targets() []target {
 	var ts []target
-	t1, ok1 := r.get("unary-c1", "tcp", callsPerSec)
-	g1, okg1 := r.get("unary-c1", "grpc", callsPerSec)
-	ts = append(ts, target{"unary c=1: tcp ≥ 2.5× grpc calls/s", ratio(t1, ok1, g1, okg1), verdict(okg1 && t1 >= 2.5*g1, ok1 && okg1)})
+	streams := rows[3]
+	st, sslug := r.best(streams, "tcp")
+	sf, fslug := r.best(streams, "floor")
+	var stv, sfv float64
+	var stok, sfok bool
+	if st != nil {
+		stv, stok = st.med(callsPerSec)
+	}
+	if sf != nil {
+		sfv, sfok = sf.med(callsPerSec)
+	}
+	ts = append(ts, target{"streaming/pipelined: tcp ≥ 2,000,000 calls/s", fmt.Sprintf("%s/s (%s)", fmtRate(stv, stok), window(sslug)), verdict(stv >= 2e6, stok)})
+	ts = append(ts, target{"streaming/pipelined: tcp ≥ 45% of the floor", fmt.Sprintf("%s (floor %s/s at %s)", pct(stv, stok, sfv, sfok), fmtRate(sfv, sfok), window(fslug)), verdict(sfok && stv >= 0.45*sfv, stok && sfok)})
+	var scpu float64
+	var scok bool
+	if st != nil {
+		scpu, scok = st.med(serverCPU)
+	}
+	ts = append(ts, target{"streaming: tcp server CPU ≤ 0.4 µs per call", fmt.Sprintf("%.2f µs", scpu), verdict(scpu <= 0.4, scok)})
+
+	t64, g64 := r.cells["unary-c64"]["tcp"], r.cells["unary-c64"]["grpc"]
+	runs, all, ok := perRun(t64, g64, 10)
+	ts = append(ts, target{"unary c=64, 1 conn: tcp ≥ 10× grpc calls/s in every run", "runs: " + runs, verdict(all, ok)})
+	t1, g1, d1 := r.cells["unary-c1"]["tcp"], r.cells["unary-c1"]["grpc"], r.cells["unary-c1"]["drpc"]
+	runs, all, ok = perRun(t1, g1, 3)
+	tv, tok := r.get("unary-c1", "tcp", callsPerSec)
+	gv, gok := r.get("unary-c1", "grpc", callsPerSec)
+	ts = append(ts, target{"unary c=1: tcp ≥ 3× grpc calls/s", fmt.Sprintf("%s (runs: %s)", ratio(tv, tok, gv, gok), runs), verdict(gok && tv >= 3*gv, tok && gok)})
+	dv, dok := r.get("unary-c1", "drpc", callsPerSec)
+	druns, dall, dmeasured := perRun(t1, d1, 1)
+	ts = append(ts, target{"unary c=1: tcp ahead of drpc", fmt.Sprintf("%s/s vs %s/s: %s (runs: %s)", fmtRate(tv, tok), fmtRate(dv, dok), ratio(tv, tok, dv, dok), druns), verdict(dall && tv > dv, dmeasured)})
+	var missing []string
+	for _, tr := range peers {
+		if _, ok := r.get("unary-c64", tr, p99); !ok {
+			missing = append(missing, tr)
+		}
+	}
+	p99s := "every peer"
+	if len(missing) > 0 {
+		p99s = "missing: " + strings.Join(missing, ", ")
+	}
+	ts = append(ts, target{"unary c=64: p99 reported for every peer", p99s, verdict(len(missing) == 0, true)})
+
 	tp, okp := r.get("unary-c1", "tcp", p50)
 	fp, okf := r.get("unary-c1", "floor", p50)
 	ts = append(ts, target{"unary c=1: tcp p50 ≤ 1.5× floor p50", fmt.Sprintf("%s vs %s: %s", fmtUS(tp, okp), fmtUS(fp, okf), ratio(tp, okp, fp, okf)), verdict(tp <= 1.5*fp, okp && okf)})
-	t64, ok64 := r.get("unary-c64", "tcp", callsPerSec)
-	g64, okg64 := r.get("unary-c64", "grpc", callsPerSec)
-	ts = append(ts, target{"unary c=64, 1 conn: tcp ≥ 8× grpc calls/s", ratio(t64, ok64, g64, okg64), verdict(t64 >= 8*g64, ok64 && okg64)})
-	ts1, oks := r.get("stream-w128x4", "tcp", callsPerSec)
-	ts = append(ts, target{"pipelined/streaming ≥ 1,000,000 calculations/s (tcp)", fmtRate(ts1, oks) + "/s", verdict(ts1 >= 1e6, oks)})
 	var rss float64
 	idleOK, held, tried := false, 0, 0
 	for _, runs := range r.idle {
@@ -320,7 +529,7 @@ func (r *results) targets() []target {
 	wb, okw := r.get("unary-c1", "tcp", bytesPerCall)
 	ts = append(ts, target{"≤ 40 bytes on the wire per Calculate round trip (tcp)", fmt.Sprintf("%.1f B", wb), verdict(wb <= 40, okw)})
 	worst, where, okA := 0.0, "", false
-	for _, s := range scenarios[:4] {
+	for _, s := range scenarios[:3] {
 		if a, ok := r.get(s.slug, "tcp", serverAllocs); ok && (!okA || a > worst) {
 			worst, where, okA = a, s.title, true
 		}
@@ -330,6 +539,14 @@ func (r *results) targets() []target {
 	ts = append(ts, target{"≤ 5 server allocations per raw TCP unary call", fmt.Sprintf("%.2f (worst: %s; judged to one decimal)", worst, where),
 		verdict(math.Round(worst*10)/10 <= 5, okA)})
 	return ts
+}
+
+// pct formats a/b as a percentage.
+func pct(a float64, aok bool, b float64, bok bool) string {
+	if !aok || !bok || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*a/b)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -370,7 +587,7 @@ func (r *results) charts(dir string) ([]string, error) {
 			if c == nil {
 				continue
 			}
-			series = append(series, c.median.Series(tr))
+			series = append(series, c.median.Series(transportNames[tr]))
 			sub = fmt.Sprintf("%d× %.0fs runs per transport; each line is the run of median throughput", len(c.runs), c.median.DurationS)
 		}
 		if len(series) == 0 {
@@ -389,7 +606,7 @@ func (r *results) charts(dir string) ([]string, error) {
 	return paths, nil
 }
 
-func run(dir, command, benchmarks string) error {
+func run(dir string, m meta, benchmarks string) error {
 	res, err := load(dir)
 	if err != nil {
 		return err
@@ -402,13 +619,16 @@ func run(dir, command, benchmarks string) error {
 		return err
 	}
 	var sum bytes.Buffer
-	res.summary(&sum)
+	res.summary(&sum, m)
 
 	var b bytes.Buffer
 	b.WriteString("# calc benchmark results\n\n")
-	fmt.Fprintf(&b, "- date: %s\n- machine: %d CPUs (nproc), %s\n- go: %s\n- command: `%s`\n", time.Now().UTC().Format(time.RFC3339),
-		runtime.NumCPU(), cpuModel(), runtime.Version(), command)
-	b.WriteString("- each figure is the median of the runs of a scenario; transports run interleaved (tcp, grpc, floor, tcp, …) against one calcd and one echo floor, client and servers on the same machine over loopback\n\n")
+	fmt.Fprintf(&b, "- date: %s\n- machine: %d CPUs (nproc), %s\n- go: %s\n- commit: %s\n- command: `%s`\n", time.Now().UTC().Format(time.RFC3339),
+		runtime.NumCPU(), cpuModel(), runtime.Version(), m.commit, m.command)
+	if m.load != "" {
+		fmt.Fprintf(&b, "- load average (1, 5, 15 min): %s\n", m.load)
+	}
+	b.WriteString("- each figure is the median of the runs of a scenario; transports run interleaved (tcp, grpc, drpc, connect, floor, tcp_goroutine, tcp_pool, tcp, …) against their servers, client and servers on the same machine over loopback\n\n")
 	b.WriteString("Scenarios:\n\n")
 	for _, s := range scenarios {
 		fmt.Fprintf(&b, "- **%s**: %s\n", s.title, s.meaning)
