@@ -26,7 +26,8 @@ var writeBufPool = sync.Pool{New: func() any { return new([]byte) }}
 // while it is inside the write call. An idle Writer holds no buffer. It is
 // safe for concurrent use.
 type Writer struct {
-	dst io.WriteCloser
+	dst   io.WriteCloser
+	codec Codec // nil: protobuf-go
 
 	mu       sync.Mutex
 	drained  sync.Cond // broadcast after each write
@@ -36,6 +37,19 @@ type Writer struct {
 	closing  bool // close dst once the queue drains
 	err      error
 }
+
+// Codec encodes and decodes protobuf messages in place of
+// google.golang.org/protobuf, for messages a program knows a faster way to
+// handle (calculator.Codec). MarshalAppend must write exactly Size bytes.
+type Codec interface {
+	Size(m proto.Message) int
+	MarshalAppend(b []byte, m proto.Message) ([]byte, error)
+	Unmarshal(b []byte, m proto.Message) error
+}
+
+// SetCodec makes SendMessage encode with c; nil means protobuf-go. Call it
+// before the Writer is used.
+func (w *Writer) SetCodec(c Codec) { w.codec = c }
 
 // NewWriter returns a Writer to dst. The first failed write closes dst and
 // makes every later Send fail with that error.
@@ -115,9 +129,14 @@ func (w *Writer) Uncork() error {
 // frame waits for a later Send, Flush or Uncork (or MaxPending queued
 // bytes), so a sender that knows more frames follow has them share a write.
 func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int, later bool) error {
-	size := proto.Size(msg)
+	var size int
+	if w.codec != nil {
+		size = w.codec.Size(msg)
+	} else {
+		size = proto.Size(msg)
+	}
 	if threshold > 0 && size >= threshold {
-		raw, err := proto.MarshalOptions{UseCachedSize: true}.Marshal(msg)
+		raw, err := w.marshalAppend(nil, msg)
 		if err != nil {
 			return err
 		}
@@ -127,7 +146,7 @@ func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold 
 	err := w.add(func(b []byte) []byte {
 		start := len(b)
 		b = appendFrameHeader(b, kind, 0, id, size)
-		if b, merr = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(b, msg); merr != nil {
+		if b, merr = w.marshalAppend(b, msg); merr != nil {
 			return b[:start]
 		}
 		return b
@@ -198,4 +217,12 @@ func putBuf(b *[]byte) {
 		*b = (*b)[:0]
 		writeBufPool.Put(b)
 	}
+}
+
+// marshalAppend appends msg's encoding, whose size was just computed, to b.
+func (w *Writer) marshalAppend(b []byte, msg proto.Message) ([]byte, error) {
+	if w.codec != nil {
+		return w.codec.MarshalAppend(b, msg)
+	}
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, msg)
 }

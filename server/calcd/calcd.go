@@ -61,7 +61,7 @@ type Config struct {
 	// calculator.New().
 	Service calculatorv1.CalculatorServiceServer
 	// TCP holds the raw TCP endpoint's limits and timeouts. Its Logger,
-	// interceptors and InlineMethods are set by New.
+	// interceptors, InlineMethods and Codec are set by New.
 	TCP tcpserver.Options
 	// GRPC holds the gRPC endpoint's limits and keepalive settings. Its
 	// Logger and interceptors are set by New.
@@ -216,6 +216,7 @@ func New(cfg Config) *Server {
 	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger, cfg.AccessLogEvery), authUnary, cfg.UnaryInterceptors)
 	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger, cfg.AccessLogEvery), authStream, cfg.StreamInterceptors)
 	topts.InlineMethods = calculator.CheapMethods
+	topts.Codec = calculator.Codec{}
 	t := tcpserver.New(topts)
 	reg.MustRegister(metrics.NewTCPCollector(t.Stats))
 

@@ -64,6 +64,9 @@ func (*Service) Evaluate(_ context.Context, req *calculatorv1.EvaluateRequest) (
 func (*Service) CalculateStream(stream calculatorv1.CalculatorService_CalculateStreamServer) error {
 	req := new(calculatorv1.CalculateStreamRequest)
 	resp := new(calculatorv1.CalculateStreamResponse)
+	// Send encodes resp before it returns, so one result wrapper serves
+	// every answer.
+	result := new(calculatorv1.CalculateStreamResponse_Result)
 	for {
 		if err := stream.RecvMsg(req); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -82,7 +85,8 @@ func (*Service) CalculateStream(stream calculatorv1.CalculatorService_CalculateS
 				Field:   violatedField(st),
 			}}
 		} else {
-			resp.Outcome = &calculatorv1.CalculateStreamResponse_Result{Result: r}
+			result.Result = r
+			resp.Outcome = result
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

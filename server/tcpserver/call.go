@@ -84,15 +84,15 @@ func (cl *call) respond(resp any, err error) {
 }
 
 // decodeRequest unmarshals the call's request message into v.
-func (cl *call) decodeRequest(v any) error { return unmarshalRequest(cl.msg, v) }
+func (cl *call) decodeRequest(v any) error { return cl.c.srv.unmarshalRequest(cl.msg, v) }
 
 // unmarshalRequest unmarshals a request message into v.
-func unmarshalRequest(msg []byte, v any) error {
+func (s *Server) unmarshalRequest(msg []byte, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "request type %T is not a proto.Message", v)
 	}
-	if err := proto.Unmarshal(msg, m); err != nil {
+	if err := s.unmarshal(msg, m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "invalid request message: %v", err)
 	}
 	return nil
@@ -157,7 +157,7 @@ type inlineRunner struct {
 
 func (r *inlineRunner) init(c *conn) {
 	r.c = c
-	r.decode = func(v any) error { return unmarshalRequest(r.call.msg, v) }
+	r.decode = func(v any) error { return c.srv.unmarshalRequest(r.call.msg, v) }
 	r.chain = r.runChain
 	r.next = r.chainNext
 }

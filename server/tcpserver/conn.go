@@ -82,6 +82,7 @@ func newConn(s *Server, nc net.Conn, peerKey string) *conn {
 	c.idleSince = time.Now()
 	c.inline.init(c)
 	c.out = wire.NewWriter(connWriter{c})
+	c.out.SetCodec(s.opts.Codec)
 	c.ctx, c.cancel = context.WithCancelCause(peer.NewContext(context.Background(),
 		&peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}))
 	return c

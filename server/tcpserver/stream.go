@@ -112,7 +112,7 @@ func (s *serverStream) RecvMsg(m any) error {
 		if !ok {
 			return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
 		}
-		if err := proto.Unmarshal(b, msg); err != nil {
+		if err := s.call.c.srv.unmarshal(b, msg); err != nil {
 			return status.Errorf(codes.InvalidArgument, "invalid stream message: %v", err)
 		}
 		return nil
@@ -187,7 +187,7 @@ func (s *serverStream) recvInline(m any) error {
 			if !ok {
 				return status.Errorf(codes.Internal, "message type %T is not a proto.Message", m)
 			}
-			if err := proto.Unmarshal(b, msg); err != nil {
+			if err := s.call.c.srv.unmarshal(b, msg); err != nil {
 				return status.Errorf(codes.InvalidArgument, "invalid stream message: %v", err)
 			}
 			return nil

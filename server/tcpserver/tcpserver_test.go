@@ -26,8 +26,8 @@ type testServer struct {
 	TCPAddr string
 }
 
-// start serves svc (nil: the calculator, with its cheap methods inline as
-// calcd runs them) on loopback with opts and no interceptors unless opts
+// start serves svc (nil: the calculator, with its cheap methods inline and
+// its codec, as calcd runs it) on loopback with opts and no interceptors unless opts
 // names some; when the test ends it shuts the server down and checks that
 // no goroutine leaked.
 func start(t testing.TB, opts tcpserver.Options) *testServer {
@@ -41,6 +41,7 @@ func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.Calcula
 	if svc == nil {
 		svc = calculator.New()
 		opts.InlineMethods = calculator.CheapMethods
+		opts.Codec = calculator.Codec{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
