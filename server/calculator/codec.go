@@ -90,7 +90,11 @@ func (Codec) MarshalAppend(b []byte, m proto.Message) ([]byte, error) {
 	return proto.MarshalOptions{}.MarshalAppend(b, m)
 }
 
-// Unmarshal decodes b into m, replacing its contents.
+// Unmarshal decodes b into m, replacing its contents. Unlike
+// proto.Unmarshal it reuses a CalculateStreamRequest's Calculation, reset,
+// rather than allocate another: a handler that keeps the pointer past its
+// next RecvMsg sees it change (the service's own handler does not keep
+// it).
 func (Codec) Unmarshal(b []byte, m proto.Message) error {
 	ok := false
 	switch m := m.(type) {
@@ -107,8 +111,12 @@ func (Codec) Unmarshal(b []byte, m proto.Message) error {
 			return true
 		})
 	case *calculatorv1.CalculateStreamRequest:
+		calc := m.Calculation
 		m.Reset()
-		ok = decodeStreamRequest(b, m)
+		if calc != nil {
+			calc.Reset()
+		}
+		ok = decodeStreamRequest(b, m, calc)
 	case *calculatorv1.CalculateStreamResponse:
 		m.Reset()
 		ok = decodeVarints(b, func(num protowire.Number, v uint64) bool {
@@ -215,7 +223,9 @@ func decodeCalculateRequest(b []byte, m *calculatorv1.CalculateRequest) bool {
 	})
 }
 
-func decodeStreamRequest(b []byte, m *calculatorv1.CalculateStreamRequest) bool {
+// decodeStreamRequest decodes b into m, whose Calculation, if b has one,
+// is spare (reset) when not nil.
+func decodeStreamRequest(b []byte, m *calculatorv1.CalculateStreamRequest, spare *calculatorv1.CalculateRequest) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -235,7 +245,10 @@ func decodeStreamRequest(b []byte, m *calculatorv1.CalculateStreamRequest) bool 
 				return false
 			}
 			if m.Calculation == nil {
-				m.Calculation = new(calculatorv1.CalculateRequest)
+				m.Calculation = spare
+				if spare == nil {
+					m.Calculation = new(calculatorv1.CalculateRequest)
+				}
 			}
 			if !decodeCalculateRequest(v, m.Calculation) { // a repeated message field merges
 				return false

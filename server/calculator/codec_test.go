@@ -77,6 +77,18 @@ func checkCodec(t *testing.T, data []byte) {
 		if !proto.Equal(got, want) {
 			t.Fatalf("%T from %x: Codec decodes %v, protobuf-go %v", got, data, got, want)
 		}
+		// Again into a message that held another, whose parts Codec
+		// may reuse: nothing of the old one may show through.
+		used := newMsg()
+		full, _ := proto.Marshal(&calculatorv1.CalculateStreamRequest{Id: 5, Calculation: &calculatorv1.CalculateRequest{Operator: 4, Lhs: 6, Rhs: 7}})
+		if _, ok := used.(*calculatorv1.CalculateStreamRequest); ok {
+			if err := c.Unmarshal(full, used); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Unmarshal(data, used); err != nil || !proto.Equal(used, want) {
+			t.Fatalf("%T from %x into a used message: Codec decodes %v (%v), protobuf-go %v", used, data, used, err, want)
+		}
 		wantBytes, err := proto.MarshalOptions{}.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
