@@ -76,7 +76,7 @@ bash scripts/fuzz.sh ./internal/wire FuzzReadFrame
 bash scripts/fuzz.sh ./internal/expr FuzzEvaluate
 bash scripts/fuzz.sh ./internal/arith FuzzCalculate
 bash scripts/fuzz.sh ./server/tcpserver FuzzConnection
-bash scripts/fuzz.sh ./server/calculator FuzzCodec
+bash scripts/fuzz.sh ./internal/calccodec FuzzCodec
 
 step "benchmarks, one pass each"
 go test -run '^$' -bench . -benchtime 1x ./...

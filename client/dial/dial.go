@@ -31,6 +31,7 @@ import (
 	_ "github.com/calcrpc/calc/internal/grpcsnappy" // --compression snappy
 	"github.com/calcrpc/calc/internal/otelenv"
 	"github.com/calcrpc/calc/internal/rpctrace"
+	"github.com/calcrpc/calc/internal/wire"
 )
 
 // The default addresses of calcd's two endpoints.
@@ -86,6 +87,9 @@ type Config struct {
 	// ClientMetrics, when set, counts every call (grpc_client_*; see
 	// NewClientMetrics) on either transport.
 	ClientMetrics *grpcprom.ClientMetrics
+	// Codec, for the raw TCP transport, encodes and decodes messages in
+	// place of protobuf-go (tcpconn.Options.Codec); nil means protobuf-go.
+	Codec wire.Codec
 
 	tlsConfig *tls.Config // TLS's, loaded by Check
 }
@@ -204,7 +208,7 @@ func open(ctx context.Context, cfg Config, wrap func(net.Conn) net.Conn) (grpc.C
 		return wrap(nc), nil
 	}
 	if cfg.Transport == "tcp" {
-		copts := tcpconn.Options{TLSConfig: cfg.tlsConfig, TracerProvider: cfg.TracerProvider, Propagator: cfg.Propagator}
+		copts := tcpconn.Options{TLSConfig: cfg.tlsConfig, Codec: cfg.Codec, TracerProvider: cfg.TracerProvider, Propagator: cfg.Propagator}
 		if m := cfg.ClientMetrics; m != nil {
 			copts.UnaryInterceptors = []grpc.UnaryClientInterceptor{m.UnaryClientInterceptor()}
 			copts.StreamInterceptors = []grpc.StreamClientInterceptor{m.StreamClientInterceptor()}

@@ -131,6 +131,10 @@ type Options struct {
 	// retries, and its span inside them.
 	UnaryInterceptors  []grpc.UnaryClientInterceptor
 	StreamInterceptors []grpc.StreamClientInterceptor
+	// Codec encodes requests and decodes responses in place of
+	// protobuf-go, for programs that know a faster way for their messages
+	// (calccodec.Codec); nil means protobuf-go.
+	Codec wire.Codec
 }
 
 // Conn is a raw TCP connection to a calc server. It is safe for concurrent
@@ -228,6 +232,7 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		pending:   map[uint32]*pending{},
 	}
 	c.obs = newObservers(opts, c.tracedInvoke, c.tracedStream)
+	c.out.SetCodec(opts.Codec)
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
 	}
@@ -509,7 +514,7 @@ func (c *Conn) invoke(ctx context.Context, method string, args, reply any, md []
 	}
 	buf := msgPool.Get().(*[]byte)
 	defer msgPool.Put(buf)
-	msg, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], req)
+	msg, err := c.marshalAppend((*buf)[:0], req)
 	if err != nil {
 		return status.Errorf(codes.Internal, "tcpconn: marshal request: %v", err)
 	}
@@ -640,7 +645,7 @@ func (c *Conn) dispatch(f wire.Frame) error {
 		}
 		msg, err := wire.DecodeMessage(nil, f.Payload, f.Flags, c.opts.MaxMessageSize)
 		if err == nil {
-			err = proto.Unmarshal(msg, p.reply)
+			err = c.unmarshal(msg, p.reply)
 		}
 		if err != nil {
 			err = status.Errorf(codes.Internal, "tcpconn: decoding response: %v", err)
@@ -787,4 +792,28 @@ func (c *Conn) keepalive(every time.Duration) {
 			return
 		}
 	}
+}
+
+// unmarshal decodes a message with the Conn's codec.
+func (c *Conn) unmarshal(b []byte, m proto.Message) error {
+	if c.opts.Codec != nil {
+		return c.opts.Codec.Unmarshal(b, m)
+	}
+	return proto.Unmarshal(b, m)
+}
+
+// marshalAppend appends a message's encoding with the Conn's codec.
+func (c *Conn) marshalAppend(b []byte, m proto.Message) ([]byte, error) {
+	if c.opts.Codec != nil {
+		return c.opts.Codec.MarshalAppend(b, m)
+	}
+	return proto.MarshalOptions{}.MarshalAppend(b, m)
+}
+
+// size returns a message's encoded size with the Conn's codec.
+func (c *Conn) size(m proto.Message) int {
+	if c.opts.Codec != nil {
+		return c.opts.Codec.Size(m)
+	}
+	return proto.Size(m)
 }

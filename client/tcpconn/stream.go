@@ -143,7 +143,7 @@ func (s *clientStream) SendMsg(m any) error {
 	if ended {
 		return io.EOF
 	}
-	if err := s.c.checkSend(proto.Size(msg)); err != nil {
+	if err := s.c.checkSend(s.c.size(msg)); err != nil {
 		return err
 	}
 	// The message is queued and the connection's flusher writes it: a
@@ -175,7 +175,7 @@ func (s *clientStream) RecvMsg(m any) error {
 			s.queue[0] = nil
 			s.queue = s.queue[1:]
 			s.mu.Unlock()
-			if err := proto.Unmarshal(b, msg); err != nil {
+			if err := s.c.unmarshal(b, msg); err != nil {
 				return status.Errorf(codes.Internal, "tcpconn: decoding message: %v", err)
 			}
 			return nil

@@ -40,7 +40,7 @@ type Writer struct {
 
 // Codec encodes and decodes protobuf messages in place of
 // google.golang.org/protobuf, for messages a program knows a faster way to
-// handle (calculator.Codec). MarshalAppend must write exactly Size bytes.
+// handle (calccodec.Codec). MarshalAppend must write exactly Size bytes.
 type Codec interface {
 	Size(m proto.Message) int
 	MarshalAppend(b []byte, m proto.Message) ([]byte, error)

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/calccodec"
 	"github.com/calcrpc/calc/internal/rpctrace"
 	"github.com/calcrpc/calc/internal/schema"
 	"github.com/calcrpc/calc/server/admin"
@@ -216,7 +217,7 @@ func New(cfg Config) *Server {
 	topts.UnaryInterceptors = slices.Concat(tUnary, interceptor.Unary(topts.Logger, cfg.AccessLogEvery), authUnary, cfg.UnaryInterceptors)
 	topts.StreamInterceptors = slices.Concat(tStream, interceptor.Stream(topts.Logger, cfg.AccessLogEvery), authStream, cfg.StreamInterceptors)
 	topts.InlineMethods = calculator.CheapMethods
-	topts.Codec = calculator.Codec{}
+	topts.Codec = calccodec.Codec{}
 	t := tcpserver.New(topts)
 	reg.MustRegister(metrics.NewTCPCollector(t.Stats))
 

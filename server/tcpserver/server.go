@@ -115,7 +115,7 @@ type Options struct {
 	// DispatchInline (the default) runs them inline.
 	InlineMethods []string
 	// Codec encodes and decodes messages in place of protobuf-go, for
-	// services that know a faster way for theirs (calculator.Codec); nil
+	// services that know a faster way for theirs (calccodec.Codec); nil
 	// means protobuf-go.
 	Codec wire.Codec
 	// Dispatch is where unary handlers run: DispatchInline (the zero

@@ -13,6 +13,7 @@ import (
 
 	"github.com/calcrpc/calc/client/tcpconn"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/calccodec"
 	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
@@ -41,7 +42,7 @@ func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.Calcula
 	if svc == nil {
 		svc = calculator.New()
 		opts.InlineMethods = calculator.CheapMethods
-		opts.Codec = calculator.Codec{}
+		opts.Codec = calccodec.Codec{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

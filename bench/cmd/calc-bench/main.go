@@ -57,6 +57,7 @@ import (
 	"github.com/calcrpc/calc/bench"
 	"github.com/calcrpc/calc/client/dial"
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
+	"github.com/calcrpc/calc/internal/calccodec"
 	"github.com/calcrpc/calc/internal/version"
 )
 
@@ -279,6 +280,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	bc := new(bench.ByteCounter)
 	var retries atomic.Uint64
 	f.conn.OnRetry = func() { retries.Add(1) }
+	// calc's raw TCP client encodes the calculator's messages with
+	// calccodec, as calcd does (BENCHMARKS.md); gRPC uses grpc-go's codec.
+	f.conn.Codec = calccodec.Codec{}
 	conns, closeAll, err := dialCounted(ctx, f.conn, f.load.Conns, bc)
 	if err != nil {
 		fmt.Fprintln(stderr, "calc-bench:", err)

@@ -1,4 +1,4 @@
-package calculator_test
+package calccodec_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/server/calculator"
+	"github.com/calcrpc/calc/internal/calccodec"
 )
 
 // codecMessages make a fresh message of each type Codec has a fast path for,
@@ -64,7 +64,7 @@ func codecOddInputs() [][]byte {
 // the same decoding or the same refusal, and re-encoded, the same bytes.
 func checkCodec(t *testing.T, data []byte) {
 	t.Helper()
-	var c calculator.Codec
+	var c calccodec.Codec
 	for _, newMsg := range codecMessages {
 		got, want := newMsg(), newMsg()
 		gerr, werr := c.Unmarshal(data, got), proto.Unmarshal(data, want)
@@ -81,8 +81,14 @@ func checkCodec(t *testing.T, data []byte) {
 		// may reuse: nothing of the old one may show through.
 		used := newMsg()
 		full, _ := proto.Marshal(&calculatorv1.CalculateStreamRequest{Id: 5, Calculation: &calculatorv1.CalculateRequest{Operator: 4, Lhs: 6, Rhs: 7}})
-		if _, ok := used.(*calculatorv1.CalculateStreamRequest); ok {
+		switch used.(type) {
+		case *calculatorv1.CalculateStreamRequest:
 			if err := c.Unmarshal(full, used); err != nil {
+				t.Fatal(err)
+			}
+		case *calculatorv1.CalculateStreamResponse:
+			old, _ := proto.Marshal(&calculatorv1.CalculateStreamResponse{Id: 8, Outcome: &calculatorv1.CalculateStreamResponse_Result{Result: 9}})
+			if err := c.Unmarshal(old, used); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -120,7 +126,7 @@ func TestCodec(t *testing.T) {
 	m.ProtoReflect().SetUnknown(protowire.AppendTag(nil, 15, protowire.VarintType))
 	m.ProtoReflect().SetUnknown(protowire.AppendVarint(m.ProtoReflect().GetUnknown(), 1))
 	want, _ := proto.Marshal(m)
-	if got, err := (calculator.Codec{}).MarshalAppend(nil, m); err != nil || !bytes.Equal(got, want) {
+	if got, err := (calccodec.Codec{}).MarshalAppend(nil, m); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("with unknown fields: %x, %v; want %x", got, err, want)
 	}
 }
@@ -148,7 +154,7 @@ func BenchmarkCodec(b *testing.B) {
 	in := new(calculatorv1.CalculateStreamRequest)
 	buf := make([]byte, 0, 64)
 	b.Run("codec", func(b *testing.B) {
-		var c calculator.Codec
+		var c calccodec.Codec
 		b.ReportAllocs()
 		for b.Loop() {
 			if err := c.Unmarshal(req, in); err != nil {
