@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -34,6 +35,7 @@ type call struct {
 	deadline    time.Time
 	hasDeadline bool
 	ctxMu       sync.Mutex
+	ended       atomic.Bool   // err is set (Err's fast path)
 	done        chan struct{} // made on the first Done
 	err         error         // why the context ended
 	stopParent  func() bool   // made on the first Done

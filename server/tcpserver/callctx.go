@@ -43,8 +43,14 @@ func (cl *call) Done() <-chan struct{} {
 	return cl.done
 }
 
-// Err returns nil while the call runs, then why it ended.
+// Err returns nil while the call runs, then why it ended. While nothing
+// can have ended it (its end, the connection's and its deadline are all
+// still ahead) it answers without a lock: a streaming handler asks on
+// every message.
 func (cl *call) Err() error {
+	if !cl.ended.Load() && !cl.c.ctxEnding.Load() && (!cl.hasDeadline || time.Now().Before(cl.deadline)) {
+		return nil
+	}
 	cl.ctxMu.Lock()
 	defer cl.ctxMu.Unlock()
 	if cl.err == nil {
@@ -82,6 +88,7 @@ func (cl *call) endContextLocked(err error) {
 		return
 	}
 	cl.err = err
+	cl.ended.Store(true)
 	if cl.done != nil {
 		close(cl.done)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,8 +29,9 @@ type conn struct {
 	rd      *wire.Reader
 	out     *wire.Writer
 
-	ctx    context.Context // ends when the connection ends; its cause says why
-	cancel context.CancelCauseFunc
+	ctx       context.Context // ends when the connection ends; its cause says why
+	cancel    context.CancelCauseFunc
+	ctxEnding atomic.Bool // set before ctx is cancelled
 
 	// Owned by the connection's goroutine.
 	refs         []methodRef
@@ -83,8 +85,13 @@ func newConn(s *Server, nc net.Conn, peerKey string) *conn {
 	c.inline.init(c)
 	c.out = wire.NewWriter(connWriter{c})
 	c.out.SetCodec(s.opts.Codec)
-	c.ctx, c.cancel = context.WithCancelCause(peer.NewContext(context.Background(),
+	ctx, cancel := context.WithCancelCause(peer.NewContext(context.Background(),
 		&peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}))
+	c.ctx = ctx
+	c.cancel = func(cause error) {
+		c.ctxEnding.Store(true) // before the end: call.Err's fast path relies on it
+		cancel(cause)
+	}
 	return c
 }
 
