@@ -194,11 +194,13 @@ fi
 for n in "${idle_sizes[@]}"; do
   mkdir -p "$out/raw/idle-$n"
   echo "bench: idle connections: $n" >&2
+  # A log of its own: listen_addr must not find the previous calcd's address
+  # before this one's shell has truncated a shared log.
   "$bin/calcd" --grpc-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 --max-connections $((n + 100)) --max-connections-per-addr $((n + 100)) --log-level info \
-    2>"$work/idle-calcd.log" &
+    2>"$work/idle-calcd-$n.log" &
   idle_pid=$!
   pids+=("$idle_pid")
-  idle_addr=$(listen_addr "$work/idle-calcd.log" tcp)
+  idle_addr=$(listen_addr "$work/idle-calcd-$n.log" tcp)
   "$bin/calc-bench" --transport tcp --addr "$idle_addr" --idle "$n" --server-pid "$idle_pid" --json \
     >"$out/raw/idle-$n/tcp-1.json" 2>"$work/err" || { echo "bench: idle $n failed:" >&2; cat "$work/err" >&2; }
   kill "$idle_pid"

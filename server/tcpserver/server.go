@@ -29,8 +29,10 @@
 //   - dispatch (dispatch.go, call.go, stream.go, pool.go): each frame is
 //     handled in turn; a unary call runs on the connection's goroutine when
 //     its method is one of Options.InlineMethods, in a goroutine of its own
-//     otherwise, or on a bounded worker pool (Options.Dispatch), and a
-//     stream always in its own. Every call is recovered: a panicking
+//     otherwise, or on a bounded worker pool (Options.Dispatch); a stream
+//     runs in a goroutine of its own, except one of an inline method, which
+//     runs on the connection's goroutine and reads the connection itself
+//     while it waits for input. Every call is recovered: a panicking
 //     handler answers INTERNAL and the connection serves on;
 //   - writing (write.go): answers are coalesced by a wire.Writer; while a
 //     burst is served the writer is corked and flushed every 16 frames.
