@@ -35,30 +35,9 @@ func TestProtectedMode(t *testing.T) {
 // transports; a client without its certificate is refused; SIGHUP
 // reloads a new certificate.
 func TestTLSCLI(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := devcerts.NewCA(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ca.Server(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ca.Client(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	caFile := file("ca.pem", ca.CertPEM)
-	certFile, keyFile := file("server.pem", server.CertPEM), file("server-key.pem", server.KeyPEM)
-	clientCert, clientKey := file("client.pem", client.CertPEM), file("client-key.pem", client.KeyPEM)
-	p := startCalcd(t, "CALCD_TLS_CERT="+certFile, "CALCD_TLS_KEY="+keyFile, "CALCD_TLS_CLIENT_CA="+caFile)
+	k := newDevPKI(t)
+	caFile, clientCert, clientKey := k.caFile, k.clientCert, k.clientKey
+	p := startCalcd(t, k.env()...)
 
 	calc := func(transport, addr string, args ...string) (string, string, int) {
 		cmd := exec.Command(filepath.Join(bin, "calc"), append([]string{"--transport", transport, "--addr", addr, "--tls-ca", caFile}, args...)...)
@@ -84,21 +63,7 @@ func TestTLSCLI(t *testing.T) {
 		})
 	}
 
-	next, err := ca.Server(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file("server.pem", next.CertPEM)
-	file("server-key.pem", next.KeyPEM)
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	want := `"serial":"` + next.Serial.String() + `"`
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), want); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload of serial %s logged:\n%s", next.Serial, p.logs.String())
-		}
-	}
+	k.rotate(t, p)
 	if out, errOut, code := calc("tcp", p.tcpAddr, "--tls-cert", clientCert, "--tls-key", clientKey, "1+1"); out != "2\n" || code != 0 {
 		t.Fatalf("after the reload: %q %q exit %d", out, errOut, code)
 	}
@@ -110,31 +75,9 @@ func TestTLSCLI(t *testing.T) {
 // happening across the swaps: every call succeeds, and each new
 // handshake after a SIGHUP gets the new certificate.
 func TestTLSRotationUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := devcerts.NewCA(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	server, err := ca.Server(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ca.Client(devcerts.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := file("ca.pem", ca.CertPEM)
-	certFile, keyFile := file("server.pem", server.CertPEM), file("server-key.pem", server.KeyPEM)
-	clientCert, clientKey := file("client.pem", client.CertPEM), file("client-key.pem", client.KeyPEM)
-	p := startCalcd(t, "CALCD_TLS_CERT="+certFile, "CALCD_TLS_KEY="+keyFile, "CALCD_TLS_CLIENT_CA="+caFile,
-		"CALCD_MAX_CONNECTION_AGE=300ms", "CALCD_LOG_LEVEL=info")
+	k := newDevPKI(t)
+	caFile, clientCert, clientKey := k.caFile, k.clientCert, k.clientKey
+	p := startCalcd(t, append(k.env(), "CALCD_MAX_CONNECTION_AGE=300ms", "CALCD_LOG_LEVEL=info")...)
 
 	type run struct {
 		transport string
@@ -161,29 +104,15 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 		}()
 	}
 
-	clientCfg := &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"calc/1"}}
-	pair, err := client.TLSCertificate()
+	clientCfg := &tls.Config{RootCAs: k.ca.Pool(), NextProtos: []string{"calc/1"}}
+	pair, err := k.client.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	clientCfg.Certificates = []tls.Certificate{pair}
 	for i := range 4 {
 		time.Sleep(400 * time.Millisecond)
-		next, err := ca.Server(devcerts.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		file("server.pem", next.CertPEM)
-		file("server-key.pem", next.KeyPEM)
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		want := `"serial":"` + next.Serial.String() + `"`
-		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), want); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("rotation %d: no reload of serial %s logged:\n%s", i, next.Serial, p.logs.String())
-			}
-		}
+		next := k.rotate(t, p)
 		conn, err := tls.Dial("tcp", p.tcpAddr, clientCfg)
 		if err != nil {
 			t.Fatalf("rotation %d: a new handshake: %v", i, err)
@@ -207,4 +136,76 @@ func TestTLSRotationUnderLoad(t *testing.T) {
 		}
 		t.Logf("%s:\n%s", r.transport, r.out.String())
 	}
+}
+
+// devPKI is a development CA with a server and a client certificate,
+// written to files for calcd and its clients.
+type devPKI struct {
+	ca                        *devcerts.CA
+	client                    *devcerts.Pair
+	dir                       string
+	caFile, certFile, keyFile string
+	clientCert, clientKey     string
+}
+
+func newDevPKI(t *testing.T) *devPKI {
+	t.Helper()
+	ca, err := devcerts.NewCA(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Client(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &devPKI{ca: ca, client: client, dir: t.TempDir()}
+	k.caFile = k.write(t, "ca.pem", ca.CertPEM)
+	k.clientCert, k.clientKey = k.write(t, "client.pem", client.CertPEM), k.write(t, "client-key.pem", client.KeyPEM)
+	k.certFile, k.keyFile = filepath.Join(k.dir, "server.pem"), filepath.Join(k.dir, "server-key.pem")
+	k.issueServer(t)
+	return k
+}
+
+// env configures calcd for TLS with k's server certificate, requiring
+// client certificates of k's CA.
+func (k *devPKI) env() []string {
+	return []string{"CALCD_TLS_CERT=" + k.certFile, "CALCD_TLS_KEY=" + k.keyFile, "CALCD_TLS_CLIENT_CA=" + k.caFile}
+}
+
+func (k *devPKI) write(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(k.dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// issueServer writes a new server certificate over the files calcd serves.
+func (k *devPKI) issueServer(t *testing.T) *devcerts.Pair {
+	t.Helper()
+	server, err := k.ca.Server(devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.write(t, "server.pem", server.CertPEM)
+	k.write(t, "server-key.pem", server.KeyPEM)
+	return server
+}
+
+// rotate writes a new server certificate, sends calcd SIGHUP and waits
+// (at most 10 s) until calcd logs that it serves the new serial.
+func (k *devPKI) rotate(t *testing.T, p *process) *devcerts.Pair {
+	t.Helper()
+	next := k.issueServer(t)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	want := `"serial":"` + next.Serial.String() + `"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), want); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload of serial %s logged:\n%s", next.Serial, p.logs.String())
+		}
+	}
+	return next
 }
