@@ -179,8 +179,10 @@ class ResilienceTest {
         CalculatorServiceGrpc.CalculatorServiceFutureStub calc = CalculatorServiceGrpc.newFutureStub(ch);
         int failed = 0;
         String first = null;
-        // until the server has aged out (GOAWAY) three connections, at most 500 rounds
-        for (int round = 0; round < 500 && ch.connectionsMade() < 4; round++) {
+        // until the server has aged out (GOAWAY) three connections, for at most 20 s (a round
+        // count alone ran out before the third GOAWAY on a quiet machine)
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        for (int round = 0; System.nanoTime() < deadline && ch.connectionsMade() < 4; round++) {
           List<ListenableFuture<CalculateResponse>> fs = new ArrayList<>();
           for (int i = 0; i < 16; i++) {
             fs.add(calc.withDeadlineAfter(10, TimeUnit.SECONDS).calculate(add(round, i)));
