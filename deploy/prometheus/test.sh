@@ -218,8 +218,9 @@ expect "grpc_server_handled_total{job=\"calcd\",grpc_method=\"CalculateStream\"}
 expect "sum by (transport) (grpc_server_msg_received_total{job=\"calcd\",$svc})" "$(printf '%s\n' 'transport=grpc 7' 'transport=tcp 12')"
 expect "sum by (transport) (grpc_server_msg_sent_total{job=\"calcd\",$svc})" "$(printf '%s\n' 'transport=grpc 5' 'transport=tcp 9')"
 expect "sum by (transport) (grpc_server_handling_seconds_count{job=\"calcd\",$svc,grpc_type=\"unary\"})" "$(printf '%s\n' 'transport=grpc 7' 'transport=tcp 10')"
-expect 'calc_tcp_connections_refused_total{job="calcd"} > 0' "$(printf '%s\n' 'reason=bad_preface 1' 'reason=unsupported_version 1')"
-expect 'calc_tcp_goaways_sent_total{job="calcd"}' 'code=FailedPrecondition 1'
+expect 'calc_tcp_connections_refused_total{job="calcd"} > 0' "$(printf '%s\n' 'reason=bad_preface,transport=tcp 1' 'reason=unsupported_version,transport=tcp 1')"
+expect 'calc_tcp_goaways_sent_total{job="calcd"} > 0' 'code=FailedPrecondition,transport=tcp 1'
+expect 'count(calc_tcp_goaways_sent_total{job="calcd"})' ' 34' # every code, on tcp and ws, from the start
 expect 'calc_tcp_calls_refused_total{job="calcd"} > 0' ''
 expect 'calc_ready{job="calcd"}' ' 1'
 

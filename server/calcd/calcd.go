@@ -219,7 +219,6 @@ func New(cfg Config) *Server {
 	topts.InlineMethods = calculator.CheapMethods
 	topts.Codec = calccodec.Codec{}
 	t := tcpserver.New(topts)
-	reg.MustRegister(metrics.NewTCPCollector(t.Stats))
 
 	// The WebSocket endpoint (/ws on the HTTP port) is the raw TCP
 	// protocol served by tcpserver's connection code, with the raw TCP
@@ -232,6 +231,7 @@ func New(cfg Config) *Server {
 	wopts.TCP.StreamInterceptors = slices.Concat(wStream, interceptor.Stream(wopts.TCP.Logger, cfg.AccessLogEvery), authStream, cfg.StreamInterceptors)
 	wopts.TCP.InlineMethods = calculator.CheapMethods
 	w := wsserver.New(wopts)
+	reg.MustRegister(metrics.NewTCPCollector("tcp", t.Stats), metrics.NewTCPCollector("ws", w.Stats), metrics.NewHTTPCollector(h.Stats))
 	h.Handle("/ws", w)
 	ui := webui.Handler()
 	for _, p := range webui.Patterns {

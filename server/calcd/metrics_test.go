@@ -235,7 +235,7 @@ func TestRPCMetricsOff(t *testing.T) {
 func TestTCPConnectionMetrics(t *testing.T) {
 	srv := calcdtest.Start(t, calcd.Config{TCP: tcpserver.Options{MaxConnectionsPerAddr: 2}})
 	open := func() float64 {
-		return value(scrape(t, srv.AdminAddr), "calc_tcp_connections_open", map[string]string{})
+		return value(scrape(t, srv.AdminAddr), "calc_tcp_connections_open", map[string]string{"transport": "tcp"})
 	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
@@ -257,15 +257,60 @@ func TestTCPConnectionMetrics(t *testing.T) {
 		t.Fatal("a third connection from 127.0.0.1 was admitted")
 	}
 	refused := func() float64 {
-		return value(scrape(t, srv.AdminAddr), "calc_tcp_connections_refused_total", map[string]string{"reason": "per_addr"})
+		return value(scrape(t, srv.AdminAddr), "calc_tcp_connections_refused_total", map[string]string{"reason": "per_addr", "transport": "tcp"})
 	}
 	waitFor("refusal counted", func() bool { return refused() == 1 })
-	if got := value(scrape(t, srv.AdminAddr), "calc_tcp_goaways_sent_total", map[string]string{"code": "ResourceExhausted"}); got != 1 {
+	if got := value(scrape(t, srv.AdminAddr), "calc_tcp_goaways_sent_total", map[string]string{"code": "ResourceExhausted", "transport": "tcp"}); got != 1 {
 		t.Errorf("GOAWAY RESOURCE_EXHAUSTED sent: %v, want 1", got)
 	}
 	c1.Close()
 	c2.Close()
 	waitFor("all closed", func() bool { return open() == 0 })
+}
+
+// TestRefusalMetrics: what the HTTP port refuses before any gRPC handler
+// (grpc_server_* cannot see it) is calc_http_requests_refused_total by
+// HTTP status; a refused WebSocket upgrade counts in
+// calc_tcp_connections_refused_total{transport="ws"}; every GOAWAY code has
+// a series before the first GOAWAY.
+func TestRefusalMetrics(t *testing.T) {
+	srv := calcdtest.Start(t, calcd.Config{RPCMetrics: true})
+	get := func(path string, want int) {
+		t.Helper()
+		resp, err := http.Get("http://" + srv.HTTPAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s: HTTP %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	get("/calculator.v1.CalculatorService/Nope", http.StatusNotFound)
+	get("/v1/calculate?operator=OPERATOR_ADD&lhs=two", http.StatusBadRequest)        // the query does not decode
+	get("/v1/calculate?operator=OPERATOR_DIVIDE&lhs=1&rhs=0", http.StatusBadRequest) // the service's answer: not a refusal
+	get("/ws", http.StatusUpgradeRequired)
+	m := scrape(t, srv.AdminAddr)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"calc_http_requests_refused_total", map[string]string{"code": "404"}, 1},
+		{"calc_http_requests_refused_total", map[string]string{"code": "400"}, 1},
+		{"calc_tcp_connections_refused_total", map[string]string{"reason": "not_websocket", "transport": "ws"}, 1},
+		{"calc_tcp_connections_refused_total", map[string]string{"reason": "origin", "transport": "ws"}, -1}, // no series until it happens
+		{"calc_tcp_connections_refused_total", map[string]string{"reason": "bad_preface", "transport": "tcp"}, 0},
+		{"calc_tcp_goaways_sent_total", map[string]string{"code": "OK", "transport": "tcp"}, 0},
+		{"calc_tcp_goaways_sent_total", map[string]string{"code": "ResourceExhausted", "transport": "ws"}, 0},
+		{"calc_tcp_connections_open", map[string]string{"transport": "ws"}, 0},
+		{"grpc_server_handled_total", map[string]string{"grpc_code": "InvalidArgument", "grpc_method": "Calculate",
+			"grpc_service": "calculator.v1.CalculatorService", "grpc_type": "unary", "transport": "http"}, 1},
+	} {
+		if got := value(m, tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
 }
 
 // TestReadiness: /healthz and /readyz answer 200 and calc_ready is 1 while

@@ -48,6 +48,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,19 @@ type Options struct {
 	// the answer before closing it; 0 means DefaultKeepaliveTime and
 	// DefaultKeepaliveTimeout.
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MaxConnectionAge is how long a connection may live: past it (±10%)
+	// an HTTP/2 connection is sent GOAWAY and closes once its requests
+	// are done, an HTTP/1.1 one closes after its response in flight, so
+	// that long-lived clients reconnect and rebalance, as on the other
+	// transports. 0 means no limit. With it each connection is served by
+	// an http.Server of its own, which costs a goroutine and a few hundred
+	// bytes more per connection.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long requests may go on after
+	// MaxConnectionAge; past it the connection is closed, which ends them
+	// (their clients see UNAVAILABLE). 0 means they may take as long as
+	// they need.
+	MaxConnectionAgeGrace time.Duration
 }
 
 // Server is the HTTP endpoint. It implements grpc.ServiceRegistrar and
@@ -164,44 +178,59 @@ type Server struct {
 	once     sync.Once // builds the routes, at the first Serve
 	buildErr error
 	shutdown atomic.Bool
+	refused  refusals
+	lis      net.Listener           // served by serveAgeing, closed by Shutdown
+	aged     map[*agedConn]struct{} // connections with a server each, under mu
 }
 
 // New returns a Server configured by opts.
 func New(opts Options) *Server {
-	logger := opts.GRPC.Logger
+	gopts := opts.GRPC
+	gopts.OuterUnaryInterceptors = slices.Concat([]grpc.UnaryServerInterceptor{markReachedUnary}, gopts.OuterUnaryInterceptors)
+	gopts.OuterStreamInterceptors = slices.Concat([]grpc.StreamServerInterceptor{markReachedStream}, gopts.OuterStreamInterceptors)
+	s := &Server{
+		opts:     opts,
+		backend:  grpcserver.New(gopts),
+		mux:      http.NewServeMux(),
+		patterns: map[string]bool{},
+		aged:     map[*agedConn]struct{}{},
+	}
+	s.hs = s.newHTTPServer(nil)
+	return s
+}
+
+// newHTTPServer returns an http.Server configured by s.opts, serving s's
+// routes and calling connState, if not nil, on each change of a
+// connection's state.
+func (s *Server) newHTTPServer(connState func(net.Conn, http.ConnState)) *http.Server {
+	logger := s.opts.GRPC.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{
-		opts:     opts,
-		backend:  grpcserver.New(opts.GRPC),
-		mux:      http.NewServeMux(),
-		patterns: map[string]bool{},
-	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	if opts.TLSConfig != nil {
+	if s.opts.TLSConfig != nil {
 		protocols.SetHTTP2(true)
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	s.hs = &http.Server{
+	return &http.Server{
 		Handler:           s.track(s.mux),
 		Protocols:         &protocols,
-		ReadHeaderTimeout: orDefault(opts.HeaderTimeout, DefaultHeaderTimeout),
-		IdleTimeout:       orDefault(opts.IdleTimeout, DefaultIdleTimeout),
-		MaxHeaderBytes:    orDefault(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		ReadHeaderTimeout: orDefault(s.opts.HeaderTimeout, DefaultHeaderTimeout),
+		IdleTimeout:       orDefault(s.opts.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    orDefault(s.opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams),
-			SendPingTimeout:      orDefault(opts.KeepaliveTime, DefaultKeepaliveTime),
-			PingTimeout:          orDefault(opts.KeepaliveTimeout, DefaultKeepaliveTimeout),
-			WriteByteTimeout:     orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+			MaxConcurrentStreams: orDefault(s.opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams),
+			SendPingTimeout:      orDefault(s.opts.KeepaliveTime, DefaultKeepaliveTime),
+			PingTimeout:          orDefault(s.opts.KeepaliveTimeout, DefaultKeepaliveTimeout),
+			WriteByteTimeout:     orDefault(s.opts.WriteTimeout, DefaultWriteTimeout),
 		},
+		ConnState: connState,
 		// net/http's own complaints (a TLS handshake that failed, a
 		// malformed request) are a scanner's noise more often than not.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	return s
 }
 
 // RegisterService registers a service implementation, as grpc.Server does.
@@ -247,6 +276,19 @@ func (s *Server) Serve(lis net.Listener) error {
 	if s.opts.TLSConfig != nil {
 		lis = tls.NewListener(lis, serverTLS(s.opts.TLSConfig))
 	}
+	if s.opts.MaxConnectionAge > 0 {
+		s.mu.Lock()
+		closed := s.shutdown.Load()
+		if !closed {
+			s.lis = lis
+		}
+		s.mu.Unlock()
+		if closed {
+			lis.Close()
+			return ErrServerClosed
+		}
+		return s.serveAgeing(lis)
+	}
 	err := s.hs.Serve(lis)
 	if s.shutdown.Load() || errors.Is(err, http.ErrServerClosed) {
 		return ErrServerClosed
@@ -261,12 +303,32 @@ func (s *Server) Serve(lis net.Listener) error {
 // connection end: UNAVAILABLE), and Shutdown returns ctx's error, or an
 // error naming the handlers that have not returned a further 2 s later.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
 	s.shutdown.Store(true)
-	err := s.hs.Shutdown(ctx)
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	servers := []*http.Server{s.hs}
+	for a := range s.aged {
+		servers = append(servers, a.hs)
+	}
+	s.mu.Unlock()
+	errs := make(chan error, len(servers))
+	for _, hs := range servers {
+		go func() { errs <- hs.Shutdown(ctx) }()
+	}
+	var err error
+	for range servers {
+		if e := <-errs; e != nil {
+			err = e
+		}
+	}
 	if err == nil {
 		return s.backend.Shutdown(ctx)
 	}
-	s.hs.Close()
+	for _, hs := range servers {
+		hs.Close()
+	}
 	_ = s.backend.Shutdown(ctx) // ctx is done: this cancels what runs
 	if left := s.waitHandlers(2 * time.Second); left > 0 {
 		return fmt.Errorf("httpserver: %d requests still run handlers that ignore cancellation after the drain deadline", left)
@@ -316,6 +378,7 @@ func (s *Server) build() error {
 	rpc = connectUnary(rpc, unary, maxMsg)
 	rpc = bodyTimeout(rpc, clientStreaming, orDefault(s.opts.BodyTimeout, DefaultBodyTimeout), maxMsg)
 	rpc = s.opts.CORS.wrap(rpc)
+	rpc = s.countRefusals(rpc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range mountPoints(descs) {
@@ -325,7 +388,7 @@ func (s *Server) build() error {
 		s.mux.Handle(p, rpc)
 	}
 	if !s.patterns["/"] {
-		s.mux.HandleFunc("/", notFound)
+		s.mux.Handle("/", s.countRefusals(http.HandlerFunc(notFound)))
 	}
 	return nil
 }

@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -175,6 +178,7 @@ func TestRESTErrors(t *testing.T) {
 		httpCode                 int
 		code                     codes.Code
 		message, field, reason   string // "" for any
+		refused                  string // the Stats.RequestsRefused key it adds to; "" if it reaches the service
 	}{
 		{name: "division by zero", method: "GET", path: "/v1/calculate?operator=OPERATOR_DIVIDE&lhs=1&rhs=0",
 			httpCode: 400, code: codes.InvalidArgument, message: "division by zero: 1 / 0", field: "rhs", reason: "DIVISION_BY_ZERO"},
@@ -186,21 +190,36 @@ func TestRESTErrors(t *testing.T) {
 			httpCode: 429, code: codes.ResourceExhausted, field: "expression", reason: "EXPRESSION_TOO_LONG"},
 		{name: "unspecified operator", method: "GET", path: "/v1/calculate?lhs=1&rhs=2",
 			httpCode: 400, code: codes.InvalidArgument, field: "operator"},
-		{name: "malformed JSON", method: "POST", path: "/v1/evaluate", body: `{"expression":`, httpCode: 400, code: codes.InvalidArgument},
-		{name: "JSON of the wrong type", method: "POST", path: "/v1/evaluate", body: `{"expression":7}`, httpCode: 400, code: codes.InvalidArgument},
-		{name: "unknown enum name", method: "GET", path: "/v1/calculate?operator=ADD&lhs=2&rhs=3", httpCode: 400, code: codes.InvalidArgument},
-		{name: "not a number", method: "GET", path: "/v1/calculate?operator=OPERATOR_ADD&lhs=two&rhs=3", httpCode: 400, code: codes.InvalidArgument},
-		{name: "unknown query parameter", method: "GET", path: "/v1/calculate?operator=OPERATOR_ADD&lsh=2", httpCode: 400, code: codes.InvalidArgument},
-		{name: "method not allowed", method: "DELETE", path: "/v1/evaluate", httpCode: 405},
-		{name: "unknown REST path", method: "GET", path: "/v1/nope", httpCode: 404, code: codes.Unimplemented, message: "no method at GET /v1/nope"},
-		{name: "unknown path", method: "GET", path: "/nope", httpCode: 404, code: codes.Unimplemented, message: "no method at GET /nope"},
+		{name: "malformed JSON", method: "POST", path: "/v1/evaluate", body: `{"expression":`, httpCode: 400, code: codes.InvalidArgument, refused: "400"},
+		{name: "JSON of the wrong type", method: "POST", path: "/v1/evaluate", body: `{"expression":7}`, httpCode: 400, code: codes.InvalidArgument, refused: "400"},
+		{name: "unknown enum name", method: "GET", path: "/v1/calculate?operator=ADD&lhs=2&rhs=3", httpCode: 400, code: codes.InvalidArgument, refused: "400"},
+		{name: "not a number", method: "GET", path: "/v1/calculate?operator=OPERATOR_ADD&lhs=two&rhs=3", httpCode: 400, code: codes.InvalidArgument, refused: "400"},
+		{name: "unknown query parameter", method: "GET", path: "/v1/calculate?operator=OPERATOR_ADD&lsh=2", httpCode: 400, code: codes.InvalidArgument, refused: "400"},
+		{name: "method not allowed", method: "DELETE", path: "/v1/evaluate", httpCode: 405, refused: "405"},
+		{name: "unknown REST path", method: "GET", path: "/v1/nope", httpCode: 404, code: codes.Unimplemented, message: "no method at GET /v1/nope", refused: "404"},
+		{name: "unknown path", method: "GET", path: "/nope", httpCode: 404, code: codes.Unimplemented, message: "no method at GET /nope", refused: "404"},
 		{name: "unknown method of a service", method: "POST", path: "/calculator.v1.CalculatorService/Nope", body: "{}",
-			httpCode: 404, code: codes.Unimplemented},
+			httpCode: 404, code: codes.Unimplemented, refused: "404"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			before := srv.HTTP.Stats().RequestsRefused
 			r := do(t, srv, tc.method, tc.path, tc.body, json)
 			if r.code != tc.httpCode {
 				t.Fatalf("HTTP %d %s, want %d", r.code, r.body, tc.httpCode)
+			}
+			// Refused before the service: counted, since grpc_server_* cannot.
+			after := srv.HTTP.Stats().RequestsRefused
+			for k := range maps.Keys(after) {
+				want := before[k]
+				if k == tc.refused {
+					want++
+				}
+				if after[k] != want {
+					t.Errorf("RequestsRefused[%q] = %d, want %d", k, after[k], want)
+				}
+			}
+			if tc.refused != "" && after[tc.refused] == 0 {
+				t.Errorf("RequestsRefused has no %q: %v", tc.refused, after)
 			}
 			if tc.code == codes.OK {
 				return
@@ -458,6 +477,9 @@ func TestCORS(t *testing.T) {
 		if r := do(t, srv, http.MethodOptions, path, "", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "DELETE"}); r.code != http.StatusForbidden {
 			t.Errorf("preflight for DELETE: HTTP %d, want 403", r.code)
 		}
+		if n := srv.HTTP.Stats().RequestsRefused["403"]; n != 4 {
+			t.Errorf("RequestsRefused[403] = %d after four refused preflights, want 4", n)
+		}
 		r = do(t, srv, http.MethodPost, path, body, call("https://app.example"))
 		if r.code != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
 			!strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Grpc-Status") {
@@ -540,6 +562,9 @@ func TestBodyTimeout(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout || resp.ProtoMajor != 2 {
 		t.Errorf("a stalled body over HTTP/2: %s %s, want HTTP/2 408", resp.Proto, resp.Status)
+	}
+	if n := srv.HTTP.Stats().RequestsRefused["408"]; n != 2 {
+		t.Errorf("RequestsRefused[408] = %d after two stalled bodies, want 2", n)
 	}
 	for _, p := range []string{"connect-json", "connect-json-http1"} {
 		r, err := srv.HTTPClient(t, p).Evaluate(context.Background(), &calculatorv1.EvaluateRequest{Expression: "6*7"})
@@ -932,4 +957,103 @@ func TestDeadlineAndMetadataReachTheHandler(t *testing.T) {
 			t.Errorf("%s: the handler saw %v left of a 1h deadline and x-tag %q", p, s.left, s.tag)
 		}
 	}
+}
+
+// TestMaxConnectionAge: past MaxConnectionAge a connection is drained and
+// its clients move to a new one without a failed call: gRPC and Connect
+// over HTTP/2 (GOAWAY) and an idle HTTP/1.1 connection (closed). Past the
+// grace as well, a stream still open ends with UNAVAILABLE.
+func TestMaxConnectionAge(t *testing.T) {
+	const age = 150 * time.Millisecond
+	srv := calcdtest.Start(t, calcd.Config{HTTP: httpserver.Options{MaxConnectionAge: age, MaxConnectionAgeGrace: 300 * time.Millisecond}})
+	var dials atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	gc, err := grpc.NewClient(srv.HTTPAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	h2 := &http.Transport{DialContext: dial, Protocols: new(http.Protocols)}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	defer h2.CloseIdleConnections()
+	grpcClient := calculatorv1.NewCalculatorServiceClient(gc)
+	connectEvaluate := connect.NewClient[calculatorv1.EvaluateRequest, calculatorv1.EvaluateResponse](&http.Client{Transport: h2},
+		"http://"+srv.HTTPAddr+"/calculator.v1.CalculatorService/Evaluate", connect.WithProtoJSON())
+	evaluate := map[string]func(context.Context, *calculatorv1.EvaluateRequest) (*calculatorv1.EvaluateResponse, error){
+		"grpc": func(ctx context.Context, in *calculatorv1.EvaluateRequest) (*calculatorv1.EvaluateResponse, error) {
+			return grpcClient.Evaluate(ctx, in)
+		},
+		"connect-json": func(ctx context.Context, in *calculatorv1.EvaluateRequest) (*calculatorv1.EvaluateResponse, error) {
+			r, err := connectEvaluate.CallUnary(ctx, connect.NewRequest(in))
+			if err != nil {
+				return nil, err
+			}
+			return r.Msg, nil
+		},
+	}
+	for name, call := range evaluate {
+		t.Run(name, func(t *testing.T) {
+			start := dials.Load()
+			calls := 0
+			// Until the client has had to open three more connections (or
+			// 10 s, the bound on a slow machine): every call succeeds.
+			for deadline := time.Now().Add(10 * time.Second); dials.Load()-start < 3 && time.Now().Before(deadline); calls++ {
+				r, err := call(context.Background(), &calculatorv1.EvaluateRequest{Expression: "6*7"})
+				if err != nil || r.GetResult() != "42" {
+					t.Fatalf("call %d: %v %v", calls, r, err)
+				}
+			}
+			if n := dials.Load() - start; n < 3 {
+				t.Errorf("%d connections in 10 s of calls with a max connection age of %v", n, age)
+			}
+			t.Logf("%d calls over %d connections", calls, dials.Load()-start)
+		})
+	}
+
+	t.Run("http1 idle", func(t *testing.T) {
+		c, err := net.Dial("tcp", srv.HTTPAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /v1/calculate?operator=OPERATOR_ADD&lhs=1&rhs=1 HTTP/1.1\r\nHost: calc\r\n\r\n")
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("HTTP %d", resp.StatusCode)
+		}
+		// Kept alive, then closed by the server once aged.
+		if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("an aged idle HTTP/1.1 connection: read %d bytes, %v; want the server to close it", n, err)
+		}
+	})
+
+	t.Run("stream past the grace", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := grpcClient.CalculateStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&calculatorv1.CalculateStreamRequest{Id: 1, Calculation: &calculatorv1.CalculateRequest{Operator: calculatorv1.Operator_OPERATOR_ADD, Lhs: 1, Rhs: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := st.Recv(); err != nil || r.GetResult() != 2 {
+			t.Fatalf("first answer: %v %v", r, err)
+		}
+		_, err = st.Recv() // the stream stays open until the grace is over
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("a stream open past the age and its grace: %v, want UNAVAILABLE", err)
+		}
+	})
 }

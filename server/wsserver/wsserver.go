@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -72,6 +73,8 @@ type Server struct {
 	anyOrigin bool
 	readLimit int64
 
+	refused [len(refusalReasons)]atomic.Uint64 // upgrades refused, by refusalReasons
+
 	mu        sync.Mutex
 	conns     map[*conn]struct{} // until their pump and close handshake have ended
 	closed    bool
@@ -105,8 +108,33 @@ func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.tcp.Get
 
 // Stats returns the connection engine's figures, as tcpserver.Server.Stats
 // does for the raw TCP port (BytesReceived and BytesSent count the
-// protocol's bytes, inside the WebSocket messages).
-func (s *Server) Stats() tcpserver.Stats { return s.tcp.Stats() }
+// protocol's bytes, inside the WebSocket messages). ConnectionsRefused
+// also counts the requests to the endpoint refused before the upgrade, by
+// reason: "draining" (during Shutdown), "origin" (an origin not allowed),
+// "subprotocol" (an upgrade without calc.v1) and "not_websocket" (no
+// WebSocket handshake, or a bad one).
+func (s *Server) Stats() tcpserver.Stats {
+	st := s.tcp.Stats()
+	for i, reason := range refusalReasons {
+		if n := s.refused[i].Load(); n > 0 {
+			if st.ConnectionsRefused == nil {
+				st.ConnectionsRefused = map[string]uint64{}
+			}
+			st.ConnectionsRefused[reason] += n
+		}
+	}
+	return st
+}
+
+// The reasons an upgrade is refused, indexes into Server.refused.
+const (
+	refusedDraining = iota
+	refusedOrigin
+	refusedSubprotocol
+	refusedNotWebSocket
+)
+
+var refusalReasons = [...]string{"draining", "origin", "subprotocol", "not_websocket"}
 
 // ServeHTTP upgrades a request to a WebSocket with the subprotocol calc.v1
 // and serves the raw TCP protocol on it; the handler returns once the
@@ -118,14 +146,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
+		s.refused[refusedDraining].Add(1)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	if !s.originAllowed(r) {
+		s.refused[refusedOrigin].Add(1)
 		http.Error(w, "wsserver: origin "+r.Header.Get("Origin")+" may not open a WebSocket here", http.StatusForbidden)
 		return
 	}
 	if isUpgrade(r) && !offers(r, Subprotocol) {
+		s.refused[refusedSubprotocol].Add(1)
 		http.Error(w, "wsserver: this endpoint speaks calc's raw TCP protocol (PROTOCOL.md) over the WebSocket subprotocol "+
 			Subprotocol+": ask for it in Sec-WebSocket-Protocol", http.StatusBadRequest)
 		return
@@ -137,6 +168,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
+		s.refused[refusedNotWebSocket].Add(1)
 		return // Accept answered: 426 for a request that is no WebSocket handshake
 	}
 	ws.SetReadLimit(s.readLimit)

@@ -265,17 +265,31 @@ func TestRefusedUpgrades(t *testing.T) {
 		name         string
 		header       http.Header
 		subprotocols []string
-		want         int // HTTP status of a refusal; 0: accepted
+		want         int    // HTTP status of a refusal; 0: accepted
+		reason       string // the Stats.ConnectionsRefused reason it counts under
 	}{
-		{"no subprotocol", nil, nil, http.StatusBadRequest},
-		{"another subprotocol", nil, []string{"chat"}, http.StatusBadRequest},
-		{"calc.v1 among others", nil, []string{"chat", "calc.v1"}, 0},
-		{"origin not allowed", origin("https://evil.example.com"), []string{"calc.v1"}, http.StatusForbidden},
-		{"origin of another port", origin("http://127.0.0.1:1"), []string{"calc.v1"}, http.StatusForbidden},
-		{"same origin", origin("http://" + host), []string{"calc.v1"}, 0},
-		{"allowed origin", origin("https://GAME.example.com"), []string{"calc.v1"}, 0},
+		{"no subprotocol", nil, nil, http.StatusBadRequest, "subprotocol"},
+		{"another subprotocol", nil, []string{"chat"}, http.StatusBadRequest, "subprotocol"},
+		{"calc.v1 among others", nil, []string{"chat", "calc.v1"}, 0, ""},
+		{"origin not allowed", origin("https://evil.example.com"), []string{"calc.v1"}, http.StatusForbidden, "origin"},
+		{"origin of another port", origin("http://127.0.0.1:1"), []string{"calc.v1"}, http.StatusForbidden, "origin"},
+		{"same origin", origin("http://" + host), []string{"calc.v1"}, 0, ""},
+		{"allowed origin", origin("https://GAME.example.com"), []string{"calc.v1"}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			before := f.WS.Stats().ConnectionsRefused
+			defer func() {
+				after := f.WS.Stats().ConnectionsRefused
+				for _, r := range []string{"subprotocol", "origin", "not_websocket", "draining"} {
+					want := before[r]
+					if r == tc.reason {
+						want++
+					}
+					if after[r] != want {
+						t.Errorf("ConnectionsRefused[%q] = %d, want %d", r, after[r], want)
+					}
+				}
+			}()
 			ws, resp, err := dialWS(ctx, f.URL, tc.header, tc.subprotocols...)
 			if tc.want == 0 {
 				if err != nil {
@@ -304,6 +318,9 @@ func TestRefusedUpgrades(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUpgradeRequired {
 		t.Errorf("plain GET: %d, want 426", resp.StatusCode)
+	}
+	if n := f.WS.Stats().ConnectionsRefused["not_websocket"]; n != 1 {
+		t.Errorf("ConnectionsRefused[not_websocket] = %d after a plain GET, want 1", n)
 	}
 }
 

@@ -249,7 +249,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&t.MaxConnectionsPerAddr, "max-connections-per-addr", "CALCD_MAX_CONNECTIONS_PER_ADDR", tcpserver.DefaultMaxConnectionsPerAddr, "connections from one IP address, on each transport (raise it behind a proxy)")
 	num(&t.MaxHandshakes, "max-handshakes", "CALCD_MAX_HANDSHAKES", tcpserver.DefaultMaxHandshakes, "raw TCP connections that have not sent their preface; at the cap the oldest is dropped")
 	dur(&t.HandshakeTimeout, "handshake-timeout", "CALCD_HANDSHAKE_TIMEOUT", tcpserver.DefaultHandshakeTimeout, "wait for a new connection's preface (raw TCP) or HTTP/2 handshake (gRPC)")
-	optDur(&t.MaxConnectionAge, "max-connection-age", "CALCD_MAX_CONNECTION_AGE", "on both transports, GOAWAY a connection this old (±10%) so that clients reconnect and rebalance; 0 for never")
+	optDur(&t.MaxConnectionAge, "max-connection-age", "CALCD_MAX_CONNECTION_AGE", "on every transport, GOAWAY a connection this old (±10%; HTTP/1.1: close it) so that clients reconnect and rebalance; 0 for never")
 	optDur(&t.MaxConnectionAgeGrace, "max-connection-age-grace", "CALCD_MAX_CONNECTION_AGE_GRACE", "after that GOAWAY, end calls still running with UNAVAILABLE this much later; 0 to let them finish")
 	str(&cfg.authFile, "auth-tokens", "CALCD_AUTH_TOKENS", "", "policy `file` of principals (token SHA-256 digests or client certificate names), their methods and rate limits; reloaded on change and on SIGHUP; off if empty")
 	optDur(&cfg.calcd.DrainDelay, "drain-delay", "CALCD_DRAIN_DELAY", "on SIGTERM, report NOT_SERVING for this long before draining, so load balancers stop sending first; 0 for none")
@@ -317,6 +317,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	h := &cfg.calcd.HTTP
 	h.MaxConcurrentStreams = t.MaxConcurrentStreams
 	h.MaxConnections, h.MaxConnectionsPerAddr, h.HeaderTimeout = t.MaxConnections, t.MaxConnectionsPerAddr, t.HandshakeTimeout
+	h.MaxConnectionAge, h.MaxConnectionAgeGrace = t.MaxConnectionAge, t.MaxConnectionAgeGrace
 	for _, o := range strings.Split(corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			h.CORS.AllowedOrigins = append(h.CORS.AllowedOrigins, o)
