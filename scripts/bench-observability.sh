@@ -11,8 +11,18 @@
 # It prints each run's calls/s and the server's CPU per call, and each
 # variant's ratio against plain in the same run.
 #
+# It ends with each variant's medians: of the calls/s ratio and of the
+# server CPU per call ratio.
+#
+# Placement: calls/s at c=64 swings by ±20% with where the scheduler puts
+# client and server threads on a 2-core machine (scripts/bench-placement.sh),
+# far more than the 2% and 5% this measures. So by default every calcd runs
+# on CPU 0 and calc-bench on CPU 1 (taskset), the same for every variant;
+# BENCH_PIN=free leaves placement to the scheduler.
+#
 # Environment: BENCH_DURATION=5 (seconds per run, after a 1 s warm-up),
-# BENCH_RUNS=3, BENCH_CONCURRENCY=64. Servers are killed on exit.
+# BENCH_RUNS=3, BENCH_CONCURRENCY=64, BENCH_PIN=split. Servers are killed
+# on exit.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -20,6 +30,16 @@ source scripts/lib.sh
 dur=${BENCH_DURATION:-5}
 runs=${BENCH_RUNS:-3}
 c=${BENCH_CONCURRENCY:-64}
+pin=${BENCH_PIN:-split}
+client=()
+case $pin in
+  split)
+    command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] ||
+      { echo "bench-observability: BENCH_PIN=split needs taskset and 2 CPUs; set BENCH_PIN=free" >&2; exit 1; }
+    client=(taskset -c 1) ;;
+  free) ;;
+  *) echo "bench-observability: BENCH_PIN is split or free" >&2; exit 1 ;;
+esac
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -49,6 +69,7 @@ start() {
   pids+=($!)
   echo $! >"$work/$name.pid"
   listen_addr "$work/$name.log" tcp >"$work/$name.tcp"
+  if [ "$pin" = split ]; then taskset -a -pc 0 "$!" >/dev/null; fi
 }
 start plain --
 start traced "${otel[@]}" --
@@ -59,14 +80,15 @@ grep -q '"msg":"tracing"' "$work/traced.log" || { echo "bench-observability: the
 rate() {
   local name=$1
   shift
-  env "$@" "$work/calc-bench" --transport tcp --addr "$(cat "$work/$name.tcp")" --conns 1 --concurrency "$c" \
+  env "$@" ${client[@]+"${client[@]}"} "$work/calc-bench" --transport tcp --addr "$(cat "$work/$name.tcp")" --conns 1 --concurrency "$c" \
     --duration "${dur}s" --warmup 1s --server-pid "$(cat "$work/$name.pid")" --json 2>"$work/err" >"$work/out" ||
     { echo "bench-observability: $name failed:" >&2; cat "$work/err" >&2; exit 1; }
   sed -n 's/.*"calls_per_sec":\([0-9.e+]*\).*"server_cpu_us_per_call":\([0-9.e+]*\).*/\1 \2/p' "$work/out" | grep . ||
     { echo "bench-observability: no figures from $name:" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
 }
 
-echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
+echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs, placement $pin; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
+: >"$work/ratios"
 for ((r = 1; r <= runs; r++)); do
   read -r p pc < <(rate plain)
   read -r t tc < <(rate traced)
@@ -74,5 +96,10 @@ for ((r = 1; r <= runs; r++)); do
   read -r m mc < <(rate metrics)
   awk -v r="$r" -v p="$p" -v pc="$pc" -v t="$t" -v tc="$tc" -v b="$b" -v bc="$bc" -v m="$m" -v mc="$mc" 'BEGIN {
     printf "run %d  plain %7.0f (%.2f)  traced-unsampled %7.0f (%.2f) %.3f  +client %7.0f (%.2f) %.3f  metrics %7.0f (%.2f) %.3f\n",
-      r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p }'
+      r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p
+    printf "%f %f %f %f %f %f\n", t / p, tc / pc, b / p, bc / pc, m / p, mc / pc >>"/dev/stderr" }' 2>>"$work/ratios"
 done
+# median COLUMN: the median of one column of $work/ratios.
+median() { awk -v k="$1" '{print $k}' "$work/ratios" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+printf 'medians of %d runs: calls/s ratio (server CPU per call ratio): traced-unsampled %.3f (%.3f)  +client %.3f (%.3f)  metrics %.3f (%.3f)\n' \
+  "$runs" "$(median 1)" "$(median 2)" "$(median 3)" "$(median 4)" "$(median 5)" "$(median 6)"
