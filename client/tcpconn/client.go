@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
+
+	calcbackoff "github.com/calcrpc/calc/internal/backoff"
 )
 
 // DefaultResolveInterval is how often a Client resolves a dns:/// target
@@ -131,8 +133,8 @@ func NewClient(target string, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts.Backoff = withDefaults(opts.Backoff, backoff.DefaultConfig)
-	opts.RetryBackoff = withDefaults(opts.RetryBackoff, defaultRetryBackoff)
+	opts.Backoff = calcbackoff.WithDefaults(opts.Backoff, backoff.DefaultConfig)
+	opts.RetryBackoff = calcbackoff.WithDefaults(opts.RetryBackoff, calcbackoff.Retry)
 	if opts.MinConnectTimeout <= 0 {
 		opts.MinConnectTimeout = DefaultMinConnectTimeout
 	}
@@ -356,7 +358,7 @@ func (c *Client) retry(ctx context.Context, r ready, err error, attempt int, ide
 	if !idempotent {
 		return false
 	}
-	d := delay(c.opts.RetryBackoff, *retries, rand.Float64())
+	d := calcbackoff.Delay(c.opts.RetryBackoff, *retries, rand.Float64())
 	*retries++
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
 		return false

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
+
+	calcbackoff "github.com/calcrpc/calc/internal/backoff"
 )
 
 // subConn keeps one endpoint of a Client connected: its goroutine, run,
@@ -52,7 +54,7 @@ func (sc *subConn) run() {
 		}
 	}()
 	for retries := 0; ; {
-		wait := delay(sc.c.opts.Backoff, retries, rand.Float64())
+		wait := calcbackoff.Delay(sc.c.opts.Backoff, retries, rand.Float64())
 		next := time.Now().Add(wait)
 		conn, err := sc.connect(max(wait, sc.c.opts.MinConnectTimeout))
 		if err == nil {
@@ -182,7 +184,7 @@ func (c *Client) resolve() {
 		cancel()
 		if err != nil {
 			c.resolveFailed(err)
-			t.Reset(delay(c.opts.Backoff, retries, rand.Float64()))
+			t.Reset(calcbackoff.Delay(c.opts.Backoff, retries, rand.Float64()))
 			retries++
 			continue
 		}
