@@ -70,6 +70,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -149,8 +150,9 @@ type Conn struct {
 	readerOut chan struct{} // closed when the reader goroutine exits
 	ended     chan struct{} // closed at GOAWAY, the end, or a failed write: no more calls
 	endOnce   sync.Once
-	heard     chan struct{} // signalled on every frame received, for keepalive
+	heard     atomic.Bool   // set on every frame received, cleared by keepalive
 	kick      chan struct{} // wakes the flusher
+	kicked    atomic.Bool   // a wake-up is pending: no need to send another
 	flusher   sync.Once     // starts the flusher on the first stream message
 	obs       observers
 
@@ -226,7 +228,6 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		opts:      opts,
 		readerOut: make(chan struct{}),
 		ended:     make(chan struct{}),
-		heard:     make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
 		refs:      map[string]uint32{},
 		pending:   map[uint32]*pending{},
@@ -587,9 +588,8 @@ func (c *Conn) read() {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
 			return
 		}
-		select {
-		case c.heard <- struct{}{}:
-		default:
+		if !c.heard.Load() { // a load, not a store per frame: the line stays shared
+			c.heard.Store(true)
 		}
 		if !corked && c.rd.HasFrame() {
 			// A burst of answers: the requests their callers send next
@@ -678,10 +678,7 @@ func (c *Conn) dispatch(f wire.Frame) error {
 			}
 			return nil
 		}
-		if f.Flags&wire.FlagCompressed == 0 {
-			msg = append([]byte(nil), msg...) // the frame's bytes are reused
-		}
-		p.stream.push(msg)
+		p.stream.push(msg) // copies: the frame's bytes are reused
 	case wire.KindPing:
 		_ = c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindPong, 0, 0, f.Payload) })
 	case wire.KindPong, wire.KindSettings:
@@ -743,9 +740,11 @@ func (e *notProcessedError) Is(target error) bool       { return target == ErrNo
 // to wake is the window in which a pipelining sender's messages gather.
 func (c *Conn) kickFlusher() {
 	c.flusher.Do(func() { go c.flush() })
-	select {
-	case c.kick <- struct{}{}:
-	default:
+	if c.kicked.CompareAndSwap(false, true) {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -754,6 +753,9 @@ func (c *Conn) flush() {
 	for {
 		select {
 		case <-c.kick:
+			// Cleared before the flush: a message queued after the flush
+			// has taken the buffer kicks again.
+			c.kicked.Store(false)
 			_ = c.out.Flush()
 		case <-c.readerOut:
 			return
@@ -761,33 +763,39 @@ func (c *Conn) flush() {
 	}
 }
 
-// keepalive pings every interval and closes the connection when nothing at
-// all is heard for KeepaliveTimeout after a ping.
+// keepalive pings when nothing has been heard for every, and closes the
+// connection when nothing at all is heard for KeepaliveTimeout after a
+// ping. The reader only sets c.heard on each frame; this goroutine looks at
+// it on a tick of half the shorter of the two durations, so a busy
+// connection costs it no wake-up per frame. A ping leaves after every to
+// 1.5×every of silence.
 func (c *Conn) keepalive(every time.Duration) {
-	t := time.NewTimer(every)
+	tick := max(min(every, c.opts.KeepaliveTimeout)/2, time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	var quiet time.Duration // since something was last heard, on ticks
+	pinged := false
 	for {
 		select {
 		case <-c.readerOut:
 			return
-		case <-c.heard:
-			t.Reset(every)
+		case <-t.C:
+		}
+		if c.heard.Swap(false) {
+			quiet, pinged = 0, false
 			continue
-		case <-t.C:
 		}
-		err := c.out.Send(func(b []byte) []byte {
-			return wire.AppendFrame(b, wire.KindPing, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, 0})
-		})
-		if err != nil {
-			return
-		}
-		t.Reset(c.opts.KeepaliveTimeout)
-		select {
-		case <-c.readerOut:
-			return
-		case <-c.heard:
-			t.Reset(every)
-		case <-t.C:
+		quiet += tick
+		switch {
+		case !pinged && quiet >= every:
+			err := c.out.Send(func(b []byte) []byte {
+				return wire.AppendFrame(b, wire.KindPing, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, 0})
+			})
+			if err != nil {
+				return
+			}
+			pinged, quiet = true, 0
+		case pinged && quiet >= c.opts.KeepaliveTimeout:
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: no answer to keepalive ping within %v", c.opts.KeepaliveTimeout))
 			return
 		}
@@ -808,12 +816,4 @@ func (c *Conn) marshalAppend(b []byte, m proto.Message) ([]byte, error) {
 		return c.opts.Codec.MarshalAppend(b, m)
 	}
 	return proto.MarshalOptions{}.MarshalAppend(b, m)
-}
-
-// size returns a message's encoded size with the Conn's codec.
-func (c *Conn) size(m proto.Message) int {
-	if c.opts.Codec != nil {
-		return c.opts.Codec.Size(m)
-	}
-	return proto.Size(m)
 }

@@ -206,3 +206,22 @@ func TestDialHTTPServer(t *testing.T) {
 		}
 	})
 }
+
+// TestKeepaliveTimeout: a server that completes the handshake and then
+// answers nothing, pings included, has its connection failed at
+// KeepaliveTimeout after a ping, and the call waiting on it ends with
+// UNAVAILABLE naming the keepalive.
+func TestKeepaliveTimeout(t *testing.T) {
+	addr, _ := peer(t, wire.AppendFrame(nil, wire.KindSettings, 0, 0, wire.AppendSettings(nil, wire.Settings{})))
+	c, err := tcpconn.Dial(context.Background(), addr, tcpconn.Options{KeepaliveInterval: 20 * time.Millisecond, KeepaliveTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = calculatorv1.NewCalculatorServiceClient(c).Calculate(ctx, add)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "keepalive") {
+		t.Fatalf("a call to a server gone silent: %v; want UNAVAILABLE from the keepalive", err)
+	}
+}

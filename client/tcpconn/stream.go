@@ -82,19 +82,46 @@ type clientStream struct {
 
 	mu    sync.Mutex
 	stop  func() bool // unregisters the context watch
-	queue [][]byte
-	err   error         // the call's end: io.EOF for OK, else its status
-	ready chan struct{} // signalled when queue or err changes
+	queue msgQueue    // received, not yet taken by RecvMsg
+	err   error       // the call's end: io.EOF for OK, else its status
+	// ready is signalled when queue turns non-empty or err is set: a
+	// reader that keeps up is woken once per burst, not once per message.
+	ready chan struct{}
+
+	// RecvMsg's own, touched by it alone: the messages it took from queue
+	// in one go, and the next one to return.
+	batch msgQueue
+	next  int
+}
+
+// msgQueue holds messages back to back in one buffer, so that receiving a
+// message costs a copy into it and no allocation.
+type msgQueue struct {
+	buf  []byte
+	ends []int // the end of each message in buf
+}
+
+// message returns message i.
+func (q *msgQueue) message(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = q.ends[i-1]
+	}
+	return q.buf[start:q.ends[i]]
 }
 
 var _ grpc.ClientStream = (*clientStream)(nil)
 
-// push queues a received message.
+// push queues a copy of a received message.
 func (s *clientStream) push(msg []byte) {
 	s.mu.Lock()
-	s.queue = append(s.queue, msg)
+	first := len(s.queue.ends) == 0
+	s.queue.buf = append(s.queue.buf, msg...)
+	s.queue.ends = append(s.queue.ends, len(s.queue.buf))
 	s.mu.Unlock()
-	s.signal()
+	if first {
+		s.signal()
+	}
 }
 
 // end records how the call ended: a nil or OK status error means io.EOF.
@@ -143,12 +170,13 @@ func (s *clientStream) SendMsg(m any) error {
 	if ended {
 		return io.EOF
 	}
-	if err := s.c.checkSend(s.c.size(msg)); err != nil {
+	size := s.c.out.Size(msg)
+	if err := s.c.checkSend(size); err != nil {
 		return err
 	}
 	// The message is queued and the connection's flusher writes it: a
 	// sender pipelining a stream gets many messages per write.
-	if err := s.c.out.SendMessage(wire.KindMessage, s.id, msg, s.c.threshold, true); err != nil {
+	if err := s.c.out.SendSized(wire.KindMessage, s.id, msg, size, s.c.threshold, true); err != nil {
 		return io.EOF
 	}
 	s.c.kickFlusher()
@@ -169,16 +197,22 @@ func (s *clientStream) RecvMsg(m any) error {
 		return status.Errorf(codes.Internal, "tcpconn: message type %T is not a proto.Message", m)
 	}
 	for {
-		s.mu.Lock()
-		if len(s.queue) > 0 {
-			b := s.queue[0]
-			s.queue[0] = nil
-			s.queue = s.queue[1:]
-			s.mu.Unlock()
+		if s.next < len(s.batch.ends) {
+			b := s.batch.message(s.next)
+			s.next++
 			if err := s.c.unmarshal(b, msg); err != nil {
 				return status.Errorf(codes.Internal, "tcpconn: decoding message: %v", err)
 			}
 			return nil
+		}
+		s.mu.Lock()
+		if len(s.queue.ends) > 0 {
+			// Take every message queued, and give the queue the buffers
+			// of the batch just done.
+			s.batch, s.queue = s.queue, msgQueue{buf: s.batch.buf[:0], ends: s.batch.ends[:0]}
+			s.next = 0
+			s.mu.Unlock()
+			continue
 		}
 		err := s.err
 		s.mu.Unlock()

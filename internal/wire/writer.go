@@ -129,12 +129,21 @@ func (w *Writer) Uncork() error {
 // frame waits for a later Send, Flush or Uncork (or MaxPending queued
 // bytes), so a sender that knows more frames follow has them share a write.
 func (w *Writer) SendMessage(kind Kind, id uint32, msg proto.Message, threshold int, later bool) error {
-	var size int
+	return w.SendSized(kind, id, msg, w.Size(msg), threshold, later)
+}
+
+// Size is msg's encoded size, as the Writer's codec (or protobuf) computes
+// it.
+func (w *Writer) Size(msg proto.Message) int {
 	if w.codec != nil {
-		size = w.codec.Size(msg)
-	} else {
-		size = proto.Size(msg)
+		return w.codec.Size(msg)
 	}
+	return proto.Size(msg)
+}
+
+// SendSized is SendMessage for a message whose Size the caller has just
+// computed (to check it against a limit), and which has not changed since.
+func (w *Writer) SendSized(kind Kind, id uint32, msg proto.Message, size, threshold int, later bool) error {
 	if threshold > 0 && size >= threshold {
 		raw, err := w.marshalAppend(nil, msg)
 		if err != nil {
