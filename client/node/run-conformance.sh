@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-conformance.sh installs the Node client's dependencies (npm ci from the
 # committed package-lock.json), generates the protobuf code with buf +
-# protoc-gen-es, compiles it with tsc, runs its tests (unit tests, and live
+# protoc-gen-es, compiles it with tsc (build.sh), runs its tests (unit tests, and live
 # tests that build calcd with go and start their own: TLS, mutual TLS,
 # tokens, reconnecting, two servers) once per build, then runs the
 # conformance runner against a calcd that is already running:
@@ -38,48 +38,11 @@ case " $* " in
 *) usage ;;
 esac
 
-command -v node >/dev/null || { echo "node (20 or later) is required" >&2; exit 1; }
-command -v npm >/dev/null || { echo "npm is required" >&2; exit 1; }
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
-  { echo "node 20 or later is required, found $(node --version)" >&2; exit 1; }
+# 1. Install, generate and compile, each only when its inputs changed.
+./build.sh
+build_hash=$(cat dist/.calc-build-stamp)
 
-hash_of() { # files... -> one sha256 over their names and contents
-  local f
-  for f in "$@"; do
-    printf '%s\n' "$f"
-    sha256sum <"$f"
-  done | sha256sum | cut -d' ' -f1
-}
-
-# 1. Dependencies, exactly as locked. The stamp records which lock file the
-#    installed node_modules came from.
-lock_hash=$(hash_of package.json package-lock.json)
-if [ "$(cat node_modules/.calc-install-stamp 2>/dev/null || true)" != "$lock_hash" ]; then
-  echo "run-conformance: npm ci" >&2
-  npm ci --no-audit --no-fund --loglevel=error >&2
-  echo "$lock_hash" >node_modules/.calc-install-stamp
-fi
-
-# 2. Generate (buf + protoc-gen-es from node_modules) and compile (tsc), when
-#    any input changed since the last build.
-mapfile -t inputs < <(
-  {
-    find ../../proto googleapis-subset -name '*.proto'
-    find src -name '*.ts' -not -path 'src/gen/*'
-    printf '%s\n' buf.gen.yaml tsconfig.json package.json package-lock.json ../../buf.yaml
-  } | LC_ALL=C sort
-)
-build_hash=$(hash_of "${inputs[@]}")
-if [ "$(cat dist/.calc-build-stamp 2>/dev/null || true)" != "$build_hash" ] || [ ! -f dist/conformance.js ] || [ ! -d src/gen ]; then
-  echo "run-conformance: buf generate + tsc" >&2
-  rm -rf src/gen dist
-  node_modules/.bin/buf generate ../../proto --template buf.gen.yaml >&2
-  node_modules/.bin/buf generate googleapis-subset --template buf.gen.yaml >&2
-  node_modules/.bin/tsc -p tsconfig.json >&2
-  echo "$build_hash" >dist/.calc-build-stamp
-fi
-
-# 3. Tests (node:test): unit tests (the wire vectors, in-process fake
+# 2. Tests (node:test): unit tests (the wire vectors, in-process fake
 #    servers) and live tests against calcd processes they build and start.
 #    They run once per build: interop.sh calls this script twice (plaintext,
 #    then TLS) with the same build.
@@ -94,5 +57,5 @@ else
   echo "run-conformance: tests already passed for this build" >&2
 fi
 
-# 4. Run.
+# 3. Run.
 exec node dist/conformance.js "$@"

@@ -28,8 +28,8 @@ esac
 command -v npm >/dev/null || { echo "build.sh: npm (Node 20 or later) is required" >&2; exit 1; }
 
 # npm ci only when package.json or the lock file changed, with the stamp
-# client/node/run-conformance.sh keeps, so neither repeats the other's.
-hash_of() { # files... -> one sha256 over their names and contents, as run-conformance.sh
+# client/node/build.sh keeps (run-conformance.sh and run-bench.sh run it), so neither repeats the other's.
+hash_of() { # files... -> one sha256 over their names and contents, as client/node/build.sh
   local f
   for f in "$@"; do
     printf '%s\n' "$f"
