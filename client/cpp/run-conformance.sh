@@ -25,29 +25,7 @@ if [ "$#" -eq 0 ]; then
   exit 2
 fi
 
-# Debian bookworm packages: compilers and CMake (normally present), grpc++ and
-# protobuf with protoc and grpc_cpp_plugin, snappy, nlohmann-json, OpenSSL
-# (TLS 1.3 for the raw TCP client), GoogleTest.
-packages=(g++ make cmake pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsnappy-dev nlohmann-json3-dev libssl-dev libgtest-dev)
-missing=()
-for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "cpp: installing ${missing[*]}" >&2
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
-cmake --build "$build" -j2 >&2
+"$here/build.sh"  # packages, configure, build (everything: the tests too)
 
 unit=0
 (cd "$build" && ctest --output-on-failure --timeout 120 >&2) || unit=$?
