@@ -61,6 +61,10 @@ void Connection::Start() {
     BlockSigpipe();
     self->ReaderLoop();
   });
+  {
+    std::lock_guard lk(mu_);  // published to StartCall by mu_
+    reader_id_ = reader_.get_id();
+  }
   writer_ = std::thread([self = shared_from_this()] {
     BlockSigpipe();
     self->WriterLoop();
@@ -123,7 +127,12 @@ std::shared_ptr<CallState> Connection::StartCall(const CallSpec& spec, std::stri
   }
 
   std::unique_lock lk(mu_);
-  space_cv_.wait(lk, [&] { return closed_ || queue_.size() < opts_.max_queued_bytes; });
+  // A call started from a completion callback on the reader thread never
+  // waits: the reader must go on reading, or a server blocked writing to
+  // us would stop reading what the writer sends, and the queue never drain.
+  if (std::this_thread::get_id() != reader_id_) {
+    space_cv_.wait(lk, [&] { return closed_ || queue_.size() < opts_.max_queued_bytes; });
+  }
   if (closed_) {
     return refuse(StatusCode::UNAVAILABLE, "connection closed: " + close_reason_.error_message(), true);
   }

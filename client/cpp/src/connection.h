@@ -156,6 +156,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point next_keepalive_ = Clock::time_point::max();
   Clock::time_point reader_wake_at_ = Clock::time_point::max();
   std::thread reader_, writer_;
+  std::thread::id reader_id_;  // reader_'s, kept after a detach
   std::once_flag close_once_;
 };
 

@@ -770,6 +770,11 @@ std::future<Result<std::string>> TcpClient::UnaryRaw(CallContext& ctx, std::stri
   return future;
 }
 
+void TcpClient::UnaryRaw(CallContext& ctx, std::string_view method, std::string_view request,
+                         std::function<void(Result<std::string>&&)> done) {
+  StartUnary(ctx, method, request, std::move(done));
+}
+
 std::unique_ptr<RawStream> TcpClient::StreamRaw(CallContext& ctx, std::string_view method) {
   Result<std::string> failed;
   auto [conn, call] = balancer_->OpenStream(SpecFrom(ctx), method, &failed);
@@ -786,6 +791,16 @@ std::unique_ptr<RawStream> TcpClient::StreamRaw(CallContext& ctx, std::string_vi
 std::future<Result<calculator::v1::CalculateResponse>> TcpClient::Calculate(
     CallContext& ctx, const calculator::v1::CalculateRequest& request) {
   return Unary<calculator::v1::CalculateResponse>(ctx, kCalculateMethod, request);
+}
+
+void TcpClient::Calculate(CallContext& ctx, const calculator::v1::CalculateRequest& request,
+                          std::function<void(Result<calculator::v1::CalculateResponse>&&)> done) {
+  Unary<calculator::v1::CalculateResponse>(ctx, kCalculateMethod, request, std::move(done));
+}
+
+void TcpClient::Evaluate(CallContext& ctx, const calculator::v1::EvaluateRequest& request,
+                         std::function<void(Result<calculator::v1::EvaluateResponse>&&)> done) {
+  Unary<calculator::v1::EvaluateResponse>(ctx, kEvaluateMethod, request, std::move(done));
 }
 
 std::future<Result<calculator::v1::EvaluateResponse>> TcpClient::Evaluate(

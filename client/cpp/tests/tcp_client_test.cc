@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <future>
+#include <thread>
+
 #include "calc/status_details.h"
 #include "calc/tcp_client.h"
 
@@ -142,6 +145,54 @@ TEST(TcpClient, PairsOutOfOrderAnswersByIdAndBindsRefsOnce) {
   EXPECT_EQ(f1.get().value.result(), 2);
   EXPECT_EQ(f2.get().value.result(), 4);
   EXPECT_EQ(f3.get().value.result(), 6);
+}
+
+TEST(TcpClient, CallbackFormCompletesOnTheReaderWhichMayStartTheNextCall) {
+  FakeServer srv;
+  auto client = srv.Connect();
+  std::promise<std::thread::id> first_thread;
+  std::promise<Result<CalculateResponse>> second;
+  {
+    CallContext c1;  // the call keeps what it needs: the context may go
+    client->Calculate(c1, Add(1, 1), [&](Result<CalculateResponse>&& r) {
+      EXPECT_TRUE(r.ok()) << r.status.error_message();
+      EXPECT_EQ(r.value.result(), 2);
+      first_thread.set_value(std::this_thread::get_id());
+      CallContext c2;
+      client->Calculate(c2, Add(2, 2), [&](Result<CalculateResponse>&& r2) { second.set_value(std::move(r2)); });
+    });
+  }
+  Frame f;
+  wire::RequestHeader h;
+  CalculateRequest req;
+  ASSERT_TRUE(req.ParseFromString(srv.ReadRequest(&f, &h)));
+  EXPECT_EQ(req.lhs(), 1);
+  srv.Send(Kind::kResponse, 0, f.id, Response(2));
+  ASSERT_TRUE(req.ParseFromString(srv.ReadRequest(&f, &h)));  // sent from the first call's callback
+  EXPECT_EQ(req.lhs(), 2);
+  EXPECT_NE(first_thread.get_future().get(), std::this_thread::get_id());
+  srv.Send(Kind::kStatus, 0, f.id, [] {
+    google::rpc::Status st;
+    st.set_code(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    st.set_message("no");
+    return st.SerializeAsString();
+  }());
+  auto r2 = second.get_future().get();
+  EXPECT_EQ(r2.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(r2.status.error_message(), "no");
+
+  // A call that cannot start completes at once, on the calling thread,
+  // before Calculate returns.
+  srv.Close();
+  for (int i = 0; i < 500 && !client->closed(); i++) std::this_thread::sleep_for(milliseconds(10));
+  ASSERT_TRUE(client->closed());
+  bool ran = false;
+  CallContext c3;
+  client->Calculate(c3, Add(3, 3), [&](Result<CalculateResponse>&& r) {
+    ran = true;
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  });
+  EXPECT_TRUE(ran);
 }
 
 TEST(TcpClient, GoAwayFailsCallsAboveLastIdAsRetryable) {

@@ -276,14 +276,36 @@ class TcpClient {
   std::unique_ptr<Stream<calculator::v1::CalculateStreamRequest, calculator::v1::CalculateStreamResponse>>
   CalculateStream(CallContext& ctx);
 
+  // ---- the callback form, as grpc++'s stub->async() --------------------------
+  // Each starts the call and returns at once; done runs exactly once with
+  // the outcome, on the thread that completes the call: normally a
+  // connection's reader thread, the client's worker thread for a call that
+  // waited for a connection or a retry, the thread calling Close, or the
+  // calling thread itself, before the function returns, for a call that
+  // fails at once (no server ready, say). So N calls can be kept in flight
+  // without a thread each: start the next call from done. done must not
+  // block; a call started from a reader thread never waits for space in
+  // the write queue (Options::max_queued_bytes). ctx may be destroyed once
+  // the function returns (TryCancel then needs it alive, as always).
+  void Calculate(CallContext& ctx, const calculator::v1::CalculateRequest& request,
+                 std::function<void(Result<calculator::v1::CalculateResponse>&&)> done);
+  void Evaluate(CallContext& ctx, const calculator::v1::EvaluateRequest& request,
+                std::function<void(Result<calculator::v1::EvaluateResponse>&&)> done);
+
   // ---- any method, serialized messages ------------------------------------
   // UnaryRaw starts a unary call of method ("/package.Service/Method").
   // ctx's deadline, metadata and cancel handle are taken when it starts.
   std::future<Result<std::string>> UnaryRaw(CallContext& ctx, std::string_view method, std::string_view request);
+  // UnaryRaw with done is its callback form (see Calculate with done).
+  void UnaryRaw(CallContext& ctx, std::string_view method, std::string_view request,
+                std::function<void(Result<std::string>&&)> done);
   // Unary is UnaryRaw with typed messages.
   template <class Resp>
   std::future<Result<Resp>> Unary(CallContext& ctx, std::string_view method,
                                   const google::protobuf::MessageLite& request);
+  template <class Resp>
+  void Unary(CallContext& ctx, std::string_view method, const google::protobuf::MessageLite& request,
+             std::function<void(Result<Resp>&&)> done);
   // StreamRaw opens a streaming call: REQUEST with an empty message. It
   // waits for a READY connection as a unary call does.
   std::unique_ptr<RawStream> StreamRaw(CallContext& ctx, std::string_view method);
@@ -327,11 +349,9 @@ class TcpClient {
 };
 
 template <class Resp>
-std::future<Result<Resp>> TcpClient::Unary(CallContext& ctx, std::string_view method,
-                                           const google::protobuf::MessageLite& request) {
-  auto promise = std::make_shared<std::promise<Result<Resp>>>();
-  auto future = promise->get_future();
-  StartUnary(ctx, method, request.SerializeAsString(), [promise](Result<std::string>&& raw) {
+void TcpClient::Unary(CallContext& ctx, std::string_view method, const google::protobuf::MessageLite& request,
+                      std::function<void(Result<Resp>&&)> done) {
+  StartUnary(ctx, method, request.SerializeAsString(), [done = std::move(done)](Result<std::string>&& raw) {
     Result<Resp> r;
     r.status = std::move(raw.status);
     r.safe_to_retry = raw.safe_to_retry;
@@ -339,8 +359,16 @@ std::future<Result<Resp>> TcpClient::Unary(CallContext& ctx, std::string_view me
       r.status = grpc::Status(grpc::StatusCode::INTERNAL,
                               "response message does not parse as " + r.value.GetTypeName());
     }
-    promise->set_value(std::move(r));
+    done(std::move(r));
   });
+}
+
+template <class Resp>
+std::future<Result<Resp>> TcpClient::Unary(CallContext& ctx, std::string_view method,
+                                           const google::protobuf::MessageLite& request) {
+  auto promise = std::make_shared<std::promise<Result<Resp>>>();
+  auto future = promise->get_future();
+  Unary<Resp>(ctx, method, request, [promise](Result<Resp>&& r) { promise->set_value(std::move(r)); });
   return future;
 }
 
