@@ -6,9 +6,9 @@
 #
 #   client/cpp/run-bench.sh --transport tcp|grpc --addr HOST:PORT --concurrency N --duration SECONDS [--warmup SECONDS]
 #
-# One connection (raw TCP: one calc::TcpClient, shared by N threads; gRPC:
-# one grpc::Channel, N calls in flight through grpc++'s callback API), N
-# calls in flight, unary Calculate(ADD, i, 1) with every answer checked. It
+# One connection (raw TCP: one calc::TcpClient, N calls in flight through
+# its callback form; gRPC: one grpc::Channel, N calls in flight through
+# grpc++'s callback API), unary Calculate(ADD, i, 1) with every answer checked. It
 # prints one line of JSON on stdout (lang, transport, concurrency, calls,
 # errors, seconds, calls_per_sec, p50_us, p99_us) and exits 1 if any call
 # failed or none completed: the contract every language's run-bench.sh

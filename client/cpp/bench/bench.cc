@@ -8,11 +8,13 @@
 // connection). N calls in flight at all times, each unary
 // Calculate(ADD, lhs=i, rhs=1) with its answer checked (result == lhs+1):
 //
-//   - raw TCP: N threads share the one TcpClient (it is thread-safe; calls
-//     are pipelined on its connection, paired by id), each waiting for its
-//     call's std::future before making the next;
+//   - raw TCP: TcpClient's callback form (Calculate with a done callback):
+//     each call's callback, on the connection's reader thread, starts the
+//     next; the calls are pipelined on the one connection, paired by id;
 //   - gRPC: grpc++'s callback API (stub->async()->Calculate) on the one
-//     channel: each call's callback starts the next.
+//     channel, the same way.
+//
+// A slot whose call fails stops (the run has failed: exit status 1).
 //
 // N=1 is strictly sequential. It warms up for --warmup seconds (default 1,
 // not counted), then counts the calls that complete within --duration
@@ -161,7 +163,9 @@ struct Load {
   std::string first_error;  // under mu
 
   // Done records one call's outcome. It returns whether the caller should
-  // start another.
+  // start another: not after the deadline, and not after an error (a call
+  // that fails at once completes on the thread that started it, so
+  // restarting from its callback would recurse; the run has failed anyway).
   bool Done(Clock::time_point started, bool ok, const std::string& why) {
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count();
     if (!ok) {
@@ -172,7 +176,7 @@ struct Load {
       calls.fetch_add(1, std::memory_order_relaxed);
       latency.Add(static_cast<uint64_t>(ns));
     }
-    if (!stopping.load()) return true;
+    if (ok && !stopping.load()) return true;
     std::lock_guard lk(mu);
     if (--in_flight == 0) idle.notify_all();
     return false;
@@ -193,32 +197,25 @@ CalculateRequest Request(int64_t lhs) {
   return req;
 }
 
-// TcpWorker is a thread that makes calls on the shared TcpClient one after
-// another, waiting for each (TcpClient::Calculate returns a std::future):
-// N workers keep N calls in flight on the client's one connection.
-class TcpWorker {
+// TcpSlot keeps one call in flight on the TcpClient with its callback
+// form: each call's done callback (on the connection's reader thread)
+// starts the next.
+class TcpSlot {
  public:
-  TcpWorker(calc::TcpClient* client, Load* load) : client_(client), load_(load) {}
-  ~TcpWorker() {
-    if (thread_.joinable()) thread_.join();
-  }
+  TcpSlot(calc::TcpClient* client, Load* load) : client_(client), load_(load) {}
   void Start() {
-    thread_ = std::thread([this] {
-      for (;;) {
-        int64_t lhs = load_->next_lhs.fetch_add(1);
-        auto started = Clock::now();
-        calc::CallContext ctx;
-        calc::Result<CalculateResponse> r = client_->Calculate(ctx, Request(lhs)).get();
-        std::string why = Check(lhs, r.status, r.value);
-        if (!load_->Done(started, why.empty(), why)) return;
-      }
+    int64_t lhs = load_->next_lhs.fetch_add(1);
+    auto started = Clock::now();
+    calc::CallContext ctx;  // the call keeps what it needs of it
+    client_->Calculate(ctx, Request(lhs), [this, lhs, started](calc::Result<CalculateResponse>&& r) {
+      std::string why = Check(lhs, r.status, r.value);
+      if (load_->Done(started, why.empty(), why)) Start();
     });
   }
 
  private:
   calc::TcpClient* client_;
   Load* load_;
-  std::thread thread_;
 };
 
 // GrpcSlot keeps one call in flight on the channel with grpc++'s callback
@@ -297,7 +294,6 @@ int Run(const Args& a, Target* target, Load& load) {
   int rc = errors == 0 && calls > 0 ? 0 : 1;
   // Calls still in flight reference the slots: leave without tearing down.
   if (!drained) std::_Exit(rc);
-  slots.clear();  // TcpWorker joins its thread
   return rc;
 }
 
@@ -309,7 +305,7 @@ int main(int argc, char** argv) {
   try {
     if (a.transport == "tcp") {
       auto client = calc::TcpClient::Connect(a.addr);
-      return Run<TcpWorker>(a, client.get(), load);
+      return Run<TcpSlot>(a, client.get(), load);
     }
     auto channel = calc::NewGrpcChannel(a.addr, calc::SecurityOptions{});
     if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
