@@ -1,9 +1,9 @@
 """The Python load client of scripts/bench-langs.sh (client/python/run-bench.sh runs it).
 
-Unary ``Calculate(ADD, i, 1)`` calls over one raw TCP connection (calc_client's asyncio
-``TcpChannel`` to one address) or one gRPC channel (``GrpcClient``, grpc.aio: one HTTP/2
-connection), with N asyncio tasks each keeping one call outstanding, every answer checked. It warms
-up, measures, and prints one line of JSON on stdout::
+Unary ``Calculate(ADD, i, 1)`` calls (i cycling through 0-99, as calc-bench's) over one raw TCP
+connection (calc_client's asyncio ``TcpChannel`` to one address) or one gRPC channel
+(``GrpcClient``, grpc.aio: one HTTP/2 connection), with N asyncio tasks each keeping one call
+outstanding, every answer checked. It warms up, measures, and prints one line of JSON on stdout::
 
     {"lang": "python", "transport": "tcp", "concurrency": 8, "calls": 51234, "errors": 0,
      "seconds": 5.0, "calls_per_sec": 10246.8, "p50_us": 702.1, "p99_us": 1630.2}
@@ -55,13 +55,12 @@ class Load:
             self.samples[j] = seconds
 
 
-async def caller(load: Load, call, ident: int) -> None:
+async def caller(load: Load, call) -> None:
     """One caller: one call outstanding at a time until the measured window ends."""
-    base = ident << 32
     seq = 0
     now = time.perf_counter()
     while now < load.measure_end:
-        lhs = base + seq
+        lhs = seq % 100  # as calc-bench: 0-99, so every request has the same size
         seq += 1
         sent = now
         try:
@@ -92,10 +91,19 @@ async def run(transport: str, addr: str, concurrency: int, duration: float, warm
         client = TcpChannel(addr)  # one address: one connection
     else:
         client = GrpcClient(addr)  # one grpc.aio channel: one HTTP/2 connection
-    start = time.perf_counter()
-    load = Load(start + warmup, start + warmup + duration)
     try:
-        tasks = [asyncio.create_task(caller(load, client.calculate, i)) for i in range(concurrency)]
+        # As calc-bench does, the connection is opened and used once before the warm-up starts.
+        try:
+            r = await client.calculate(CalculateRequest(operator=OPERATOR_ADD, lhs=1, rhs=1), timeout=30)
+            first_error = None if r.result == 2 else f"wrong answer to 1 + 1: {r.result}"
+        except CalcError as e:
+            first_error = f"first call: {e.code.name}: {e.message}"
+        if first_error is not None:
+            return {"lang": "python", "transport": transport, "concurrency": concurrency, "calls": 0, "errors": 1,
+                    "seconds": 0, "calls_per_sec": 0, "p50_us": 0, "p99_us": 0, "first_error": first_error}
+        start = time.perf_counter()
+        load = Load(start + warmup, start + warmup + duration)
+        tasks = [asyncio.create_task(caller(load, client.calculate)) for _ in range(concurrency)]
         done, pending = await asyncio.wait(tasks, timeout=max(0.0, load.measure_end + GRACE - time.perf_counter()))
         for t in pending:
             t.cancel()
