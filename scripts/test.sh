@@ -20,7 +20,8 @@
 #      haproxy and nginx from Debian when missing);
 #   6. interop: Java, Python, Node/TypeScript and C++ clients against a real
 #      calcd over gRPC, raw TCP and (Node) WebSocket (scripts/interop.sh), and
-#      the C# template;
+#      the C# template; then each language's load client against one calcd,
+#      briefly, over both transports (scripts/bench-langs.sh --smoke);
 #   7. the web page: its committed script is what server/webui/build.sh
 #      builds, and the page itself in headless Chromium (scripts/browser-test.sh).
 # Set FUZZTIME (default 10s) to fuzz longer.
@@ -98,6 +99,10 @@ bash client/csharp/generate.sh
 
 step "interop: every language's client against calcd"
 bash scripts/interop.sh
+
+step "bench-langs smoke: every language's load client against one calcd, raw TCP and gRPC, c=1 and c=8 (no timing checked)"
+# Reuses the builds interop just made; fails if a client errs or makes no call.
+bash scripts/bench-langs.sh --smoke
 
 step "web page: the committed bundle is what server/webui/build.sh builds"
 bash server/webui/build.sh --check

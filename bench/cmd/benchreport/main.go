@@ -1,7 +1,10 @@
 // Command benchreport turns the raw results of scripts/bench.sh into
-// RESULTS.md and SVG charts, and copies the summary into BENCHMARKS.md.
+// RESULTS.md and SVG charts, and copies the summary into BENCHMARKS.md; with
+// --langs, it turns the results of scripts/bench-langs.sh into the "Every
+// language" tables.
 //
 //	benchreport --dir bench/results --command 'scripts/bench.sh' --commit abc123 --load '1.2 0.9 0.8' [--benchmarks BENCHMARKS.md]
+//	benchreport --langs bench/results/langs-20270101T000000Z.jsonl [--benchmarks BENCHMARKS.md]
 //
 // It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc-bench, calc-peer or
 // echofloor bench --json output; idle scenarios hold calc-bench --idle
@@ -12,6 +15,14 @@
 // average. With --benchmarks it replaces the text between the markers
 // <!-- results:begin --> and <!-- results:end --> of that file with the
 // summary tables.
+//
+// With --langs FILE it reads instead the JSON lines scripts/bench-langs.sh
+// writes (a "meta" record with the machine, the commit and the command, a
+// "run" record per load client run, an "end" record) and writes a table per
+// language and transport (calls/s and p50 at c=1, the best calls/s and its
+// concurrency and p99, raw TCP ÷ gRPC) and a table of every point, captioned
+// with the machine, the commit and the command, between the markers
+// <!-- langs:begin --> and <!-- langs:end --> of --benchmarks, or on stdout.
 package main
 
 import (
@@ -98,7 +109,15 @@ func main() {
 	flag.StringVar(&m.commit, "commit", "unknown", "the commit measured")
 	flag.StringVar(&m.load, "load", "", "the machine's load average during the run (/proc/loadavg), for the record")
 	benchmarks := flag.String("benchmarks", "", "BENCHMARKS.md to copy the summary into")
+	langs := flag.String("langs", "", "a scripts/bench-langs.sh results `file` (JSON lines): write its tables into --benchmarks (section \"Every language\"), or on stdout, instead of reading --dir")
 	flag.Parse()
+	if *langs != "" {
+		if err := runLangs(*langs, *benchmarks); err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*dir, m, *benchmarks); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
@@ -662,18 +681,24 @@ func run(dir string, m meta, benchmarks string) error {
 	return splice(benchmarks, sum.Bytes())
 }
 
-// splice replaces the text between the markers of file with text.
+// splice replaces the text between the results markers of file with text.
 func splice(file string, text []byte) error {
+	return spliceBetween(file, beginMarker, endMarker, text)
+}
+
+// spliceBetween replaces the text between the markers begin and end of file
+// with text.
+func spliceBetween(file, begin, end string, text []byte) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	i, j := bytes.Index(data, []byte(beginMarker)), bytes.Index(data, []byte(endMarker))
+	i, j := bytes.Index(data, []byte(begin)), bytes.Index(data, []byte(end))
 	if i < 0 || j < i {
-		return errors.New(file + " lacks the " + beginMarker + " … " + endMarker + " markers")
+		return errors.New(file + " lacks the " + begin + " … " + end + " markers")
 	}
 	var out bytes.Buffer
-	out.Write(data[:i+len(beginMarker)])
+	out.Write(data[:i+len(begin)])
 	out.WriteString("\n")
 	out.Write(text)
 	out.Write(data[j:])
