@@ -6,7 +6,9 @@ import dev.calcrpc.calculator.v1.CalculatorServiceGrpc;
 import dev.calcrpc.calculator.v1.Operator;
 import dev.calcrpc.client.grpc.CalcGrpc;
 import dev.calcrpc.client.tcp.TcpChannel;
+import dev.calcrpc.client.security.TlsOptions;
 import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.util.Arrays;
@@ -26,9 +28,11 @@ import java.util.concurrent.TimeUnit;
  * "calls_per_sec":24691.2,"p50_us":2510.0,"p99_us":6100.0}</pre>
  *
  * <p>It is a test-scope program, not part of the published library. Arguments: {@code --transport
- * tcp|grpc --addr HOST:PORT --concurrency N --duration SECONDS [--warmup SECONDS]}. Exit status 0
- * when calls were made and none failed, 1 otherwise (the JSON line is printed either way), 2 for a
- * usage error.
+ * tcp|grpc --addr HOST:PORT --concurrency N --duration SECONDS [--warmup SECONDS] [--executor
+ * default|direct]}: {@code direct} runs callbacks on the channel's reading thread instead of its
+ * default executor (a thread pool), as a Java user who tunes for speed would; scripts/bench-langs.sh
+ * measures the defaults. Exit status 0 when calls were made and none failed, 1 otherwise (the JSON
+ * line is printed either way), 2 for a usage error.
  */
 public final class LoadMain {
   /** How long outstanding calls are waited for after the measured window. */
@@ -44,6 +48,7 @@ public final class LoadMain {
     int concurrency = 0;
     double duration = 0;
     double warmup = 1;
+    boolean direct = false;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String v = null;
@@ -64,6 +69,12 @@ public final class LoadMain {
           case "--concurrency" -> concurrency = Integer.parseInt(v);
           case "--duration" -> duration = Double.parseDouble(v);
           case "--warmup" -> warmup = Double.parseDouble(v);
+          case "--executor" -> {
+            if (!v.equals("default") && !v.equals("direct")) {
+              usage("--executor must be default or direct");
+            }
+            direct = v.equals("direct");
+          }
           default -> usage("unknown argument " + a);
         }
       } catch (NumberFormatException e) {
@@ -76,23 +87,40 @@ public final class LoadMain {
     if (addr == null || concurrency < 1 || !(duration > 0) || !(warmup >= 0)) {
       usage("--addr, --concurrency >= 1 and --duration > 0 are required; --warmup >= 0");
     }
-    System.exit(run(transport, addr, concurrency, duration, warmup));
+    System.exit(run(transport, addr, concurrency, duration, warmup, direct));
   }
 
   private static void usage(String why) {
     System.err.println("LoadMain: " + why);
     System.err.println(
-        "usage: LoadMain --transport tcp|grpc --addr HOST:PORT --concurrency N --duration SECONDS [--warmup SECONDS]");
+        "usage: LoadMain --transport tcp|grpc --addr HOST:PORT --concurrency N --duration SECONDS [--warmup SECONDS]"
+            + " [--executor default|direct]");
     System.exit(2);
   }
 
-  /** Runs the load and prints its JSON line; returns the exit status. */
-  static int run(String transport, String addr, int concurrency, double duration, double warmup)
+  /**
+   * Runs the load and prints its JSON line; returns the exit status. With direct, callbacks run
+   * on the thread that read the response (TcpChannel's executor(Runnable::run), grpc-java's
+   * directExecutor()) instead of each channel's default executor, a thread pool.
+   */
+  static int run(String transport, String addr, int concurrency, double duration, double warmup, boolean direct)
       throws InterruptedException {
     // One channel: TcpChannel keeps one connection to a single address; grpc-java's default
     // pick_first policy one HTTP/2 connection.
-    ManagedChannel channel =
-        transport.equals("tcp") ? TcpChannel.forTarget(addr).build() : CalcGrpc.channel(addr);
+    ManagedChannel channel;
+    if (transport.equals("tcp")) {
+      TcpChannel.Builder b = TcpChannel.forTarget(addr);
+      if (direct) {
+        b.executor(Runnable::run);
+      }
+      channel = b.build();
+    } else {
+      ManagedChannelBuilder<?> b = CalcGrpc.builder(addr, TlsOptions.NONE, null);
+      if (direct) {
+        b.directExecutor();
+      }
+      channel = b.build();
+    }
     CalculatorServiceGrpc.CalculatorServiceStub stub = CalculatorServiceGrpc.newStub(channel);
 
     // As calc-bench does, the connection is opened and used once before the warm-up starts: a
@@ -171,6 +199,9 @@ public final class LoadMain {
         .append(String.format(Locale.ROOT, ",\"calls_per_sec\":%.1f", calls / seconds))
         .append(String.format(Locale.ROOT, ",\"p50_us\":%.1f", percentile(lat, 50) / 1e3))
         .append(String.format(Locale.ROOT, ",\"p99_us\":%.1f", percentile(lat, 99) / 1e3));
+    if (direct) {
+      json.append(",\"executor\":\"direct\"");
+    }
     if (firstError != null) {
       json.append(",\"first_error\":\"").append(jsonEscape(firstError)).append('"');
     }
