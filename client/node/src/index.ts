@@ -49,7 +49,7 @@ export {
   type TlsOptions,
 } from "./security.js";
 export { createCalcTcpClient } from "./tcp/client.js";
-export * as wire from "./wire/index.js";
+export * as wire from "./tcp/wire.js";
 export {
   CalcWebSocketConnection,
   WebSocketStream,

@@ -9,19 +9,9 @@
 // Errors are ConnectErrors (CalcError) with the server's code, message and
 // details (findDetails(BadRequestSchema) etc.).
 
-import {
-  create,
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type DescMethod,
-  type DescMethodStreaming,
-  type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
-import { Code, createContextKey, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
-import { CalcError } from "../errors.js";
+import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
+import { createContextKey, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import { encodeRequest, methodPath, streamResponse, unaryResponse } from "../core/transport.js";
 import { CalcTcpChannel, type ChannelCallOptions, type TcpChannelOptions } from "./channel.js";
 import type { CalcTcpConnection } from "./connection.js";
 
@@ -51,10 +41,7 @@ export interface TcpTransport extends Transport {
  */
 export const waitForReadyKey = createContextKey<boolean | undefined>(undefined, { description: "calc raw TCP waitForReady" });
 
-/** Returns the full method name of a method: "/pkg.Service/Method". */
-export function methodPath(method: DescMethod): string {
-  return `/${method.parent.typeName}/${method.name}`;
-}
+export { methodPath };
 
 /**
  * Creates a Transport whose calls run on a CalcTcpChannel to address: one
@@ -103,22 +90,8 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
       input: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const req = toBinary(method.input, create(method.input, input));
-      const res = await channel.unary(methodPath(method), req, callOptions(signal, timeoutMs, header, contextValues));
-      let message: MessageShape<O>;
-      try {
-        message = fromBinary(method.output, res);
-      } catch (e) {
-        throw new CalcError(`cannot decode ${method.output.typeName}: ${(e as Error).message}`, Code.Internal, { cause: e });
-      }
-      return {
-        stream: false,
-        service: method.parent,
-        method,
-        header: new Headers(),
-        message,
-        trailer: new Headers(),
-      };
+      const res = await channel.unary(methodPath(method), encodeRequest(method, input), callOptions(signal, timeoutMs, header, contextValues));
+      return unaryResponse(method, res);
     },
 
     async stream<I extends DescMessage, O extends DescMessage>(
@@ -130,54 +103,7 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
       const s = await channel.stream(methodPath(method), callOptions(signal, timeoutMs, header, contextValues));
-
-      // Pump the input while the caller reads: ends with HALF_CLOSE, stops
-      // when the call ends, cancels the call if the input fails.
-      void (async () => {
-        const it = input[Symbol.asyncIterator]();
-        try {
-          for (;;) {
-            const r = await Promise.race([it.next(), s.status.then(() => undefined)]);
-            if (r === undefined || s.done) {
-              break;
-            }
-            if (r.done) {
-              s.closeSend();
-              return;
-            }
-            await s.send(toBinary(method.input, create(method.input, r.value)));
-          }
-          // The call ended first: release the input without waiting on it (a
-          // generator suspended in next() would only return after that).
-          Promise.resolve()
-            .then(() => it.return?.())
-            .catch(() => {});
-        } catch {
-          s.cancel();
-        }
-      })();
-
-      async function* messages(): AsyncGenerator<MessageShape<O>> {
-        for await (const bytes of s) {
-          let m: MessageShape<O>;
-          try {
-            m = fromBinary(method.output, bytes);
-          } catch (e) {
-            s.cancel();
-            throw new CalcError(`cannot decode ${method.output.typeName}: ${(e as Error).message}`, Code.Internal, { cause: e });
-          }
-          yield m;
-        }
-      }
-
-      return {
-        stream: true,
-        service: method.parent,
-        method,
-        header: new Headers(),
-        message: messages(),
-        trailer: new Headers(),
-      };
+      return streamResponse(method, s, input);
     },
   };
 }

@@ -12,12 +12,60 @@ import {
 import { BadRequestSchema } from "../gen/google/rpc/error_details_pb.js";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { CalcError } from "../errors.js";
-import { CalcTcpConnection } from "../tcp/connection.js";
+import { WebSocket } from "ws";
+import type { GoawayInfo } from "../core/connection.js";
+import { CalcTcpConnection, type TcpConnectionOptions } from "../tcp/connection.js";
 import { createTcpTransport } from "../tcp/transport.js";
 import { encodeSettings } from "../wire/control.js";
 import { Flags, FrameKind } from "../wire/frame.js";
 import { decodeMessage, encodeMessage } from "../wire/message.js";
-import { FakeServer } from "./fake-server.js";
+import { CalcWebSocketConnection, type WebSocketConstructor } from "../ws/connection.js";
+import { createWebSocketTransport } from "../ws/transport.js";
+import { FakeServer, type FakeServerOptions } from "./fake-server.js";
+
+// Every test runs over both carriers of the one connection core: a TCP
+// socket (CalcTcpConnection) and a WebSocket (CalcWebSocketConnection, with
+// the ws package's WebSocket standing in for a browser's).
+type Conn = CalcTcpConnection | CalcWebSocketConnection;
+const WS = WebSocket as unknown as WebSocketConstructor;
+const carriers = {
+  tcp: {
+    connect: (s: FakeServer, o: TcpConnectionOptions = {}): Promise<Conn> => CalcTcpConnection.connect(s.address, o),
+    transport: (s: FakeServer) => createTcpTransport({ address: s.address }),
+  },
+  ws: {
+    connect: (s: FakeServer, o: TcpConnectionOptions = {}): Promise<Conn> => CalcWebSocketConnection.connect(s.wsUrl, { ...o, WebSocket: WS }),
+    transport: (s: FakeServer) => createWebSocketTransport({ url: s.wsUrl, WebSocket: WS }),
+  },
+};
+type Carrier = (typeof carriers)[keyof typeof carriers];
+
+/** Registers fn as a test over each carrier. */
+function both(name: string, fn: (c: Carrier) => Promise<void>): void {
+  for (const [label, c] of Object.entries(carriers)) {
+    test(`${name} [${label}]`, () => fn(c));
+  }
+}
+
+/** Resolves with the error conn reports when it ends ('close' event, onClose). */
+function closed(conn: Conn): Promise<CalcError | undefined> {
+  return new Promise((resolve) => {
+    if (conn instanceof CalcTcpConnection) {
+      conn.once("close", resolve);
+    } else {
+      conn.onClose = resolve;
+    }
+  });
+}
+
+/** Calls fn with each GOAWAY conn reports. */
+function onGoaway(conn: Conn, fn: (g: GoawayInfo) => void): void {
+  if (conn instanceof CalcTcpConnection) {
+    conn.on("goaway", fn);
+  } else {
+    conn.onGoaway = fn;
+  }
+}
 
 const CALC = "/calculator.v1.CalculatorService/Calculate";
 const STREAM = "/calculator.v1.CalculatorService/CalculateStream";
@@ -25,9 +73,9 @@ const req = (lhs: number) => toBinary(CalculateRequestSchema, create(CalculateRe
 const res = (v: number) => toBinary(CalculateResponseSchema, create(CalculateResponseSchema, { result: BigInt(v) }));
 const result = (b: Uint8Array) => Number(fromBinary(CalculateResponseSchema, b).result);
 
-async function withServer(fn: (s: FakeServer, conn: CalcTcpConnection) => Promise<void>, opts = {}): Promise<void> {
+async function withServer(c: Carrier, fn: (s: FakeServer, conn: Conn) => Promise<void>, opts: FakeServerOptions = {}): Promise<void> {
   const s = await FakeServer.start(opts);
-  const conn = await CalcTcpConnection.connect(s.address, { cancelGraceMs: 200 });
+  const conn = await c.connect(s, { cancelGraceMs: 200 });
   try {
     await fn(s, conn);
   } finally {
@@ -36,8 +84,8 @@ async function withServer(fn: (s: FakeServer, conn: CalcTcpConnection) => Promis
   }
 }
 
-test("replies are paired by id, in any order; refs bind on first use", () =>
-  withServer(async (s, conn) => {
+both("replies are paired by id, in any order; refs bind on first use", (c) =>
+  withServer(c, async (s, conn) => {
     const p = [1, 2, 3].map((i) => conn.unary(CALC, req(i)));
     const peer = await s.conn();
     const reqs = await Promise.all([1, 2, 3].map((id) => peer.next((f) => f.kind === FrameKind.REQUEST && f.id === id)));
@@ -51,8 +99,8 @@ test("replies are paired by id, in any order; refs bind on first use", () =>
     assert.deepEqual((await Promise.all(p)).map(result), [10, 20, 30]);
   }));
 
-test("a ref is bound again after UNIMPLEMENTED", () =>
-  withServer(async (s, conn) => {
+both("a ref is bound again after UNIMPLEMENTED", (c) =>
+  withServer(c, async (s, conn) => {
     const m = "/calculator.v1.CalculatorService/Nope";
     const first = conn.unary(m, new Uint8Array());
     const peer = await s.conn();
@@ -67,8 +115,8 @@ test("a ref is bound again after UNIMPLEMENTED", () =>
     await assert.rejects(second);
   }));
 
-test("status details decode like gRPC's", () =>
-  withServer(async (s, conn) => {
+both("status details decode like gRPC's", (c) =>
+  withServer(c, async (s, conn) => {
     const p = conn.unary(CALC, req(1));
     const peer = await s.conn();
     await peer.next((f) => f.id === 1);
@@ -82,10 +130,10 @@ test("status details decode like gRPC's", () =>
     });
   }));
 
-test("GOAWAY fails calls above the last id (safe to retry) and new calls; others still complete", () =>
-  withServer(async (s, conn) => {
+both("GOAWAY fails calls above the last id (safe to retry) and new calls; others still complete", (c) =>
+  withServer(c, async (s, conn) => {
     const goaways: number[][] = [];
-    conn.on("goaway", (g) => goaways.push(g.failedIds));
+    onGoaway(conn, (g) => goaways.push(g.failedIds));
     const calls = [1, 2, 3].map((i) => conn.unary(CALC, req(i)));
     const peer = await s.conn();
     await peer.next((f) => f.id === 3);
@@ -100,13 +148,13 @@ test("GOAWAY fails calls above the last id (safe to retry) and new calls; others
     assert.equal(conn.isOpen, false);
   }));
 
-test("a closed connection fails every pending call with UNAVAILABLE", () =>
-  withServer(async (s, conn) => {
+both("a closed connection fails every pending call with UNAVAILABLE", (c) =>
+  withServer(c, async (s, conn) => {
     const p = conn.unary(CALC, req(1));
     const st = conn.stream(STREAM);
     const peer = await s.conn();
     await peer.next((f) => f.id === 2);
-    peer.socket.destroy();
+    peer.destroy();
     await assert.rejects(p, (e: CalcError) => e.code === Code.Unavailable && !e.safeToRetry);
     await assert.rejects(async () => {
       for await (const _ of st) {
@@ -115,8 +163,38 @@ test("a closed connection fails every pending call with UNAVAILABLE", () =>
     }, (e: CalcError) => e.code === Code.Unavailable);
   }));
 
-test("the client answers a server PING with PONG, and pings the server", () =>
-  withServer(async (s, conn) => {
+both("a server that ends the stream mid-frame fails the calls with UNAVAILABLE", (c) =>
+  withServer(c, async (s, conn) => {
+    const ended = closed(conn);
+    const p = conn.unary(CALC, req(1));
+    const peer = await s.conn();
+    await peer.next((f) => f.id === 1);
+    peer.writeRaw(Uint8Array.of(0, 0, 0, 8, FrameKind.RESPONSE, 0, 0));
+    peer.end();
+    await assert.rejects(p, (e: CalcError) => e.code === Code.Unavailable && /mid-frame/.test(e.rawMessage) && !e.safeToRetry);
+    assert.equal((await ended)?.code, Code.Unavailable);
+    assert.equal(conn.isOpen, false);
+  }));
+
+both("close() lets the calls in flight finish, refuses new ones, then ends the connection", (c) =>
+  withServer(c, async (s, conn) => {
+    const p = conn.unary(CALC, req(1));
+    const peer = await s.conn();
+    await peer.next((f) => f.id === 1);
+    const closing = conn.close();
+    assert.equal(conn.isOpen, false);
+    await assert.rejects(conn.unary(CALC, req(2)), (e: CalcError) => e.code === Code.Unavailable && e.safeToRetry);
+    peer.respond(1, res(2));
+    assert.equal(result(await p), 2);
+    if (conn instanceof CalcTcpConnection) {
+      peer.end(); // the server answers the client's FIN with its own
+    }
+    await closing;
+    assert.equal(conn.inFlight, 0);
+  }));
+
+both("the client answers a server PING with PONG, and pings the server", (c) =>
+  withServer(c, async (s, conn) => {
     const peer = await s.conn();
     peer.send(FrameKind.PING, 0, 0, Uint8Array.of(9, 8, 7));
     const pong = await peer.next((f) => f.kind === FrameKind.PONG);
@@ -127,8 +205,8 @@ test("the client answers a server PING with PONG, and pings the server", () =>
     assert.ok((await rtt) >= 0);
   }));
 
-test("deadline: sent as a budget, enforced locally, then CANCEL", () =>
-  withServer(async (s, conn) => {
+both("deadline: sent as a budget, enforced locally, then CANCEL", (c) =>
+  withServer(c, async (s, conn) => {
     const started = performance.now();
     const p = conn.unary(CALC, req(1), { timeoutMs: 100 });
     const peer = await s.conn();
@@ -140,8 +218,8 @@ test("deadline: sent as a budget, enforced locally, then CANCEL", () =>
     await peer.next((f) => f.kind === FrameKind.CANCEL && f.id === 1);
   }));
 
-test("abort sends CANCEL and the call ends with the server's answer, or locally after the grace", () =>
-  withServer(async (s, conn) => {
+both("abort sends CANCEL and the call ends with the server's answer, or locally after the grace", (c) =>
+  withServer(c, async (s, conn) => {
     const ac = new AbortController();
     const p = conn.unary(CALC, req(1), { signal: ac.signal });
     const peer = await s.conn();
@@ -158,8 +236,8 @@ test("abort sends CANCEL and the call ends with the server's answer, or locally 
     await assert.rejects(p2, (e: CalcError) => e.code === Code.Canceled && e.source === "client");
   }));
 
-test("large messages go compressed; compressed answers are decoded; bombs are refused", () =>
-  withServer(async (s, conn) => {
+both("large messages go compressed; compressed answers are decoded; bombs are refused", (c) =>
+  withServer(c, async (s, conn) => {
     const expr = toBinary(EvaluateRequestSchema, create(EvaluateRequestSchema, { expression: "1 + ".repeat(200) + "1" }));
     const p = conn.unary("/calculator.v1.CalculatorService/Evaluate", expr);
     const peer = await s.conn();
@@ -176,8 +254,9 @@ test("large messages go compressed; compressed answers are decoded; bombs are re
     await assert.rejects(q, (e: CalcError) => e.code === Code.ResourceExhausted);
   }));
 
-test("the server's settings bound what the client sends", () =>
+both("the server's settings bound what the client sends", (c) =>
   withServer(
+    c,
     async (_s, conn) => {
       assert.equal(conn.settings.MAX_MESSAGE_SIZE, 10);
       await assert.rejects(conn.unary(CALC, new Uint8Array(11)), (e: CalcError) => e.code === Code.ResourceExhausted);
@@ -185,20 +264,20 @@ test("the server's settings bound what the client sends", () =>
     { settings: { MAX_MESSAGE_SIZE: 10 } },
   ));
 
-test("a refused connection reports the GOAWAY's status", async () => {
+both("a refused connection reports the GOAWAY's status", async (c) => {
   const s = await FakeServer.start({
     handshake: (c) => c.goaway(0, { code: Code.ResourceExhausted, message: "too many connections" }),
   });
   try {
-    await assert.rejects(CalcTcpConnection.connect(s.address), (e: CalcError) => e.code === Code.ResourceExhausted && e.rawMessage === "too many connections");
+    await assert.rejects(c.connect(s), (e: CalcError) => e.code === Code.ResourceExhausted && e.rawMessage === "too many connections");
   } finally {
     await s.close();
   }
 });
 
-test("streaming: REQUEST without message, MESSAGEs, HALF_CLOSE, metadata; typed client via the transport", async () => {
+both("streaming: REQUEST without message, MESSAGEs, HALF_CLOSE, metadata; typed client via the transport", async (c) => {
   const s = await FakeServer.start({ handshake: (c) => c.send(FrameKind.SETTINGS, 0, 0, encodeSettings({})) });
-  const transport = createTcpTransport({ address: s.address });
+  const transport = c.transport(s);
   try {
     const client = createClient(CalculatorService, transport);
     async function* input() {

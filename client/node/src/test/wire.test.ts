@@ -49,7 +49,7 @@ test("frames survive any chunking", () => {
     }
     d.end();
     assert.equal(got.length, 3);
-    assert.deepEqual(Buffer.from(got[1].payload), frames[1].subarray(10));
+    assert.deepEqual(Buffer.from(got[1].payload), Buffer.from(frames[1].subarray(10)));
     assert.equal(got[1].id, 7);
   }
 });

@@ -1,6 +1,8 @@
 // Framing of calc's raw TCP protocol v1 (PROTOCOL.md sections 1 and 2): the
 // client preface, the frame header and an incremental frame decoder. No
-// sockets here: the decoder is fed bytes and hands back whole frames.
+// sockets here: the decoder is fed bytes and hands back whole frames. Like
+// all of src/wire, standard Web APIs only (no Buffer): the browser transport
+// uses it as the Node ones do.
 
 /** ASCII "CALC", the first four bytes of the client preface. */
 export const MAGIC = Uint8Array.of(0x43, 0x41, 0x4c, 0x43);
@@ -8,6 +10,8 @@ export const MAGIC = Uint8Array.of(0x43, 0x41, 0x4c, 0x43);
 export const PROTOCOL_VERSION = 1;
 /** The client preface: magic then version. */
 export const PREFACE = Uint8Array.of(...MAGIC, PROTOCOL_VERSION);
+
+const EMPTY = new Uint8Array(0);
 
 /** Bytes of the length prefix. */
 export const LENGTH_SIZE = 4;
@@ -104,12 +108,13 @@ export class WireError extends Error {
 }
 
 /** Encodes one frame: length prefix, kind, flags, id, payload. */
-export function encodeFrame(kind: FrameKind, flags: number, id: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const buf = Buffer.allocUnsafe(FRAME_OVERHEAD + payload.length);
-  buf.writeUInt32BE(HEADER_SIZE + payload.length, 0);
+export function encodeFrame(kind: FrameKind, flags: number, id: number, payload: Uint8Array = EMPTY): Uint8Array {
+  const buf = new Uint8Array(FRAME_OVERHEAD + payload.length);
+  const view = new DataView(buf.buffer);
+  view.setUint32(0, HEADER_SIZE + payload.length);
   buf[4] = kind;
   buf[5] = flags;
-  buf.writeUInt32BE(id >>> 0, 6);
+  view.setUint32(6, id >>> 0);
   buf.set(payload, FRAME_OVERHEAD);
   return buf;
 }
@@ -276,5 +281,11 @@ export class FrameDecoder {
 
 /** Lower-case hex of bytes. */
 export function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+  let s = "";
+  for (const b of bytes) {
+    s += HEX[b];
+  }
+  return s;
 }
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));

@@ -13,18 +13,9 @@
 // ConnectErrors (CalcError) with the server's code, message and details.
 // Standard Web APIs only: no Node module is imported here.
 
-import {
-  create,
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type DescMethod,
-  type DescMethodStreaming,
-  type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
+import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import { encodeRequest, methodPath, streamResponse, unaryResponse } from "../core/transport.js";
 import { CalcError } from "../errors.js";
 import { CalcWebSocketConnection, type WebSocketCallOptions, type WebSocketConnectionOptions } from "./connection.js";
 
@@ -45,11 +36,6 @@ export interface WebSocketTransport extends Transport {
   connection(): Promise<CalcWebSocketConnection>;
   /** Closes the connection gracefully (calls in flight finish first). */
   close(): Promise<void>;
-}
-
-/** Returns the full method name of a method: "/pkg.Service/Method". */
-function methodPath(method: DescMethod): string {
-  return `/${method.parent.typeName}/${method.name}`;
 }
 
 /**
@@ -150,15 +136,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       const started = performance.now();
       const conn = await connectionFor(signal, timeoutMs);
       const remaining = timeoutMs === undefined ? undefined : timeoutMs - (performance.now() - started);
-      const req = toBinary(method.input, create(method.input, input));
-      const res = await conn.unary(methodPath(method), req, callOptions(signal, remaining, header));
-      let message: MessageShape<O>;
-      try {
-        message = fromBinary(method.output, res);
-      } catch (e) {
-        throw new CalcError(`cannot decode ${method.output.typeName}: ${(e as Error).message}`, Code.Internal, { cause: e });
-      }
-      return { stream: false, service: method.parent, method, header: new Headers(), message, trailer: new Headers() };
+      const res = await conn.unary(methodPath(method), encodeRequest(method, input), callOptions(signal, remaining, header));
+      return unaryResponse(method, res);
     },
 
     async stream<I extends DescMessage, O extends DescMessage>(
@@ -172,46 +151,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       const conn = await connectionFor(signal, timeoutMs);
       const remaining = timeoutMs === undefined ? undefined : timeoutMs - (performance.now() - started);
       const s = conn.stream(methodPath(method), callOptions(signal, remaining, header));
-
-      // Pump the input while the caller reads: ends with HALF_CLOSE, stops
-      // when the call ends, cancels the call if the input fails.
-      void (async () => {
-        const it = input[Symbol.asyncIterator]();
-        try {
-          for (;;) {
-            const r = await Promise.race([it.next(), s.status.then(() => undefined)]);
-            if (r === undefined || s.done) {
-              break;
-            }
-            if (r.done) {
-              s.closeSend();
-              return;
-            }
-            await s.send(toBinary(method.input, create(method.input, r.value)));
-          }
-          // The call ended first: release the input without waiting on it.
-          Promise.resolve()
-            .then(() => it.return?.())
-            .catch(() => {});
-        } catch {
-          s.cancel();
-        }
-      })();
-
-      async function* messages(): AsyncGenerator<MessageShape<O>> {
-        for await (const bytes of s) {
-          let m: MessageShape<O>;
-          try {
-            m = fromBinary(method.output, bytes);
-          } catch (e) {
-            s.cancel();
-            throw new CalcError(`cannot decode ${method.output.typeName}: ${(e as Error).message}`, Code.Internal, { cause: e });
-          }
-          yield m;
-        }
-      }
-
-      return { stream: true, service: method.parent, method, header: new Headers(), message: messages(), trailer: new Headers() };
+      return streamResponse(method, s, input);
     },
   };
 }
