@@ -17,6 +17,27 @@ import { Code, type StreamResponse, type UnaryResponse } from "@connectrpc/conne
 import { CalcError } from "../errors.js";
 import type { CallStream } from "./stream.js";
 
+/** What connect passes as call headers (HeadersInit, without needing the DOM lib). */
+export type HeadersInit = ConstructorParameters<typeof Headers>[0];
+
+/**
+ * The metadata of a call from connect's headers, later inits overriding
+ * earlier ones key by key; undefined when there is none.
+ */
+export function callMetadata(...inits: Array<HeadersInit | undefined>): Headers | undefined {
+  const h = new Headers();
+  let any = false;
+  for (const init of inits) {
+    if (init !== undefined) {
+      new Headers(init).forEach((v, k) => {
+        h.set(k, v);
+        any = true;
+      });
+    }
+  }
+  return any ? h : undefined;
+}
+
 /** Returns the full method name of a method: "/pkg.Service/Method". */
 export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;

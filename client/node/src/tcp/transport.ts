@@ -11,12 +11,9 @@
 
 import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
 import { createContextKey, type ContextValues, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
-import { encodeRequest, methodPath, streamResponse, unaryResponse } from "../core/transport.js";
+import { callMetadata, encodeRequest, methodPath, streamResponse, unaryResponse, type HeadersInit } from "../core/transport.js";
 import { CalcTcpChannel, type ChannelCallOptions, type TcpChannelOptions } from "./channel.js";
 import type { CalcTcpConnection } from "./connection.js";
-
-/** What connect passes as call headers (HeadersInit, without needing the DOM lib). */
-type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
 /** Options of createTcpTransport: those of its channel, and where to connect. */
 export interface TcpTransportOptions extends TcpChannelOptions {
@@ -60,13 +57,9 @@ export function createTcpTransport(options: TcpTransportOptions): TcpTransport {
     contextValues: ContextValues | undefined,
   ): ChannelCallOptions => {
     const opts: ChannelCallOptions = { signal, timeoutMs, waitForReady: contextValues?.get(waitForReadyKey) };
-    if (header !== undefined) {
-      const h = new Headers(header);
-      let any = false;
-      h.forEach(() => (any = true));
-      if (any) {
-        opts.metadata = h;
-      }
+    const metadata = callMetadata(header);
+    if (metadata) {
+      opts.metadata = metadata;
     }
     return opts;
   };

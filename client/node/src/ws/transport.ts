@@ -15,12 +15,9 @@
 
 import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
-import { encodeRequest, methodPath, streamResponse, unaryResponse } from "../core/transport.js";
+import { callMetadata, encodeRequest, methodPath, streamResponse, unaryResponse, type HeadersInit } from "../core/transport.js";
 import { CalcError } from "../errors.js";
 import { CalcWebSocketConnection, type WebSocketCallOptions, type WebSocketConnectionOptions } from "./connection.js";
-
-/** What connect passes as call headers (HeadersInit, without needing the DOM lib). */
-type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
 /** Options of createWebSocketTransport. */
 export interface WebSocketTransportOptions extends WebSocketConnectionOptions {
@@ -105,12 +102,9 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
 
   const callOptions = (signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeadersInit | undefined): WebSocketCallOptions => {
     const opts: WebSocketCallOptions = { signal, timeoutMs };
-    const h = new Headers(options.metadata);
-    new Headers(header).forEach((v, k) => h.set(k, v));
-    let any = false;
-    h.forEach(() => (any = true));
-    if (any) {
-      opts.metadata = h;
+    const metadata = callMetadata(options.metadata, header);
+    if (metadata) {
+      opts.metadata = metadata;
     }
     return opts;
   };
