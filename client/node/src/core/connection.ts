@@ -32,6 +32,7 @@ import {
   PREFACE,
   WireError,
   type Frame,
+  type FrameAllocator,
 } from "../wire/frame.js";
 import { encodeRequestPayload, MAX_BOUND_REFS, MAX_METHOD_REF, type MetadataEntry } from "../wire/header.js";
 import { decodeMessage, encodeMessage, type SnappyCodec } from "../wire/message.js";
@@ -126,6 +127,8 @@ export interface CarrierConfig {
   authorization?: MetadataEntry;
   /** Snappy implementation; default snappyjs. */
   snappy?: SnappyCodec;
+  /** Allocates frames; default new Uint8Array (a Node socket's: Buffer.allocUnsafe). */
+  alloc?: FrameAllocator;
 }
 
 type ConnState = "connecting" | "open" | "draining" | "closed";
@@ -162,6 +165,7 @@ export class Connection {
   private onReady: (() => void) | undefined;
   private onHandshakeFail: ((err: CalcError) => void) | undefined;
   private readonly snappy: SnappyCodec | undefined;
+  private readonly alloc: FrameAllocator | undefined;
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -172,6 +176,7 @@ export class Connection {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.cancelGraceMs = options.cancelGraceMs ?? 2000;
     this.snappy = carrier.snappy;
+    this.alloc = carrier.alloc;
   }
 
   /** Gives the connection its byte stream; called once, before handshake(). */
@@ -241,7 +246,7 @@ export class Connection {
     return new Promise<number>((resolve, reject) => {
       this.pings.set(key, { sent: performance.now(), resolve, reject });
       this.updateBusy();
-      this.write(encodeFrame(FrameKind.PING, 0, 0, data));
+      this.write(encodeFrame(FrameKind.PING, 0, 0, data, this.alloc));
     });
   }
 
@@ -410,7 +415,7 @@ export class Connection {
           return;
         case FrameKind.PING:
           this.connectionFrame(f);
-          this.write(encodeFrame(FrameKind.PONG, 0, 0, checkPingPayload(f.payload)));
+          this.write(encodeFrame(FrameKind.PONG, 0, 0, checkPingPayload(f.payload), this.alloc));
           return;
         case FrameKind.PONG:
           this.onPong(f);
@@ -653,7 +658,7 @@ export class Connection {
         Code.ResourceExhausted,
       );
     }
-    return encodeFrame(kind, flags, id, payload);
+    return encodeFrame(kind, flags, id, payload, this.alloc);
   }
 
   /** Writes a frame, unless the connection has ended. */
@@ -690,7 +695,7 @@ export class Connection {
       return;
     }
     call.halfClosed = true;
-    this.write(encodeFrame(FrameKind.HALF_CLOSE, 0, call.id));
+    this.write(encodeFrame(FrameKind.HALF_CLOSE, 0, call.id, undefined, this.alloc));
   }
 
   /**
@@ -702,7 +707,7 @@ export class Connection {
       return;
     }
     call.cancelSent = true;
-    this.write(encodeFrame(FrameKind.CANCEL, 0, call.id));
+    this.write(encodeFrame(FrameKind.CANCEL, 0, call.id, undefined, this.alloc));
     call.graceTimer = setTimeout(() => {
       this.finish(call, new CalcError(`call cancelled; the server did not answer the CANCEL within ${this.cancelGraceMs} ms`, Code.Canceled));
     }, this.cancelGraceMs);
@@ -715,7 +720,7 @@ export class Connection {
     }
     if (sendCancel && !call.cancelSent && this.state !== "closed") {
       call.cancelSent = true;
-      this.write(encodeFrame(FrameKind.CANCEL, 0, call.id));
+      this.write(encodeFrame(FrameKind.CANCEL, 0, call.id, undefined, this.alloc));
     }
     this.finish(call, err);
   }

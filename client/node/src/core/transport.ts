@@ -25,17 +25,13 @@ export type HeadersInit = ConstructorParameters<typeof Headers>[0];
  * earlier ones key by key; undefined when there is none.
  */
 export function callMetadata(...inits: Array<HeadersInit | undefined>): Headers | undefined {
-  const h = new Headers();
-  let any = false;
+  let h: Headers | undefined;
   for (const init of inits) {
     if (init !== undefined) {
-      new Headers(init).forEach((v, k) => {
-        h.set(k, v);
-        any = true;
-      });
+      new Headers(init).forEach((v, k) => (h ??= new Headers()).set(k, v));
     }
   }
-  return any ? h : undefined;
+  return h;
 }
 
 /** Returns the full method name of a method: "/pkg.Service/Method". */

@@ -41,6 +41,9 @@ type Carrier = Duplex & { ref?: () => unknown; unref?: () => unknown };
 
 const utf8 = new TextEncoder();
 
+/** Frames in Buffers from Node's pool: socket.write takes them as they are. */
+const allocFrame = (size: number): Uint8Array => Buffer.allocUnsafe(size);
+
 /**
  * Parses "host:port" ("[::1]:4000" for IPv6) into host and port.
  */
@@ -151,6 +154,7 @@ export class CalcTcpConnection extends EventEmitter {
         peerName: "the server",
         authorization: options.token ? ["authorization", utf8.encode(bearer(options.token))] : undefined,
         snappy: nativeSnappy,
+        alloc: allocFrame,
       },
       { onGoaway: (g) => this.emit("goaway", g), onClose: (err) => this.emit("close", err) },
     );

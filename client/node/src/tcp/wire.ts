@@ -11,8 +11,7 @@ export * from "../wire/index.js";
 
 /** Encodes one frame: length prefix, kind, flags, id, payload. */
 export function encodeFrame(kind: FrameKind, flags: number, id: number, payload?: Uint8Array): Buffer {
-  const b = encodeFrameBytes(kind, flags, id, payload);
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return encodeFrameBytes(kind, flags, id, payload, Buffer.allocUnsafe) as Buffer;
 }
 
 /**
