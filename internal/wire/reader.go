@@ -82,6 +82,15 @@ func NewReader(src io.Reader, maxFrameSize int) *Reader {
 	return &Reader{src: src, maxFrame: maxFrameSize}
 }
 
+// Reset makes r a Reader of src, as new, keeping its frame limit and its
+// budget: a server lends one Reader to each connection while it reads and
+// takes it back while the connection is idle. Call it only when nothing is
+// buffered (after Release); frames returned earlier become invalid.
+func (r *Reader) Reset(src io.Reader) {
+	r.Release()
+	*r = Reader{src: src, maxFrame: r.maxFrame, budget: r.budget}
+}
+
 // Buffered returns the number of bytes read from the source but not yet
 // returned as frames.
 func (r *Reader) Buffered() int { return r.end - r.start }

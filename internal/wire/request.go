@@ -22,12 +22,14 @@ const (
 type RequestHeader struct {
 	// MethodRef is the connection-local number naming the method, >= 1.
 	MethodRef uint32
+	// HasTimeout says the request carries Timeout (FlagDeadline). (It
+	// sits beside MethodRef, where it packs: a server keeps a header per
+	// connection.)
+	HasTimeout bool
 	// MethodName, when not empty, binds MethodRef to this full method name
 	// ("/calculator.v1.CalculatorService/Calculate") for the rest of the
 	// connection. It is sent with FlagMethodName.
 	MethodName string
-	// HasTimeout says the request carries Timeout (FlagDeadline).
-	HasTimeout bool
 	// Timeout is the deadline budget, sent in whole microseconds and
 	// measured from when the server reads the frame.
 	Timeout time.Duration

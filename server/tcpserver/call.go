@@ -105,7 +105,7 @@ func (s *Server) unmarshalRequest(msg []byte, v any) error {
 // the CANCELLED its handler saw.
 func (cl *call) failErr(err error) {
 	st := statusOf(err)
-	if cause := context.Cause(cl.c.ctx); codes.Code(st.GetCode()) == codes.Canceled && (cause == errDrainDeadline || cause == errMaxAgeGrace) {
+	if cause := context.Cause(cl.c); codes.Code(st.GetCode()) == codes.Canceled && (cause == errDrainDeadline || cause == errMaxAgeGrace) {
 		st = status.Convert(cause).Proto()
 	}
 	cl.end(st)
@@ -172,7 +172,7 @@ func (r *inlineRunner) run(cl *call) {
 		icpt = r.chain
 	}
 	resp, err := cl.handleUnary(r.decode, icpt)
-	r.call = nil
+	r.call, r.info, r.final = nil, nil, nil // an idle connection keeps none of the call's garbage
 	cl.respond(resp, err)
 }
 

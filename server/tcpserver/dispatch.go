@@ -54,6 +54,7 @@ func (c *conn) request(f wire.Frame) error {
 	var merr error
 	if herr == nil {
 		m, merr = c.resolve(&c.hdr)
+		c.hdr.MethodName = "" // bound now: an idle connection does not keep the string
 	}
 	ok, refusal := c.accept(f.ID, m != nil && m.stream != nil)
 	if !ok {
@@ -91,7 +92,7 @@ func (c *conn) request(f wire.Frame) error {
 			return nil
 		}
 	}
-	cl.parent = c.ctx
+	cl.parent = c
 	if c.hdr.HasTimeout {
 		if c.hdr.Timeout <= 0 {
 			cl.fail(codes.DeadlineExceeded, "deadline budget of 0 already expired")
@@ -208,7 +209,5 @@ func (c *conn) runInlineStream(cl *call) error {
 	c.wakeMu.Lock()
 	c.woken = false
 	c.wakeMu.Unlock()
-	err := c.readErr
-	c.readErr = nil
-	return err
+	return cl.stream.readErr
 }

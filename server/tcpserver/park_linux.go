@@ -188,8 +188,9 @@ func (p *parker) loop() {
 		}
 		if p.idle > 0 && !time.Now().Before(nextSweep) {
 			now := time.Now()
+			mono := now.Sub(monoEpoch)
 			for _, c := range p.conns {
-				if now.Sub(c.idleSince) >= p.idle {
+				if mono-c.idleSince >= p.idle {
 					p.wakeLocked(c) // its goroutine sends GOAWAY, or waits on if busy
 				}
 			}

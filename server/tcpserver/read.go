@@ -100,8 +100,9 @@ func (c *conn) awaitBurst(mayIdle bool) error {
 	if mayIdle && !c.servedFrames {
 		return c.waitIdle()
 	}
-	c.idleSince = time.Now()
-	_ = c.nc.SetReadDeadline(c.idleSince.Add(hotReadWindow))
+	now := time.Now()
+	c.idleSince = now.Sub(monoEpoch)
+	_ = c.nc.SetReadDeadline(now.Add(hotReadWindow))
 	if err := c.rd.Fill(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
@@ -109,7 +110,7 @@ func (c *conn) awaitBurst(mayIdle bool) error {
 	if !mayIdle {
 		return c.awaitWakeable()
 	}
-	_ = c.nc.SetReadDeadline(c.idleSince.Add(idleAfter))
+	_ = c.nc.SetReadDeadline(now.Add(idleAfter))
 	if err := c.awaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
@@ -164,7 +165,7 @@ func (c *conn) waitIdle() error {
 	for {
 		var deadline time.Time
 		if idle := c.srv.opts.IdleTimeout; idle > 0 {
-			deadline = c.idleSince.Add(idle)
+			deadline = monoEpoch.Add(c.idleSince + idle)
 		}
 		_ = c.nc.SetReadDeadline(deadline)
 		err := c.awaitReadable()
@@ -178,9 +179,18 @@ func (c *conn) waitIdle() error {
 			c.goAway(codes.OK, "idle timeout")
 			return io.EOF
 		}
-		c.idleSince = time.Now()
+		c.idleSince = monoNow()
 	}
 }
+
+// monoEpoch is the origin of monoNow's clock.
+var monoEpoch = time.Now()
+
+// monoNow returns the time on the monotonic clock as a duration since
+// monoEpoch: 8 bytes in a conn where a time.Time takes 24.
+// monoEpoch.Add(monoNow()) is a time.Time again, with its monotonic
+// reading.
+func monoNow() time.Duration { return time.Since(monoEpoch) }
 
 // awaitReadable waits, until the read deadline set, for the connection's
 // next bytes. A socket is waited on without a read buffer (readiness). A

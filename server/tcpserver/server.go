@@ -58,7 +58,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/calcrpc/calc/internal/wire"
@@ -255,6 +254,7 @@ type Server struct {
 	services map[string]grpc.ServiceInfo // for GetServiceInfo
 	idle     idler                       // holds quiet connections (idle.go)
 	frames   *wire.Budget                // memory of large frames being received, server-wide
+	readers  sync.Pool                   // *wire.Reader lent to connections while they read (conn.takeReader)
 	streams  atomic.Int64                // open streams, server-wide
 	counters counters                    // for Stats (stats.go)
 	pool     *pool                       // DispatchPool's workers, else nil
@@ -392,9 +392,7 @@ func (s *Server) ServeConn(nc net.Conn, authInfo credentials.AuthInfo) error {
 		return nil
 	}
 	if authInfo != nil {
-		if p, ok := peer.FromContext(c.ctx); ok {
-			p.AuthInfo = authInfo // no call has started: the peer is still c's alone
-		}
+		c.peerInfo().AuthInfo = authInfo // no call has started: the peer is still c's alone
 	}
 	go c.serve()
 	return nil

@@ -30,6 +30,7 @@ type serverStream struct {
 	// dispatch hands it each message in place, valid until the next frame
 	// is read. Owned by the connection's goroutine.
 	inline  bool
+	readErr error    // why reading stopped, for an inline stream
 	next    []byte   // the message dispatch handed over, if has
 	has     bool     //
 	backlog [][]byte // copies of messages handed over while one was waiting (not in normal use)
@@ -198,11 +199,11 @@ func (s *serverStream) recvInline(m any) error {
 			}
 			return status.FromContextError(err).Err()
 		}
-		if c.readErr != nil {
+		if s.readErr != nil {
 			return status.FromContextError(context.Canceled).Err()
 		}
 		if err := c.serveFrame(false); err != nil && !errors.Is(err, errWoken) {
-			c.readErr = err // the connection ends once the handler has returned
+			s.readErr = err // the connection ends once the handler has returned
 			s.call.cancel()
 		}
 	}

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 
 	"github.com/calcrpc/calc/internal/wire"
 )
@@ -90,8 +89,6 @@ func (c *conn) tlsHandshake() bool {
 	}
 	// Handlers see the TLS state as on the gRPC endpoint; no call has
 	// started yet, so the peer is still this goroutine's alone.
-	if p, ok := peer.FromContext(c.ctx); ok {
-		p.AuthInfo = credentials.TLSInfo{State: state, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
-	}
+	c.peerInfo().AuthInfo = credentials.TLSInfo{State: state, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 	return true
 }

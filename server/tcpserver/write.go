@@ -33,7 +33,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 func (w connWriter) Close() error {
 	c := w.c
 	c.mu.Lock()
-	now := c.readerDone || context.Cause(c.ctx) == errDrainDeadline
+	now := c.readerDone || context.Cause(c) == errDrainDeadline
 	c.mu.Unlock()
 	if now || !halfClose(c.nc) {
 		return c.srv.idle.closeConn(c)
