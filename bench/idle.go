@@ -36,8 +36,17 @@ type IdleConfig struct {
 	// ServerPID is the server's process id, whose RSS is read.
 	ServerPID int
 	// Hold is how long the connections stay open, idle, before the RSS is
-	// read the second time.
+	// read the second time ("right after").
 	Hold time.Duration
+	// Settle, if positive, is how much longer they stay open, the RSS read
+	// every SettleEvery, before it is read a last time ("settled"). A Go
+	// server that sits idle collects garbage only when the runtime forces
+	// it, every 2 minutes, and gives freed memory back to the system after
+	// a collection: about 250 s after the opening, two forced collections
+	// have run and the scavenger has returned what they freed.
+	Settle time.Duration
+	// SettleEvery is how often the RSS is read while settling; 0 means 5 s.
+	SettleEvery time.Duration
 	// Timeout bounds each connection's handshake and call.
 	Timeout time.Duration
 	// Progress, if not nil, gets a line per second while connections open.
@@ -65,14 +74,29 @@ type IdleReport struct {
 	RSSBeforeBytes  int64   `json:"rss_before_bytes"`
 	RSSAfterBytes   int64   `json:"rss_after_bytes"`
 	RSSPerConnBytes float64 `json:"rss_per_conn_bytes"`
+	// With --idle-settle: how long the connections were then held, the
+	// server's VmRSS read every SettleEvery meanwhile (the last is the
+	// settled RSS), and the settled RSS's difference from before per open
+	// connection.
+	SettleS                float64 `json:"settle_s,omitempty"`
+	RSSSettle              []int64 `json:"rss_settle_bytes,omitempty"`
+	RSSSettledBytes        int64   `json:"rss_settled_bytes,omitempty"`
+	RSSSettledPerConnBytes float64 `json:"rss_settled_per_conn_bytes,omitempty"`
 }
+
+// Settled reports whether r has a settled reading (--idle-settle).
+func (r *IdleReport) Settled() bool { return r.RSSSettledBytes > 0 }
 
 // WriteText writes r for a person to read.
 func (r *IdleReport) WriteText(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "idle %s %s: %d of %d connections open (from %d source addresses, in %.1fs)\n"+
-		"  errors      %s\n  server RSS  %d KiB before, %d KiB after: %.0f bytes per connection\n",
+		"  errors      %s\n  server RSS  %d KiB before, %d KiB right after: %.0f bytes per connection\n",
 		r.Transport, r.Addr, r.Conns, r.Requested, r.SourceAddrs, r.OpenS, ErrorSummary(r.Errors),
 		r.RSSBeforeBytes>>10, r.RSSAfterBytes>>10, r.RSSPerConnBytes)
+	if err == nil && r.Settled() {
+		_, err = fmt.Fprintf(w, "              %d KiB settled (%.0fs later): %.0f bytes per connection\n",
+			r.RSSSettledBytes>>10, r.SettleS, r.RSSSettledPerConnBytes)
+	}
 	return err
 }
 
@@ -160,6 +184,11 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	if rep.RSSAfterBytes, err = ProcRSS(cfg.ServerPID); err != nil {
 		return nil, err
 	}
+	if cfg.Settle > 0 {
+		if err := settle(ctx, cfg, rep); err != nil {
+			return nil, err
+		}
+	}
 	rep.Conns = int(opened.Load())
 	for c := range errs {
 		if n := errs[c].Load(); n > 0 {
@@ -168,8 +197,44 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	if rep.Conns > 0 {
 		rep.RSSPerConnBytes = float64(rep.RSSAfterBytes-rep.RSSBeforeBytes) / float64(rep.Conns)
+		if rep.Settled() {
+			rep.RSSSettledPerConnBytes = float64(rep.RSSSettledBytes-rep.RSSBeforeBytes) / float64(rep.Conns)
+		}
 	}
 	return rep, nil
+}
+
+// settle holds the connections for cfg.Settle more (rounded up to a
+// whole cfg.SettleEvery), reading the server's RSS every cfg.SettleEvery;
+// the last reading is the settled one.
+func settle(ctx context.Context, cfg IdleConfig, rep *IdleReport) error {
+	every := cfg.SettleEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	every = min(every, cfg.Settle)
+	begin := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		rss, err := ProcRSS(cfg.ServerPID)
+		if err != nil {
+			return err
+		}
+		rep.RSSSettle = append(rep.RSSSettle, rss)
+		if held := time.Since(begin); held >= cfg.Settle {
+			rep.RSSSettledBytes, rep.SettleS = rss, held.Seconds()
+			return nil
+		}
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%5.0fs settling: server RSS %d KiB\n", time.Since(begin).Seconds(), rss>>10)
+		}
+	}
 }
 
 // idleSources returns the source addresses for n connections to addr:

@@ -47,8 +47,10 @@ func TestReport(t *testing.T) {
 		writeRun(t, dir, "stream-w1024x4", "floor-"+run, bench.Report{Transport: "floor", CallsPerSec: 5e6})
 	}
 	writeRun(t, dir, "unary-c64x8", "tcp-1", bench.Report{Transport: "tcp", CallsPerSec: 1, Errors: map[string]uint64{"UNAVAILABLE": 2}})
-	writeRun(t, dir, "idle-100", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100, Conns: 100, RSSPerConnBytes: 5000})
-	writeRun(t, dir, "idle-100000", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100000, Conns: 100000, RSSPerConnBytes: 3000})
+	writeRun(t, dir, "idle-100", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100, Conns: 100, RSSBeforeBytes: 10 << 20, RSSAfterBytes: 11 << 20,
+		RSSPerConnBytes: 5000, SettleS: 260, RSSSettledBytes: 10<<20 + 204800, RSSSettledPerConnBytes: 2048})
+	writeRun(t, dir, "idle-100000", "tcp-1", bench.IdleReport{Mode: "idle", Requested: 100000, Conns: 100000, RSSPerConnBytes: 3000,
+		SettleS: 261, RSSSettledBytes: 200 << 20, RSSSettledPerConnBytes: 1900})
 	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,8 @@ func TestReport(t *testing.T) {
 		"| unary c=1: tcp ahead of drpc | 20,000/s vs 10,000/s: 2.00× (runs: 2.00×, 2.00×, 2.00×) | yes |",
 		"| unary c=64: p99 reported for every peer | missing: drpc, connect, floor | **no** |",
 		"| unary c=1: tcp p50 ≤ 1.5× floor p50 | 20.0µs vs 10.0µs: 2.00× | **no** |",
-		"| ≤ 4 KiB server RSS per idle connection | 5000 B (worst of the idle runs) | **no** |",
+		"| ≤ 2 KiB server RSS per idle connection | 2048 B settled (worst of the idle runs; right after opening: 5000 B) | yes |",
+		"| 100 | 100 | 10.0 MiB | 11.0 MiB | 5000 B (4.88 KiB) | 10.2 MiB (260 s later) | 2048 B (2.00 KiB) |",
 		"| 100,000 idle connections held by one calcd | 100,000 held | yes |",
 		"| ≤ 40 bytes on the wire per Calculate round trip (tcp) | 29.0 B | yes |",
 		"| ≤ 5 server allocations per raw TCP unary call | 4.00 (worst: unary c=1, 1 conn; judged to one decimal) | yes |",

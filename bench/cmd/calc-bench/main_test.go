@@ -52,6 +52,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--idle", "-1"}, "--idle"},
 		{[]string{"--idle", "10"}, "--server-pid"},
 		{[]string{"--idle", "10", "--server-pid", "1", "--transport", "grpc"}, "--transport tcp"},
+		{[]string{"--idle", "10", "--server-pid", "1", "--idle-settle", "-1s"}, "--idle-settle must not be negative"},
+		{[]string{"--idle-settle", "10s"}, "--idle-settle needs --idle"},
 		{[]string{"--burst", "bytes"}, "unknown --burst"},
 		{[]string{"--burst", "frames"}, "--server-pid"},
 		{[]string{"--burst", "frames", "--server-pid", "1", "--idle", "5"}, "not both"},
@@ -187,17 +189,21 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Skip("reads /proc")
 		}
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--idle", "20", "--server-pid", pid, "--json"}, &stdout, &stderr, noEnv)
+		code := run(context.Background(), []string{"--addr", srv.TCPAddr, "--idle", "20", "--server-pid", pid, "--idle-settle", "300ms", "--json"}, &stdout, &stderr, noEnv)
 		var rep struct {
-			Conns  int               `json:"conns"`
-			Errors map[string]uint64 `json:"errors"`
-			RSS    int64             `json:"rss_after_bytes"`
+			Conns   int               `json:"conns"`
+			Errors  map[string]uint64 `json:"errors"`
+			RSS     int64             `json:"rss_after_bytes"`
+			Settle  []int64           `json:"rss_settle_bytes"`
+			Settled int64             `json:"rss_settled_bytes"`
+			SettleS float64           `json:"settle_s"`
 		}
 		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || code != 0 {
 			t.Fatalf("exit %d, %v: %s %s", code, err, stdout.String(), stderr.String())
 		}
-		if rep.Conns != 20 || len(rep.Errors) != 0 || rep.RSS <= 0 {
-			t.Fatalf("idle: %+v", rep)
+		// The settled reading is the last of one every 300 ms: the first.
+		if rep.Conns != 20 || len(rep.Errors) != 0 || rep.RSS <= 0 || len(rep.Settle) != 1 || rep.Settled != rep.Settle[0] || rep.SettleS < 0.3 {
+			t.Fatalf("idle: %s", stdout.String())
 		}
 	})
 
