@@ -113,3 +113,23 @@ func TestReport(t *testing.T) {
 		t.Errorf("BENCHMARKS.md not spliced:\n%s", s)
 	}
 }
+
+// TestIdleTargetWithoutSettle: when an idle run has no settled figure
+// (calc-bench without --idle-settle), the 2 KiB target is judged on the
+// right-after figure, and says so.
+func TestIdleTargetWithoutSettle(t *testing.T) {
+	r := &results{cells: map[string]map[string]*cell{}, idle: map[string][]*bench.IdleReport{
+		"idle-10": {{Mode: "idle", Requested: 10, Conns: 10, RSSPerConnBytes: 1900, SettleS: 260, RSSSettledBytes: 1 << 20, RSSSettledPerConnBytes: 1800}},
+		"idle-20": {{Mode: "idle", Requested: 20, Conns: 20, RSSPerConnBytes: 2100}},
+	}}
+	for _, tg := range r.targets() {
+		if tg.name != "≤ 2 KiB server RSS per idle connection" {
+			continue
+		}
+		if want := "2100 B right after opening (worst of the idle runs; not every run settled)"; tg.measured != want || tg.verdict != "**no**" {
+			t.Fatalf("got %q, %q; want %q, **no**", tg.measured, tg.verdict, want)
+		}
+		return
+	}
+	t.Fatal("no idle target")
+}
