@@ -20,9 +20,16 @@
 # on CPU 0 and calc-bench on CPU 1 (taskset), the same for every variant;
 # BENCH_PIN=free leaves placement to the scheduler.
 #
+# Even pinned, a closed loop's calls/s moves by ±20% from run to run here,
+# and the CPU per call with it (a faster run batches more calls per system
+# call). BENCH_RATE=N (calls/s) makes the load open-loop at that fixed rate,
+# below what the server can do: every variant then serves the same calls
+# at the same pace, so its server CPU per call differs by what the variant
+# itself costs, which is what resolves a few percent.
+#
 # Environment: BENCH_DURATION=5 (seconds per run, after a 1 s warm-up),
-# BENCH_RUNS=3, BENCH_CONCURRENCY=64, BENCH_PIN=split. Servers are killed
-# on exit.
+# BENCH_RUNS=3, BENCH_CONCURRENCY=64, BENCH_PIN=split, BENCH_RATE (unset:
+# closed loop). Servers are killed on exit.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -31,6 +38,8 @@ dur=${BENCH_DURATION:-5}
 runs=${BENCH_RUNS:-3}
 c=${BENCH_CONCURRENCY:-64}
 pin=${BENCH_PIN:-split}
+rate_args=()
+[ -z "${BENCH_RATE:-}" ] || rate_args=(--rate "$BENCH_RATE")
 client=()
 case $pin in
   split)
@@ -81,13 +90,13 @@ rate() {
   local name=$1
   shift
   env "$@" ${client[@]+"${client[@]}"} "$work/calc-bench" --transport tcp --addr "$(cat "$work/$name.tcp")" --conns 1 --concurrency "$c" \
-    --duration "${dur}s" --warmup 1s --server-pid "$(cat "$work/$name.pid")" --json 2>"$work/err" >"$work/out" ||
+    --duration "${dur}s" --warmup 1s ${rate_args[@]+"${rate_args[@]}"} --server-pid "$(cat "$work/$name.pid")" --json 2>"$work/err" >"$work/out" ||
     { echo "bench-observability: $name failed:" >&2; cat "$work/err" >&2; exit 1; }
   sed -n 's/.*"calls_per_sec":\([0-9.e+]*\).*"server_cpu_us_per_call":\([0-9.e+]*\).*/\1 \2/p' "$work/out" | grep . ||
     { echo "bench-observability: no figures from $name:" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
 }
 
-echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs, placement $pin; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
+echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs, placement $pin, ${BENCH_RATE:-closed-loop}${BENCH_RATE:+ calls/s}; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
 : >"$work/ratios"
 for ((r = 1; r <= runs; r++)); do
   read -r p pc < <(rate plain)
