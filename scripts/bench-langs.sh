@@ -121,14 +121,6 @@ addr[tcp]=$(listen_addr "$work/calcd.log" tcp)
 addr[grpc]=$(listen_addr "$work/calcd.log" grpc)
 echo "bench-langs: calcd (pid $calcd_pid) on raw TCP ${addr[tcp]}, gRPC ${addr[grpc]}; ${langs[*]} at c=${conc[*]}, ${dur}s each after ${warm}s of warm-up" >&2
 
-# json_str S prints S as a JSON string.
-json_str() {
-  local s=${1//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\t'/ }
-  s=${s//$'\n'/ }
-  printf '"%s"' "$s"
-}
 # cpu_ticks PID prints the process's user+system CPU time in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)

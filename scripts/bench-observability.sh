@@ -27,9 +27,16 @@
 # at the same pace, so its server CPU per call differs by what the variant
 # itself costs, which is what resolves a few percent.
 #
+# The figures also go, as JSON lines, to
+# bench/results/observability-DATE.jsonl (or BENCH_OBS_OUT), with the
+# machine, the commit and the command; `go run ./bench/cmd/benchreport
+# --cost FILE --benchmarks BENCHMARKS.md` writes their table into
+# BENCHMARKS.md's "Observability cost" section (closed loop and fixed rate
+# each have their place).
+#
 # Environment: BENCH_DURATION=5 (seconds per run, after a 1 s warm-up),
 # BENCH_RUNS=3, BENCH_CONCURRENCY=64, BENCH_PIN=split, BENCH_RATE (unset:
-# closed loop). Servers are killed on exit.
+# closed loop), BENCH_OBS_OUT. Servers are killed on exit.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -96,6 +103,13 @@ rate() {
     { echo "bench-observability: no figures from $name:" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
 }
 
+out=${BENCH_OBS_OUT:-bench/results/observability-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+mkdir -p "$(dirname "$out")"
+command="BENCH_DURATION=$dur BENCH_RUNS=$runs BENCH_CONCURRENCY=$c BENCH_PIN=$pin${BENCH_RATE:+ BENCH_RATE=$BENCH_RATE} scripts/bench-observability.sh"
+results_meta observability "$command" ",\"duration_s\":$dur,\"runs\":$runs,\"concurrency\":$c,\"rate\":${BENCH_RATE:-0},\"pin\":\"$pin\"" >"$out"
+# record RUN VARIANT CALLS_PER_SEC SERVER_CPU_US appends one load's record to $out.
+record() { printf '{"kind":"run","run":%s,"variant":"%s","calls_per_sec":%s,"server_cpu_us":%s}\n' "$@" >>"$out"; }
+
 echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs, placement $pin, ${BENCH_RATE:-closed-loop}${BENCH_RATE:+ calls/s}; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
 : >"$work/ratios"
 for ((r = 1; r <= runs; r++)); do
@@ -107,8 +121,14 @@ for ((r = 1; r <= runs; r++)); do
     printf "run %d  plain %7.0f (%.2f)  traced-unsampled %7.0f (%.2f) %.3f  +client %7.0f (%.2f) %.3f  metrics %7.0f (%.2f) %.3f\n",
       r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p
     printf "%f %f %f %f %f %f\n", t / p, tc / pc, b / p, bc / pc, m / p, mc / pc >>"/dev/stderr" }' 2>>"$work/ratios"
+  record "$r" plain "$p" "$pc"
+  record "$r" traced-unsampled "$t" "$tc"
+  record "$r" +client "$b" "$bc"
+  record "$r" metrics "$m" "$mc"
 done
+results_end >>"$out"
 # median COLUMN: the median of one column of $work/ratios.
 median() { awk -v k="$1" '{print $k}' "$work/ratios" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 printf 'medians of %d runs: calls/s ratio (server CPU per call ratio): traced-unsampled %.3f (%.3f)  +client %.3f (%.3f)  metrics %.3f (%.3f)\n' \
   "$runs" "$(median 1)" "$(median 2)" "$(median 3)" "$(median 4)" "$(median 5)" "$(median 6)"
+echo "bench-observability: results in $out; the table: go run ./bench/cmd/benchreport --cost $out [--benchmarks BENCHMARKS.md]" >&2

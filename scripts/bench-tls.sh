@@ -6,8 +6,13 @@
 # prints calls/s and the ratios: TLS against plaintext per transport, and
 # raw TCP + TLS against gRPC + TLS.
 #
+# The figures also go, as JSON lines, to bench/results/tls-DATE.jsonl (or
+# BENCH_TLS_OUT), with the machine, the commit and the command;
+# `go run ./bench/cmd/benchreport --cost FILE --benchmarks BENCHMARKS.md`
+# writes their table into BENCHMARKS.md's "TLS" section.
+#
 # Environment: BENCH_DURATION=3 (seconds per run, after a 1 s warm-up),
-# BENCH_RUNS=3. Servers are killed on exit.
+# BENCH_RUNS=3, BENCH_TLS_OUT. Servers are killed on exit.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -52,6 +57,12 @@ rate() {
     { echo "bench-tls: $name $tr c=$c failed:" >&2; cat "$work/err" >&2; exit 1; }
 }
 
+out=${BENCH_TLS_OUT:-bench/results/tls-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+mkdir -p "$(dirname "$out")"
+results_meta tls "BENCH_DURATION=$dur BENCH_RUNS=$runs scripts/bench-tls.sh" ",\"duration_s\":$dur,\"runs\":$runs" >"$out"
+# record C RUN VARIANT CALLS_PER_SEC appends one load's record to $out.
+record() { printf '{"kind":"run","callers":%s,"run":%s,"variant":"%s","calls_per_sec":%s}\n' "$@" >>"$out"; }
+
 for c in 1 64; do
   for ((r = 1; r <= runs; r++)); do
     tp=$(rate plain tcp "$c")
@@ -61,5 +72,11 @@ for c in 1 64; do
     awk -v c="$c" -v r="$r" -v tp="$tp" -v gp="$gp" -v tt="$tt" -v gt="$gt" 'BEGIN {
       printf "c=%-3s run %d  tcp %8.0f  grpc %7.0f  tcp+tls %8.0f  grpc+tls %7.0f  TLS/plain: tcp %.2f grpc %.2f  tcp+tls/grpc+tls %.2f\n",
         c, r, tp, gp, tt, gt, tt / tp, gt / gp, tt / gt }'
+    record "$c" "$r" tcp "$tp"
+    record "$c" "$r" grpc "$gp"
+    record "$c" "$r" tcp+tls "$tt"
+    record "$c" "$r" grpc+tls "$gt"
   done
 done
+results_end >>"$out"
+echo "bench-tls: results in $out; the table: go run ./bench/cmd/benchreport --cost $out [--benchmarks BENCHMARKS.md]" >&2

@@ -21,7 +21,8 @@
 #   6. interop: Java, Python, Node/TypeScript and C++ clients against a real
 #      calcd over gRPC, raw TCP and (Node) WebSocket (scripts/interop.sh), and
 #      the C# template; then each language's load client against one calcd,
-#      briefly, over both transports (scripts/bench-langs.sh --smoke);
+#      briefly, over both transports (scripts/bench-langs.sh --smoke), and
+#      scripts/bench-tls.sh and scripts/bench-observability.sh, briefly;
 #   7. the web page: its committed script is what server/webui/build.sh
 #      builds, and the page itself in headless Chromium (scripts/browser-test.sh).
 # Set FUZZTIME (default 10s) to fuzz longer.
@@ -103,6 +104,14 @@ bash scripts/interop.sh
 step "bench-langs smoke: every language's load client against one calcd, raw TCP and gRPC, c=1 and c=8 (no timing checked)"
 # Reuses the builds interop just made; fails if a client errs or makes no call.
 bash scripts/bench-langs.sh --smoke
+
+step "bench-tls.sh and bench-observability.sh smoke: one short run each, rendered by benchreport --cost (no timing checked)"
+smoke=$(mktemp -d)
+BENCH_DURATION=1 BENCH_RUNS=1 BENCH_TLS_OUT=$smoke/tls.jsonl bash scripts/bench-tls.sh >/dev/null
+BENCH_DURATION=1 BENCH_RUNS=1 BENCH_PIN=free BENCH_OBS_OUT=$smoke/closed.jsonl bash scripts/bench-observability.sh >/dev/null
+BENCH_DURATION=1 BENCH_RUNS=1 BENCH_PIN=free BENCH_RATE=20000 BENCH_OBS_OUT=$smoke/rate.jsonl bash scripts/bench-observability.sh >/dev/null
+for f in tls closed rate; do go run ./bench/cmd/benchreport --cost "$smoke/$f.jsonl" >/dev/null; done
+rm -rf "$smoke"
 
 step "web page: the committed bundle is what server/webui/build.sh builds"
 bash server/webui/build.sh --check

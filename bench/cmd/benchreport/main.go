@@ -1,10 +1,13 @@
 // Command benchreport turns the raw results of scripts/bench.sh into
 // RESULTS.md and SVG charts, and copies the summary into BENCHMARKS.md; with
 // --langs, it turns the results of scripts/bench-langs.sh into the "Every
-// language" tables.
+// language" tables; with --cost, those of scripts/bench-tls.sh and
+// scripts/bench-observability.sh into the "TLS" and "Observability cost"
+// tables.
 //
 //	benchreport --dir bench/results --command 'scripts/bench.sh' --commit abc123 --load '1.2 0.9 0.8' [--benchmarks BENCHMARKS.md]
 //	benchreport --langs bench/results/langs-20270101T000000Z.jsonl [--benchmarks BENCHMARKS.md]
+//	benchreport --cost bench/results/tls-20270101T000000Z.jsonl [--benchmarks BENCHMARKS.md]
 //
 // It reads DIR/raw/SCENARIO/TRANSPORT-RUN.json (calc-bench, calc-peer or
 // echofloor bench --json output; idle scenarios hold calc-bench --idle
@@ -23,6 +26,14 @@
 // concurrency and p99, raw TCP ÷ gRPC) and a table of every point, captioned
 // with the machine, the commit and the command, between the markers
 // <!-- langs:begin --> and <!-- langs:end --> of --benchmarks, or on stdout.
+//
+// With --cost FILE it reads the JSON lines of bench-tls.sh or
+// bench-observability.sh (a "meta" record naming the script, the machine,
+// the commit, the command and the load's settings, a "run" record per load,
+// an "end" record) and writes its table, captioned alike, with the ratios
+// and their medians, between <!-- tls:begin --> and <!-- tls:end -->, or
+// <!-- observability-closed:… --> (closed loop) or
+// <!-- observability-rate:… --> (an open loop at a fixed rate).
 package main
 
 import (
@@ -110,7 +121,15 @@ func main() {
 	flag.StringVar(&m.load, "load", "", "the machine's load average during the run (/proc/loadavg), for the record")
 	benchmarks := flag.String("benchmarks", "", "BENCHMARKS.md to copy the summary into")
 	langs := flag.String("langs", "", "a scripts/bench-langs.sh results `file` (JSON lines): write its tables into --benchmarks (section \"Every language\"), or on stdout, instead of reading --dir")
+	cost := flag.String("cost", "", "a scripts/bench-tls.sh or scripts/bench-observability.sh results `file` (JSON lines): write its table into --benchmarks (sections \"TLS\" and \"Observability cost\"), or on stdout, instead of reading --dir")
 	flag.Parse()
+	if *cost != "" {
+		if err := runCost(*cost, *benchmarks); err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *langs != "" {
 		if err := runLangs(*langs, *benchmarks); err != nil {
 			fmt.Fprintln(os.Stderr, "benchreport:", err)
