@@ -23,6 +23,10 @@ type RPCMetrics struct {
 	started, handled, received, sent *prometheus.CounterVec
 	seconds                          *prometheus.HistogramVec
 	methods                          sync.Map // full method name → *methodSeries
+	// last is the series looked up last: a server that mostly serves one
+	// method finds it with a string comparison (the same string each call,
+	// so its bytes are not even read), not a hash.
+	last atomic.Pointer[methodSeries]
 }
 
 // NewRPCMetrics returns the per-RPC metrics of one transport, labelled
@@ -69,6 +73,7 @@ func (m *RPCMetrics) collectors() []prometheus.Collector {
 // so that a series appears when it first counts something, as
 // go-grpc-middleware's do.
 type methodSeries struct {
+	fullMethod              string
 	labels                  []string // grpc_type, grpc_service, grpc_method
 	started, received, sent lazy[prometheus.Counter]
 	seconds                 lazy[prometheus.Observer]
@@ -91,15 +96,19 @@ func (l *lazy[T]) get(resolve func() T) T {
 // series returns the series of a method of type typ ("unary",
 // "client_stream", "server_stream" or "bidi_stream").
 func (m *RPCMetrics) series(fullMethod, typ string) *methodSeries {
-	if s, ok := m.methods.Load(fullMethod); ok {
-		return s.(*methodSeries)
+	if s := m.last.Load(); s != nil && s.fullMethod == fullMethod {
+		return s
 	}
-	service, method := "unknown", "unknown"
-	if svc, meth, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/"); ok {
-		service, method = svc, meth
+	s, ok := m.methods.Load(fullMethod)
+	if !ok {
+		service, method := "unknown", "unknown"
+		if svc, meth, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/"); ok {
+			service, method = svc, meth
+		}
+		s, _ = m.methods.LoadOrStore(fullMethod, &methodSeries{fullMethod: fullMethod, m: m, labels: []string{typ, service, method}})
 	}
-	got, _ := m.methods.LoadOrStore(fullMethod, &methodSeries{m: m, labels: []string{typ, service, method}})
-	return got.(*methodSeries)
+	m.last.Store(s.(*methodSeries))
+	return s.(*methodSeries)
 }
 
 func (s *methodSeries) inc(c *lazy[prometheus.Counter], vec *prometheus.CounterVec) {

@@ -45,6 +45,7 @@ func drive(t *testing.T, unary grpc.UnaryServerInterceptor, stream grpc.StreamSe
 	}
 	_, _ = unary(ctx, "req", calc, bad)
 	_, _ = unary(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "malformed"}, plain)
+	_, _ = unary(ctx, "req", calc, ok) // back to the first method (RPCMetrics caches the last one)
 	bidi := &grpc.StreamServerInfo{FullMethod: "/calculator.v1.CalculatorService/CalculateStream", IsClientStream: true, IsServerStream: true}
 	watch := &grpc.StreamServerInfo{FullMethod: "/grpc.health.v1.Health/Watch", IsServerStream: true}
 	echo := func(_ any, ss grpc.ServerStream) error {
