@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -16,14 +15,8 @@ import (
 // scripts/bench-observability.sh: which script, the machine, the commit,
 // the command and the load's settings.
 type costMeta struct {
-	Script      string  `json:"script"` // "tls" or "observability"
-	Date        string  `json:"date"`
-	Commit      string  `json:"commit"`
-	Dirty       bool    `json:"dirty"`
-	NProc       int     `json:"nproc"`
-	CPUModel    string  `json:"cpu_model"`
-	LoadStart   string  `json:"load_start"`
-	Command     string  `json:"command"`
+	Script string `json:"script"` // "tls" or "observability"
+	runMeta
 	DurationS   float64 `json:"duration_s"`
 	Runs        int     `json:"runs"`
 	Concurrency int     `json:"concurrency"` // observability: the callers
@@ -53,42 +46,17 @@ type costResults struct {
 // loadCost reads a results file of bench-tls.sh or bench-observability.sh
 // (JSON lines: a "meta" record, "run" records, an "end" record).
 func loadCost(file string) (*costResults, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	res := &costResults{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var kind struct {
-			Kind    string `json:"kind"`
-			LoadEnd string `json:"load_end"`
-		}
-		if err := json.Unmarshal(line, &kind); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", file, n, err)
-		}
-		switch kind.Kind {
-		case "meta":
-			err = json.Unmarshal(line, &res.meta)
-		case "run":
+	var err error
+	res.loadEnd, err = readResults(file,
+		func(line []byte) error { return json.Unmarshal(line, &res.meta) },
+		func(line []byte) error {
 			var r costRun
-			err = json.Unmarshal(line, &r)
+			err := json.Unmarshal(line, &r)
 			res.runs = append(res.runs, r)
-		case "end":
-			res.loadEnd = kind.LoadEnd
-		default:
-			err = fmt.Errorf("unknown record kind %q", kind.Kind)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", file, n, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
+			return err
+		})
+	if err != nil {
 		return nil, err
 	}
 	if len(res.runs) == 0 {
@@ -120,20 +88,7 @@ func (res *costResults) markers() (begin, end string) {
 // command, the load average.
 func (res *costResults) caption() string {
 	m := res.meta
-	commit := m.Commit
-	if len(commit) > 12 {
-		commit = commit[:12]
-	}
-	if m.Dirty {
-		commit += "+dirty"
-	}
-	load := ""
-	if m.LoadStart != "" {
-		load = "; load average (1, 5, 15 min) " + m.LoadStart + " at the start"
-		if res.loadEnd != "" {
-			load += ", " + res.loadEnd + " at the end"
-		}
-	}
+	commit, load := commitLoad(m.Commit, m.Dirty, m.LoadStart, res.loadEnd)
 	return fmt.Sprintf("_%d CPUs (%s), %s; %s; commit %s; `%s`; %d run%s of %g s each after 1 s of warm-up, interleaved%s; client and servers on this one machine, over loopback._\n\n",
 		m.NProc, m.CPUModel, m.Go, m.Date, commit, m.Command, m.Runs, plural(m.Runs), m.DurationS, load)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -23,13 +22,7 @@ const (
 // langMeta is the first record of a scripts/bench-langs.sh results file:
 // the machine, the commit and the command.
 type langMeta struct {
-	Date        string   `json:"date"`
-	Commit      string   `json:"commit"`
-	Dirty       bool     `json:"dirty"`
-	NProc       int      `json:"nproc"`
-	CPUModel    string   `json:"cpu_model"`
-	LoadStart   string   `json:"load_start"`
-	Command     string   `json:"command"`
+	runMeta
 	DurationS   float64  `json:"duration_s"`
 	WarmupS     float64  `json:"warmup_s"`
 	Concurrency []int    `json:"concurrency"`
@@ -81,44 +74,16 @@ var langNames = map[string]struct{ name, tcp, grpc string }{
 // loadLangs reads a scripts/bench-langs.sh results file (JSON lines: a
 // "meta" record, "run" records, an "end" record).
 func loadLangs(file string) (*langResults, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	res := &langResults{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var kind struct {
-			Kind    string `json:"kind"`
-			LoadEnd string `json:"load_end"`
-		}
-		if err := json.Unmarshal(line, &kind); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", file, n, err)
-		}
-		switch kind.Kind {
-		case "meta":
-			if err := json.Unmarshal(line, &res.meta); err != nil {
-				return nil, fmt.Errorf("%s:%d: %w", file, n, err)
-			}
-		case "run":
+	var err error
+	res.loadEnd, err = readResults(file,
+		func(line []byte) error { return json.Unmarshal(line, &res.meta) },
+		func(line []byte) error {
 			var r langRun
-			if err := json.Unmarshal(line, &r); err != nil {
-				return nil, fmt.Errorf("%s:%d: %w", file, n, err)
-			}
 			res.runs = append(res.runs, &r)
-		case "end":
-			res.loadEnd = kind.LoadEnd
-		default:
-			return nil, fmt.Errorf("%s:%d: unknown record kind %q", file, n, kind.Kind)
-		}
-	}
-	if err := sc.Err(); err != nil {
+			return json.Unmarshal(line, &r)
+		})
+	if err != nil {
 		return nil, err
 	}
 	if len(res.runs) == 0 {
@@ -188,20 +153,7 @@ func (res *langResults) best(lang, transport string) *langRun {
 // command, the load average.
 func (res *langResults) caption() string {
 	m := res.meta
-	commit := m.Commit
-	if len(commit) > 12 {
-		commit = commit[:12]
-	}
-	if m.Dirty {
-		commit += "+dirty"
-	}
-	load := ""
-	if m.LoadStart != "" {
-		load = "; load average (1, 5, 15 min) " + m.LoadStart + " at the start"
-		if res.loadEnd != "" {
-			load += ", " + res.loadEnd + " at the end"
-		}
-	}
+	commit, load := commitLoad(m.Commit, m.Dirty, m.LoadStart, res.loadEnd)
 	return fmt.Sprintf("_%d CPUs (%s); %s; commit %s; `%s`; %g s per point after %g s of warm-up%s; %s; every client and calcd on this one machine, over loopback._\n\n",
 		m.NProc, m.CPUModel, m.Date, commit, m.Command, m.DurationS, m.WarmupS, load, m.Calcd)
 }
