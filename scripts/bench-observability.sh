@@ -11,8 +11,9 @@
 # It prints each run's calls/s and the server's CPU per call, and each
 # variant's ratio against plain in the same run.
 #
-# It ends with each variant's medians: of the calls/s ratio and of the
-# server CPU per call ratio.
+# It ends with the table benchreport makes of the run (--cost), with each
+# variant's medians: of the calls/s ratio and of the server CPU per call
+# ratio.
 #
 # Placement: calls/s at c=64 swings by ±20% with where the scheduler puts
 # client and server threads on a 2-core machine (scripts/bench-placement.sh),
@@ -111,7 +112,6 @@ results_meta observability "$command" ",\"duration_s\":$dur,\"runs\":$runs,\"con
 record() { printf '{"kind":"run","run":%s,"variant":"%s","calls_per_sec":%s,"server_cpu_us":%s}\n' "$@" >>"$out"; }
 
 echo "raw TCP, unary, 1 connection, c=$c, ${dur}s runs, placement $pin, ${BENCH_RATE:-closed-loop}${BENCH_RATE:+ calls/s}; calls/s (server CPU µs/call); ratio: calls/s against plain in the same run"
-: >"$work/ratios"
 for ((r = 1; r <= runs; r++)); do
   read -r p pc < <(rate plain)
   read -r t tc < <(rate traced)
@@ -119,16 +119,14 @@ for ((r = 1; r <= runs; r++)); do
   read -r m mc < <(rate metrics)
   awk -v r="$r" -v p="$p" -v pc="$pc" -v t="$t" -v tc="$tc" -v b="$b" -v bc="$bc" -v m="$m" -v mc="$mc" 'BEGIN {
     printf "run %d  plain %7.0f (%.2f)  traced-unsampled %7.0f (%.2f) %.3f  +client %7.0f (%.2f) %.3f  metrics %7.0f (%.2f) %.3f\n",
-      r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p
-    printf "%f %f %f %f %f %f\n", t / p, tc / pc, b / p, bc / pc, m / p, mc / pc >>"/dev/stderr" }' 2>>"$work/ratios"
+      r, p, pc, t, tc, t / p, b, bc, b / p, m, mc, m / p }'
   record "$r" plain "$p" "$pc"
   record "$r" traced-unsampled "$t" "$tc"
   record "$r" +client "$b" "$bc"
   record "$r" metrics "$m" "$mc"
 done
 results_end >>"$out"
-# median COLUMN: the median of one column of $work/ratios.
-median() { awk -v k="$1" '{print $k}' "$work/ratios" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-printf 'medians of %d runs: calls/s ratio (server CPU per call ratio): traced-unsampled %.3f (%.3f)  +client %.3f (%.3f)  metrics %.3f (%.3f)\n' \
-  "$runs" "$(median 1)" "$(median 2)" "$(median 3)" "$(median 4)" "$(median 5)" "$(median 6)"
+# The table, with each variant's medians, as BENCHMARKS.md shows it.
+echo
+go run ./bench/cmd/benchreport --cost "$out"
 echo "bench-observability: results in $out; the table: go run ./bench/cmd/benchreport --cost $out [--benchmarks BENCHMARKS.md]" >&2

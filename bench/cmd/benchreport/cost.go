@@ -104,9 +104,9 @@ func (res *costResults) find(run, callers int, variant string) *costRun {
 	return nil
 }
 
-// values returns the run numbers and the caller counts of the loads,
+// runsAndCallers returns the run numbers and the caller counts of the loads,
 // ascending.
-func (res *costResults) values() (runs, callers []int) {
+func (res *costResults) runsAndCallers() (runs, callers []int) {
 	for _, r := range res.runs {
 		if !slices.Contains(runs, r.Run) {
 			runs = append(runs, r.Run)
@@ -152,7 +152,7 @@ func (res *costResults) tlsTable(b *bytes.Buffer) {
 	b.WriteString(res.caption())
 	b.WriteString("| callers | run | tcp | grpc | tcp + TLS | grpc + TLS | TLS/plain tcp | TLS/plain grpc | tcp+TLS / grpc+TLS |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	runs, callers := res.values()
+	runs, callers := res.runsAndCallers()
 	cell := func(r *costRun) string {
 		if r == nil {
 			return "–"
@@ -208,7 +208,7 @@ func (res *costResults) observabilityTable(b *bytes.Buffer) {
 		fmt.Fprintf(b, " %s |", v)
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---:|", len(observabilityVariants)) + "\n")
-	runs, _ := res.values()
+	runs, _ := res.runsAndCallers()
 	rateRatios := map[string][]float64{}
 	cpuRatios := map[string][]float64{}
 	for _, n := range runs {
