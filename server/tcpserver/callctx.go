@@ -48,7 +48,7 @@ func (cl *call) Done() <-chan struct{} {
 // still ahead) it answers without a lock: a streaming handler asks on
 // every message.
 func (cl *call) Err() error {
-	if !cl.ended.Load() && !cl.c.ctxEnding.Load() && (!cl.hasDeadline || time.Now().Before(cl.deadline)) {
+	if !cl.ended.Load() && cl.c.flags.Load()&flagCtxEnding == 0 && (!cl.hasDeadline || time.Now().Before(cl.deadline)) {
 		return nil
 	}
 	cl.ctxMu.Lock()

@@ -34,7 +34,7 @@ type conn struct {
 	out     *wire.Writer
 
 	base       context.Context         // the context's end and its cause (connctx.go)
-	cancelBase context.CancelCauseFunc // ends base; cancel sets ctxEnding first
+	cancelBase context.CancelCauseFunc // ends base; cancel sets flagCtxEnding first
 	peer       atomic.Pointer[peer.Peer]
 
 	// Owned by the connection's goroutine.
@@ -48,10 +48,10 @@ type conn struct {
 	last      uint32 // highest call id accepted
 	served    uint32 // frames served in this burst
 
-	ctxEnding    atomic.Bool // set before base is cancelled
-	servedFrames bool        // this goroutine has served frames since its last idle wait
-	corked       bool        // the writer is corked for the burst being served
-	inStream     bool        // an inline stream runs on this goroutine (stream.go)
+	flags        atomic.Uint32 // flagCtxEnding, flagWriting, flagDetached
+	servedFrames bool          // this goroutine has served frames since its last idle wait
+	corked       bool          // the writer is corked for the burst being served
+	inStream     bool          // an inline stream runs on this goroutine (stream.go)
 	// Written once by establish, under the server's mu, before any reader.
 	established bool
 	park        parkState // guarded by the idler
@@ -78,6 +78,20 @@ type conn struct {
 	ageTimer  *time.Timer      // MaxConnectionAge, then its grace (age.go)
 	lingering *time.Timer
 }
+
+// The bits of conn.flags, the connection's state that goroutines read
+// without a lock. One word holds them all: a conn fits its size class
+// with no room for a second.
+const (
+	// flagCtxEnding is set before the connection's context is cancelled:
+	// call.Err's fast path reads it.
+	flagCtxEnding uint32 = 1 << iota
+	// flagWriting is set while the writer uses the socket (write.go).
+	flagWriting
+	// flagDetached is set while the idler holds the socket outside Go's
+	// netpoller (park_linux.go); the writer re-attaches it before use.
+	flagDetached
+)
 
 func newConn(s *Server, nc net.Conn, peerKey string) *conn {
 	c := &conn{srv: s, nc: nc, peerKey: peerKey}

@@ -37,9 +37,9 @@ func (c *conn) Value(key any) any {
 }
 
 // cancel ends the connection's context with cause (the first cause
-// stays), setting ctxEnding first: call.Err's fast path relies on it.
+// stays), setting flagCtxEnding first: call.Err's fast path relies on it.
 func (c *conn) cancel(cause error) {
-	c.ctxEnding.Store(true)
+	c.flags.Or(flagCtxEnding)
 	c.cancelBase(cause)
 }
 

@@ -13,6 +13,9 @@ type idler interface {
 	park(c *conn)
 	// closeConn closes c's socket, taking c out of the idler first.
 	closeConn(c *conn) error
+	// attach gives c its net.Conn back if the idler detached it, and
+	// wakes it; holdSocket calls it.
+	attach(c *conn)
 	// stop releases the idler once no connection is left.
 	stop()
 	// parked counts the connections it holds with no goroutine.

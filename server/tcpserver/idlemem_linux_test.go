@@ -32,10 +32,11 @@ import (
 )
 
 // idleHeapBudget is the most Go heap, in bytes, that one parked idle
-// connection may keep live on the server after a garbage collection: the
-// socket's net.TCPConn and poll.FD, the connection state, its reader and
-// writer without buffers, and its entries in the server's maps.
-const idleHeapBudget = 1250
+// connection may keep live on the server after a garbage collection, once
+// the parker has detached it (park_linux.go: its net.TCPConn, poll.FD and
+// addresses are gone): the connection state, its writer without a buffer,
+// its context and its entries in the server's maps.
+const idleHeapBudget = 900
 
 // idleConns is how many connections TestIdleConnHeap parks: enough that a
 // few kilobytes of unrelated heap change move the figure by a few bytes.
@@ -58,6 +59,7 @@ func TestIdleConnHeap(t *testing.T) {
 	if n < 100 {
 		t.Fatalf("RLIMIT_NOFILE %d leaves room for %d connections: need 100", lim.Cur, n)
 	}
+	tcpserver.SetDetachAfter(t, 0)
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := tcpserver.New(tcpserver.Options{
 		Logger:                logger,
@@ -84,6 +86,7 @@ func TestIdleConnHeap(t *testing.T) {
 	warm := rawCall(t, addr, hello)
 	defer syscall.Close(warm)
 	waitParked(t, srv, 1)
+	waitDetached(t, srv, 1, "the first connection")
 
 	fds := make([]int, 0, 2*n)
 	defer func() {
@@ -96,6 +99,7 @@ func TestIdleConnHeap(t *testing.T) {
 			fds = append(fds, rawCall(t, addr, hello))
 		}
 		waitParked(t, srv, len(fds)+1)
+		waitDetached(t, srv, len(fds)+1, "after opening")
 	}
 
 	// First n connections with the heap profile sampling as usual (every

@@ -18,6 +18,8 @@ func (goroutineIdler) park(c *conn) { go c.run() }
 
 func (goroutineIdler) closeConn(c *conn) error { return c.nc.Close() }
 
+func (goroutineIdler) attach(*conn) {} // never detached
+
 func (goroutineIdler) stop() {}
 
 func (goroutineIdler) parked() int { return 0 } // each waits in a goroutine

@@ -39,11 +39,32 @@ func add(t *testing.T, nc net.Conn, rd *wire.Reader, id uint32, a int64) {
 // TestIdleConnectionsHoldNoGoroutine checks that on Linux an idle
 // connection is parked: the server runs no goroutine for it, wakes it when
 // a request arrives, notices when its peer leaves, and GOAWAYs it on
-// Shutdown.
+// Shutdown. It runs twice: as parked, and detached from Go's netpoller as
+// well (the parker does it at once here), where a call re-attaches the
+// connection and so does Shutdown's GOAWAY, and no descriptor is left
+// behind.
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	t.Run("parked", func(t *testing.T) { testIdleConnections(t, false) })
+	t.Run("detached", func(t *testing.T) {
+		tcpserver.SetDetachAfter(t, 0)
+		testIdleConnections(t, true)
+	})
+}
+
+func testIdleConnections(t *testing.T, detach bool) {
+	files := openFiles(t)
 	srv := start(t, tcpserver.Options{})
 	const n = 50
 	base := runtime.NumGoroutine()
+	// idle waits until the server holds want connections idle: no
+	// goroutine for any (the parker's one only), each detached if detach.
+	idle := func(want int, why string) {
+		t.Helper()
+		waitGoroutines(t, base+1, why)
+		if detach {
+			waitFor(t, func() bool { return tcpserver.Detached(srv.TCP) == want })
+		}
+	}
 	type client struct {
 		nc net.Conn
 		rd *wire.Reader
@@ -54,22 +75,22 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		clients[i] = client{nc, rd}
 		add(t, nc, rd, 1, int64(i))
 	}
-	// Once idle, the 50 connections cost the parker's one goroutine.
-	waitGoroutines(t, base+1, "after one call each")
+	idle(n, "after one call each")
 	for i, c := range clients {
 		add(t, c.nc, c.rd, 2, int64(i)) // wakes the connection
 	}
-	waitGoroutines(t, base+1, "after a second call each")
+	idle(n, "after a second call each")
 
 	// Peers that leave are noticed while parked: their connections close,
 	// and a third call on each of the others still works.
 	for _, c := range clients[:n/2] {
 		c.nc.Close()
 	}
+	waitFor(t, func() bool { return srv.TCP.Stats().ConnectionsOpen == n-n/2 })
 	for i, c := range clients[n/2:] {
 		add(t, c.nc, c.rd, 3, int64(i))
 	}
-	waitGoroutines(t, base+1, "after half the peers left")
+	idle(n-n/2, "after half the peers left")
 
 	// Shutdown sends every parked connection GOAWAY OK, then closes it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -78,10 +99,12 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	go func() { shut <- srv.TCP.Shutdown(ctx) }()
 	for _, c := range clients[n/2:] {
 		expectFrames(t, c.rd, []answer{{wire.KindGoAway, 0, codes.OK}}, true)
+		c.nc.Close()
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+	waitFor(t, func() bool { return openFiles(t) <= files+1 }) // +1: the listener, closed at cleanup
 }
 
 // TestParkedIdleTimeout checks that a parked connection still gets its idle
@@ -100,8 +123,17 @@ func TestParkedIdleTimeout(t *testing.T) {
 // TestParkChurn races parking against requests, peers leaving and
 // Shutdown: 100 connections each make a call, idle long enough to be
 // parked (or just not), call again, and half of them leave; every call is
-// answered and nothing leaks (run it with -race).
+// answered and nothing leaks (run it with -race). It runs twice: with the
+// parked connections detached at once, and not.
 func TestParkChurn(t *testing.T) {
+	t.Run("parked", func(t *testing.T) { testParkChurn(t) })
+	t.Run("detached", func(t *testing.T) {
+		tcpserver.SetDetachAfter(t, 0) // each is detached 0–10 ms after it parks
+		testParkChurn(t)
+	})
+}
+
+func testParkChurn(t *testing.T) {
 	srv := start(t, tcpserver.Options{})
 	const n = 100
 	errs := make(chan error, n)

@@ -12,15 +12,35 @@ import (
 // (the reader corks it through a burst); every write gets WriteTimeout to
 // make progress, so a peer that stops reading cannot hold a call forever.
 // The Writer is the only closer of the socket, and closing goes through the
-// idler (idler.closeConn), so a parked socket is unparked first.
+// idler (idler.closeConn), so a parked socket is unparked first. The
+// Writer calls Write and Close one at a time, each holding the socket
+// (holdSocket), so the idler never detaches it from under them.
 type connWriter struct{ c *conn }
 
 func (w connWriter) Write(p []byte) (int, error) {
-	_ = w.c.nc.SetWriteDeadline(time.Now().Add(w.c.srv.opts.WriteTimeout))
-	n, err := w.c.nc.Write(p)
-	w.c.srv.counters.bytesOut.Add(uint64(n))
+	c := w.c
+	c.holdSocket()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	n, err := c.nc.Write(p)
+	c.releaseSocket()
+	c.srv.counters.bytesOut.Add(uint64(n))
 	return n, err
 }
+
+// holdSocket marks the socket in use by the writer, first re-attaching it
+// if the idler has detached it. Setting flagWriting and reading
+// flagDetached is one atomic step, and the idler sets flagDetached and
+// reads flagWriting in one: of a writer and a detach that meet, at least
+// one sees the other, so the detach backs off or the writer waits for it
+// to finish and undoes it (park_linux.go).
+func (c *conn) holdSocket() {
+	if c.flags.Or(flagWriting)&flagDetached != 0 {
+		c.srv.idle.attach(c)
+	}
+}
+
+// releaseSocket ends holdSocket's use.
+func (c *conn) releaseSocket() { c.flags.And(^flagWriting) }
 
 // Close ends the socket once everything queued has been written. While
 // the connection's goroutine still reads (a GOAWAY drain: the last call
@@ -32,6 +52,8 @@ func (w connWriter) Write(p []byte) (int, error) {
 // deadline, and where the socket cannot be half-closed, it closes at once.
 func (w connWriter) Close() error {
 	c := w.c
+	c.holdSocket()
+	defer c.releaseSocket()
 	c.mu.Lock()
 	now := c.readerDone || context.Cause(c) == errDrainDeadline
 	c.mu.Unlock()

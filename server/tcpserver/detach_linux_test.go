@@ -1,0 +1,58 @@
+package tcpserver_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/calcrpc/calc/internal/wire"
+	"github.com/calcrpc/calc/server/tcpserver"
+)
+
+// waitDetached waits until srv holds n connections detached.
+func waitDetached(t *testing.T, srv *tcpserver.Server, n int, why string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tcpserver.Detached(srv) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d connections detached, want %d", why, tcpserver.Detached(srv), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// TestDetachedConnectionEnds checks that the timers that end an idle
+// connection reach it when it is detached: the idle timeout, and
+// MaxConnectionAge, whose GOAWAY is written by another goroutine than the
+// connection's.
+func TestDetachedConnectionEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts tcpserver.Options
+	}{
+		{"idle timeout", tcpserver.Options{IdleTimeout: 800 * time.Millisecond}},
+		{"max connection age", tcpserver.Options{MaxConnectionAge: 800 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tcpserver.SetDetachAfter(t, 0)
+			srv := start(t, tc.opts)
+			nc, rd := dial(t, srv.TCPAddr, true)
+			add(t, nc, rd, 1, 41)
+			waitDetached(t, srv.TCP, 1, "after the call")
+			expectFrames(t, rd, []answer{{wire.KindGoAway, 0, codes.OK}}, true)
+			waitFor(t, func() bool { return srv.TCP.Stats().ConnectionsOpen == 0 })
+		})
+	}
+}

@@ -1,0 +1,28 @@
+package tcpserver
+
+import (
+	"testing"
+	"time"
+)
+
+// SetDetachAfter makes the servers the test starts from now on detach a
+// parked connection after d instead of detachAfter.
+func SetDetachAfter(t testing.TB, d time.Duration) {
+	old := detachAfter
+	detachAfter = d
+	t.Cleanup(func() { detachAfter = old })
+}
+
+// Detached counts s's detached connections.
+func Detached(s *Server) int {
+	p := s.idle.(*parker)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.conns {
+		if c.flags.Load()&flagDetached != 0 {
+			n++
+		}
+	}
+	return n
+}
