@@ -42,8 +42,9 @@ type IdleConfig struct {
 	// every SettleEvery, before it is read a last time ("settled"). A Go
 	// server that sits idle collects garbage only when the runtime forces
 	// it, every 2 minutes, and gives freed memory back to the system after
-	// a collection: about 250 s after the opening, two forced collections
-	// have run and the scavenger has returned what they freed.
+	// a collection: 140 s after the opening, the first forced collection
+	// has run and the scavenger has returned what it freed. Much longer
+	// can lose connections on loopback (IdleReport.ConnsLost).
 	Settle time.Duration
 	// SettleEvery is how often the RSS is read while settling; 0 means 5 s.
 	SettleEvery time.Duration
@@ -82,10 +83,19 @@ type IdleReport struct {
 	RSSSettle              []int64 `json:"rss_settle_bytes,omitempty"`
 	RSSSettledBytes        int64   `json:"rss_settled_bytes,omitempty"`
 	RSSSettledPerConnBytes float64 `json:"rss_settled_per_conn_bytes,omitempty"`
+	// ConnsLost counts the connections found closed at the last reading:
+	// the server's RSS then no longer holds all of them. Thousands of
+	// connections opened at once arm their TCP keepalive timers together;
+	// on loopback their probes arrive in bursts that overflow the
+	// kernel's backlog (net.core.netdev_max_backlog), and a connection
+	// whose nine probes are all dropped is aborted: with Go's default
+	// keepalive (15 s, then every 15 s) about 150 s after it went quiet.
+	ConnsLost int `json:"conns_lost,omitempty"`
 }
 
-// Settled reports whether r has a settled reading (--idle-settle).
-func (r *IdleReport) Settled() bool { return r.RSSSettledBytes > 0 }
+// Settled reports whether r has a settled reading (--idle-settle) taken
+// with every connection still open.
+func (r *IdleReport) Settled() bool { return r.RSSSettledBytes > 0 && r.ConnsLost == 0 }
 
 // WriteText writes r for a person to read.
 func (r *IdleReport) WriteText(w io.Writer) error {
@@ -93,9 +103,13 @@ func (r *IdleReport) WriteText(w io.Writer) error {
 		"  errors      %s\n  server RSS  %d KiB before, %d KiB right after: %.0f bytes per connection\n",
 		r.Transport, r.Addr, r.Conns, r.Requested, r.SourceAddrs, r.OpenS, ErrorSummary(r.Errors),
 		r.RSSBeforeBytes>>10, r.RSSAfterBytes>>10, r.RSSPerConnBytes)
-	if err == nil && r.Settled() {
+	switch {
+	case err == nil && r.Settled():
 		_, err = fmt.Fprintf(w, "              %d KiB settled (%.0fs later): %.0f bytes per connection\n",
 			r.RSSSettledBytes>>10, r.SettleS, r.RSSSettledPerConnBytes)
+	case err == nil && r.ConnsLost > 0:
+		_, err = fmt.Fprintf(w, "              %d KiB %.0fs later, but %d connections had closed by then: no settled figure\n",
+			r.RSSSettledBytes>>10, r.SettleS, r.ConnsLost)
 	}
 	return err
 }
@@ -151,7 +165,9 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 				if i >= cfg.Conns || ctx.Err() != nil {
 					return
 				}
-				var d net.Dialer
+				// No keepalive probes from this end: fewer packets in the
+				// bursts that ConnsLost describes.
+				d := net.Dialer{KeepAlive: -1}
 				if len(sources) > 0 {
 					d.LocalAddr = &net.TCPAddr{IP: sources[i%len(sources)].AsSlice()}
 					d.Control = bindAddressNoPort
@@ -188,6 +204,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 		if err := settle(ctx, cfg, rep); err != nil {
 			return nil, err
 		}
+		rep.ConnsLost = countClosed(conns)
 	}
 	rep.Conns = int(opened.Load())
 	for c := range errs {
@@ -197,7 +214,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	if rep.Conns > 0 {
 		rep.RSSPerConnBytes = float64(rep.RSSAfterBytes-rep.RSSBeforeBytes) / float64(rep.Conns)
-		if rep.Settled() {
+		if rep.RSSSettledBytes > 0 {
 			rep.RSSSettledPerConnBytes = float64(rep.RSSSettledBytes-rep.RSSBeforeBytes) / float64(rep.Conns)
 		}
 	}
