@@ -41,10 +41,9 @@ type IdleConfig struct {
 	// Settle, if positive, is how much longer they stay open, the RSS read
 	// every SettleEvery, before it is read a last time ("settled"). A Go
 	// server that sits idle collects garbage only when the runtime forces
-	// it, every 2 minutes, and gives freed memory back to the system after
-	// a collection: 140 s after the opening, the first forced collection
-	// has run and the scavenger has returned what it freed. Much longer
-	// can lose connections on loopback (IdleReport.ConnsLost).
+	// it, 2 minutes after the last collection, and gives freed memory back
+	// to the system after it: 260 s after the opening, at least one forced
+	// collection has run and the scavenger has returned what it freed.
 	Settle time.Duration
 	// SettleEvery is how often the RSS is read while settling; 0 means 5 s.
 	SettleEvery time.Duration
@@ -89,7 +88,8 @@ type IdleReport struct {
 	// on loopback their probes arrive in bursts that overflow the
 	// kernel's backlog (net.core.netdev_max_backlog), and a connection
 	// whose nine probes are all dropped is aborted: with Go's default
-	// keepalive (15 s, then every 15 s) about 150 s after it went quiet.
+	// keepalive (15 s, then every 15 s) about 150 s after it went quiet
+	// (calcd's own waits 5 minutes before its first probe).
 	ConnsLost int `json:"conns_lost,omitempty"`
 }
 

@@ -17,7 +17,7 @@
 #   - the echo floor ("floor").
 # It measures idle-connection memory (10,000 connections, then 100,000 or
 # as many as the hard open-file limit allows, each on a fresh calcd of its
-# own, right after opening and settled 140 s later), runs every load scenario RUNS times, interleaving the transports
+# own, right after opening and settled 260 s later), runs every load scenario RUNS times, interleaving the transports
 # (tcp, grpc, drpc, connect, floor, tcp_goroutine, tcp_pool, tcp, …) so
 # that a noisy neighbour hits them alike, and reports medians with their
 # spread. Streaming runs at three windows; each transport is reported at
@@ -29,7 +29,7 @@
 #   BENCH_QUICK=1       smoke test: 1 s runs, 1 run each, 1,000 idle connections
 #                       settled for 5 s, results in /tmp/calc-bench-quick (not
 #                       bench/results)
-#   BENCH_IDLE_SETTLE=140s  how long the idle runs wait for the settled RSS
+#   BENCH_IDLE_SETTLE=260s  how long the idle runs wait for the settled RSS
 #   BENCH_OUT=DIR       where to write the results
 set -euo pipefail
 
@@ -41,7 +41,7 @@ if [ "$quick" = 1 ]; then
   dur=${BENCH_DURATION:-1} runs=${BENCH_RUNS:-1} warm=0.5 idle_n=1000 idle_settle=${BENCH_IDLE_SETTLE:-5s}
   out=${BENCH_OUT:-/tmp/calc-bench-quick}
 else
-  dur=${BENCH_DURATION:-10} runs=${BENCH_RUNS:-3} warm=1 idle_n=10000 idle_settle=${BENCH_IDLE_SETTLE:-140s}
+  dur=${BENCH_DURATION:-10} runs=${BENCH_RUNS:-3} warm=1 idle_n=10000 idle_settle=${BENCH_IDLE_SETTLE:-260s}
   out=${BENCH_OUT:-bench/results}
 fi
 command="BENCH_DURATION=$dur BENCH_RUNS=$runs BENCH_QUICK=$quick BENCH_IDLE_SETTLE=$idle_settle scripts/bench.sh"
@@ -194,14 +194,13 @@ if [ "$quick" != 1 ]; then
   fi
 fi
 # Each run also waits idle_settle (BENCH_IDLE_SETTLE) for the settled
-# figure: the runtime forces a collection every 2 minutes in an idle
-# server, and 140 s sees the first and the scavenger's release after it.
-# Not much longer: on loopback, the keepalive probes of thousands of
-# connections opened together are dropped in bursts, and from about 150 s
-# the kernel aborts connections (calc-bench then reports conns_lost and no
-# settled figure; BENCHMARKS.md, "Idle connections: what one costs"). The
-# sizes run side by side, each on its own calcd (memory, not CPU, is
-# measured), so the wait is paid once.
+# figure: the runtime forces a collection 2 minutes after the last one in
+# an idle server, so 260 s sees at least one and the scavenger's release
+# after it. calc-bench reports conns_lost, and no settled figure, if any
+# connection closed meanwhile (BENCHMARKS.md, "Idle connections: what one
+# costs": with Go's default TCP keepalive they did). The sizes run side
+# by side, each on its own calcd (memory, not CPU, is measured), so the
+# wait is paid once.
 idle_pids=()
 for n in "${idle_sizes[@]}"; do
   mkdir -p "$out/raw/idle-$n"

@@ -296,11 +296,25 @@ func Listen(tcpAddr, grpcAddr, adminAddr string) (Listeners, error) {
 	return ListenAddrs(Addrs{TCP: tcpAddr, GRPC: grpcAddr, Admin: adminAddr})
 }
 
-// ListenAddrs opens Listeners on a's addresses; if one fails, those
-// already open are closed.
+// TCPKeepAlive is the TCP keepalive of every connection calcd accepts:
+// a first probe after 5 minutes without traffic, then every 15 s, and the
+// connection is dropped after 9 unanswered. Go's default (a probe after
+// 15 s) costs 100,000 idle connections 6,700 probes a second each way, and
+// connections opened together (clients reconnecting after a restart)
+// probe together: on loopback (a proxy on the same host, or a benchmark)
+// such bursts overflow the kernel's backlog, and connections whose probes
+// are all dropped were aborted 150 s after they went quiet (BENCHMARKS.md,
+// "Idle connections: what one costs"). A live peer needs no probe: the
+// idle timeout and the clients' PINGs handle quiet connections, and
+// keepalive only has to find a peer that vanished with a call open.
+var TCPKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Minute, Interval: 15 * time.Second, Count: 9}
+
+// ListenAddrs opens Listeners on a's addresses, with TCPKeepAlive; if one
+// fails, those already open are closed.
 func ListenAddrs(a Addrs) (Listeners, error) {
 	var l Listeners
 	var opened []net.Listener
+	lc := net.ListenConfig{KeepAliveConfig: TCPKeepAlive}
 	for _, x := range []struct {
 		lis      *net.Listener
 		addr     string
@@ -309,7 +323,7 @@ func ListenAddrs(a Addrs) (Listeners, error) {
 		if x.optional && x.addr == "" {
 			continue
 		}
-		lis, err := net.Listen("tcp", x.addr)
+		lis, err := lc.Listen(context.Background(), "tcp", x.addr)
 		if err != nil {
 			for _, o := range opened {
 				o.Close()

@@ -211,12 +211,18 @@ func (p *parker) detachLocked(c *conn) {
 // connection closed.
 func (p *parker) reattachLocked(c *conn) {
 	c.flags.And(^flagDetached)
+	ka, kaErr := keepAlive(int(c.park.fd))
 	f := os.NewFile(uintptr(c.park.fd), "")
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	var raw syscall.RawConn
 	if err == nil {
 		raw, err = nc.(syscall.Conn).SyscallConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok && err == nil && kaErr == nil {
+		// net.FileConn sets Go's default keepalive: put back the
+		// listener's (calcd sets its own).
+		err = tc.SetKeepAliveConfig(ka)
 	}
 	if err != nil {
 		c.park.closed = true
@@ -227,6 +233,29 @@ func (p *parker) reattachLocked(c *conn) {
 		return
 	}
 	c.nc, c.ready.rc = nc, raw
+}
+
+// keepAlive reads socket fd's TCP keepalive settings.
+func keepAlive(fd int) (net.KeepAliveConfig, error) {
+	var ka net.KeepAliveConfig
+	var v [4]int
+	for i, o := range [4][2]int{
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT},
+	} {
+		var err error
+		if v[i], err = syscall.GetsockoptInt(fd, o[0], o[1]); err != nil {
+			return ka, err
+		}
+	}
+	ka.Enable = v[0] != 0
+	ka.Idle, ka.Interval, ka.Count = time.Duration(v[1])*time.Second, time.Duration(v[2])*time.Second, v[3]
+	if !ka.Enable {
+		ka.Idle, ka.Interval, ka.Count = -1, -1, -1
+	}
+	return ka, nil
 }
 
 // dupCloexec duplicates fd, close-on-exec.

@@ -76,9 +76,9 @@ FILE records the calls that succeeded and failed in every 100 ms, to see a
 server restart from the client's side (scripts/scaleout.sh). --idle N
 measures instead the server's memory per idle raw TCP connection: its
 VmRSS 1 s after the connections opened ("right after") and, with
---idle-settle 140s, once the runtime's forced garbage collection (every 2
-minutes in an idle Go server) has given back the garbage of the opening
-("settled"), if every connection is still open then.
+--idle-settle 260s, once a garbage collection the runtime forces (2
+minutes after the last, in an idle Go server) has given back the garbage
+of the opening ("settled"), if every connection is still open then.
 
 --burst makes a hostile burst over raw TCP and follows the server's RSS:
 before, at the peak, as the connections close and every 5 s for
@@ -92,7 +92,7 @@ connections it closed.
 
   calc-bench --transport tcp --conns 1 --concurrency 64 --duration 10s
   calc-bench --transport grpc --rpc stream --conns 4 --pipeline 128 --json
-  calc-bench --idle 10000 --server-pid $(pidof calcd) --idle-settle 140s
+  calc-bench --idle 10000 --server-pid $(pidof calcd) --idle-settle 260s
   calc-bench --burst frames --server-pid $(pidof calcd) --burst-wait 60s
   calc-bench --burst streams --burst-conns 20 --burst-streams 1024 --server-pid $(pidof calcd)
   calc-bench --concurrency 64 --metrics-addr 127.0.0.1:9465   (grpc_client_* at /metrics during the run)
@@ -166,7 +166,7 @@ func parseFlags(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	f.load.AddFlags(fs)
 	fs.StringVar(&f.rpc, "rpc", "calculate", "calculate (Calculate(ADD, i, 1)), evaluate (Evaluate(\"i + 1\")) or stream (CalculateStream)")
 	fs.IntVar(&f.idle, "idle", 0, "idle mode: open `N` raw TCP connections, one call each, and report the server's RSS per connection (needs --server-pid)")
-	fs.DurationVar(&f.settle, "idle-settle", 0, "with --idle: hold the connections this much longer, reading the server's RSS every 5s, and report it settled too (an idle Go server returns freed memory only after the garbage collections the runtime forces every 2 minutes: 140s sees one; a connection closed meanwhile voids the settled figure)")
+	fs.DurationVar(&f.settle, "idle-settle", 0, "with --idle: hold the connections this much longer, reading the server's RSS every 5s, and report it settled too (an idle Go server returns freed memory only after the garbage collections the runtime forces 2 minutes after the last: 260s sees at least one; a connection closed meanwhile voids the settled figure)")
 	fs.StringVar(&f.burst.Kind, "burst", "", "burst mode: `frames` (connections trickling unfinished 4 MiB frames) or streams (connections opening many streams); reports the server's RSS before, at the peak and after (needs --server-pid)")
 	fs.IntVar(&f.burst.Conns, "burst-conns", 0, "connections of a burst (default 100 for frames, 20 for streams)")
 	fs.IntVar(&f.burst.Streams, "burst-streams", 1024, "streams each connection of a streams burst opens")

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,12 +15,13 @@ import (
 	"github.com/calcrpc/calc/server/calculator"
 )
 
-// parkedConn starts a server, makes one call on a new connection and
-// returns the server's parker and the connection once it is parked.
-func parkedConn(b *testing.B) (*parker, *conn) {
+// parkedConn starts a server on a listener with lc, makes one call on a
+// new connection and returns the server's parker and the connection once
+// it is parked.
+func parkedConn(b testing.TB, lc net.ListenConfig) (*parker, *conn) {
 	srv := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	calculatorv1.RegisterCalculatorServiceServer(srv, calculator.New())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := lc.Listen(b.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func BenchmarkParkCycle(b *testing.B) { benchCycle(b, false) }
 func BenchmarkDetachCycle(b *testing.B) { benchCycle(b, true) }
 
 func benchCycle(b *testing.B, detach bool) {
-	p, c := parkedConn(b)
+	p, c := parkedConn(b, net.ListenConfig{})
 	b.ReportAllocs()
 	for b.Loop() {
 		p.mu.Lock()
@@ -78,5 +80,33 @@ func benchCycle(b *testing.B, detach bool) {
 		if !p.tryPark(c) {
 			b.Fatal("not parked again")
 		}
+	}
+}
+
+// TestReattachKeepsKeepAlive checks that a connection re-attached after a
+// detach has its listener's TCP keepalive, not the default net.FileConn
+// gives it.
+func TestReattachKeepsKeepAlive(t *testing.T) {
+	want := net.KeepAliveConfig{Enable: true, Idle: 300 * time.Second, Interval: 20 * time.Second, Count: 4}
+	p, c := parkedConn(t, net.ListenConfig{KeepAliveConfig: want})
+	p.mu.Lock()
+	p.detachLocked(c)
+	detached := c.flags.Load()&flagDetached != 0
+	p.wakeLocked(c)
+	nc := c.nc
+	p.mu.Unlock()
+	if !detached {
+		t.Fatal("not detached")
+	}
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got net.KeepAliveConfig
+	if cerr := rc.Control(func(fd uintptr) { got, err = keepAlive(int(fd)) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	if got != want {
+		t.Fatalf("keepalive after re-attaching: %+v, want %+v", got, want)
 	}
 }
