@@ -61,7 +61,7 @@ func (cl *call) handleUnary(decode func(any) error, icpt grpc.UnaryServerInterce
 // INTERNAL error in *err.
 func (cl *call) recoverHandler(err *error) {
 	if r := recover(); r != nil {
-		cl.c.srv.logger.Error("panic in handler", "method", cl.m.name, "peer", cl.c.nc.RemoteAddr().String(),
+		cl.c.srv.logger.Error("panic in handler", "method", cl.m.name, "peer", addrString(cl.c.nc.RemoteAddr()),
 			"panic", r, "stack", string(debug.Stack()))
 		*err = status.Errorf(codes.Internal, "internal error in %s", cl.m.name)
 	}

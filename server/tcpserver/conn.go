@@ -163,7 +163,7 @@ func (c *conn) serve() {
 func (c *conn) run() {
 	defer func() {
 		if r := recover(); r != nil {
-			c.srv.logger.Error("panic serving connection", "peer", c.nc.RemoteAddr().String(),
+			c.srv.logger.Error("panic serving connection", "peer", addrString(c.nc.RemoteAddr()),
 				"panic", r, "stack", string(debug.Stack()))
 			c.end(&connError{codes.Internal, "internal error"})
 		}
@@ -196,7 +196,7 @@ func (c *conn) end(err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.goAway(codes.DeadlineExceeded, "frame not completed within "+c.srv.opts.FrameTimeout.String())
 	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, wire.ErrTruncated) && !errors.Is(err, net.ErrClosed):
-		c.srv.logger.Debug("connection read failed", "peer", c.nc.RemoteAddr().String(), "error", err)
+		c.srv.logger.Debug("connection read failed", "peer", addrString(c.nc.RemoteAddr()), "error", err)
 	}
 	c.shutdown()
 }

@@ -43,12 +43,22 @@ func (c *conn) cancel(cause error) {
 	c.cancelBase(cause)
 }
 
-// peerInfo returns the connection's peer, making it on first use.
+// peerInfo returns the connection's peer, making it on first use. Any
+// goroutine holding a call's context may ask, even after the call, so it
+// reads c.nc under wakeMu, which the idler holds to swap it (park_linux.go);
+// a peer made while the connection is detached, from its stub, is not
+// kept.
 func (c *conn) peerInfo() *peer.Peer {
 	if p := c.peer.Load(); p != nil {
 		return p
 	}
-	p := &peer.Peer{Addr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr()}
+	c.wakeMu.Lock()
+	nc, detached := c.nc, c.flags.Load()&flagDetached != 0
+	c.wakeMu.Unlock()
+	p := &peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}
+	if detached {
+		return p
+	}
 	if c.peer.CompareAndSwap(nil, p) {
 		return p
 	}
@@ -76,7 +86,12 @@ func (k *keyProbe) Value(key any) any {
 }
 
 // String names the context for debugging.
-func (c *conn) String() string { return "tcpserver.conn(" + addrString(c.nc.RemoteAddr()) + ")" }
+func (c *conn) String() string {
+	c.wakeMu.Lock()
+	nc := c.nc
+	c.wakeMu.Unlock()
+	return "tcpserver.conn(" + addrString(nc.RemoteAddr()) + ")"
+}
 
 func addrString(a net.Addr) string {
 	if a == nil {

@@ -1,6 +1,7 @@
 package tcpserver_test
 
 import (
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -55,4 +56,30 @@ func TestDetachedConnectionEnds(t *testing.T) {
 			waitFor(t, func() bool { return srv.TCP.Stats().ConnectionsOpen == 0 })
 		})
 	}
+}
+
+// TestDetachedConnectionReset checks a detached connection whose client
+// sends half a frame and resets the connection before the server wakes it:
+// re-attaching finds a socket with no peer address (net.FileConn does not
+// report that), and the server must close the connection, not fail on it.
+func TestDetachedConnectionReset(t *testing.T) {
+	tcpserver.SetDetachAfter(t, 0)
+	srv := start(t, tcpserver.Options{})
+	nc, rd := dial(t, srv.TCPAddr, true)
+	add(t, nc, rd, 1, 41)
+	waitDetached(t, srv.TCP, 1, "after the call")
+	unlock := tcpserver.LockParker(srv.TCP)
+	if _, err := nc.Write(request(2, calculate, 0, []byte{8, 1})[:7]); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	_ = nc.(*net.TCPConn).SetLinger(0)
+	nc.Close() // a reset, with the half frame unread
+	time.Sleep(50 * time.Millisecond)
+	unlock()
+	waitFor(t, func() bool { return srv.TCP.Stats().ConnectionsOpen == 0 })
+
+	// The server goes on serving.
+	nc2, rd2 := dial(t, srv.TCPAddr, true)
+	add(t, nc2, rd2, 1, 1)
 }

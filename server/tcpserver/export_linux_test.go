@@ -26,3 +26,11 @@ func Detached(s *Server) int {
 	}
 	return n
 }
+
+// LockParker holds s's parker still (no wake, no detach) until the
+// returned function is called.
+func LockParker(s *Server) (unlock func()) {
+	p := s.idle.(*parker)
+	p.mu.Lock()
+	return p.mu.Unlock
+}

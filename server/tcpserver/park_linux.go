@@ -1,6 +1,9 @@
 package tcpserver
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -200,17 +203,24 @@ func (p *parker) detachLocked(c *conn) {
 	p.unregisterLocked(c)
 	c.park.parked, c.park.fd = true, int32(dup)
 	p.conns[c.park.fd] = c
-	_ = tc.Close() // out of Go's netpoller; the duplicate keeps the socket open
+	_ = tc.Close()  // out of Go's netpoller; the duplicate keeps the socket open
+	c.wakeMu.Lock() // peerInfo reads c.nc from any goroutine
 	c.nc, c.ready.rc = detachedConn{}, nil
+	c.wakeMu.Unlock()
 }
 
 // reattachLocked gives a detached c a net.Conn of its socket again: p.mu
 // is held and c is out of the epoll instance. net.FileConn duplicates the
 // parker's descriptor, which is then closed. If that fails (the process
-// is out of descriptors) c keeps its stub, and its goroutine finds the
+// is out of descriptors, or the peer reset the connection meanwhile and
+// it has no address left) c keeps its stub, and its goroutine finds the
 // connection closed.
 func (p *parker) reattachLocked(c *conn) {
-	c.flags.And(^flagDetached)
+	defer func() {
+		c.wakeMu.Lock()
+		c.flags.And(^flagDetached)
+		c.wakeMu.Unlock()
+	}()
 	ka, kaErr := keepAlive(int(c.park.fd))
 	f := os.NewFile(uintptr(c.park.fd), "")
 	nc, err := net.FileConn(f)
@@ -219,6 +229,9 @@ func (p *parker) reattachLocked(c *conn) {
 	if err == nil {
 		raw, err = nc.(syscall.Conn).SyscallConn()
 	}
+	if err == nil && (nc.RemoteAddr() == nil || nc.LocalAddr() == nil) {
+		err = errNoAddress // net.FileConn ignores getpeername's ENOTCONN
+	}
 	if tc, ok := nc.(*net.TCPConn); ok && err == nil && kaErr == nil {
 		// net.FileConn sets Go's default keepalive: put back the
 		// listener's (calcd sets its own).
@@ -226,14 +239,24 @@ func (p *parker) reattachLocked(c *conn) {
 	}
 	if err != nil {
 		c.park.closed = true
-		c.srv.logger.Warn("could not re-attach an idle connection; closing it", "peer", c.peerKey, "error", err)
+		level := slog.LevelWarn // out of descriptors: the operator should know
+		if errors.Is(err, errNoAddress) {
+			level = slog.LevelDebug // the client went away
+		}
+		c.srv.logger.Log(context.Background(), level, "could not re-attach an idle connection; closing it", "peer", c.peerKey, "error", err)
 		if nc != nil {
 			_ = nc.Close()
 		}
 		return
 	}
+	c.wakeMu.Lock()
 	c.nc, c.ready.rc = nc, raw
+	c.wakeMu.Unlock()
 }
+
+// errNoAddress is a re-attached socket's failure to say whose it is: it
+// was reset while detached.
+var errNoAddress = errors.New("tcpserver: socket has no address (reset while idle)")
 
 // keepAlive reads socket fd's TCP keepalive settings.
 func keepAlive(fd int) (net.KeepAliveConfig, error) {

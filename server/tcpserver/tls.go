@@ -79,7 +79,7 @@ func (c *conn) tlsHandshake() bool {
 		return false
 	case err != nil:
 		c.srv.counters.refused[refusedTLSHandshake].Add(1)
-		c.srv.logger.Debug("TLS handshake failed", "peer", c.nc.RemoteAddr().String(), "error", err)
+		c.srv.logger.Debug("TLS handshake failed", "peer", addrString(c.nc.RemoteAddr()), "error", err)
 		return false
 	}
 	state := tc.ConnectionState()
