@@ -141,20 +141,22 @@ type Options struct {
 // Conn is a raw TCP connection to a calc server. It is safe for concurrent
 // use.
 type Conn struct {
-	nc        net.Conn
-	out       *wire.Writer
-	rd        *wire.Reader
-	opts      Options
-	threshold int
-	settings  wire.Settings
-	readerOut chan struct{} // closed when the reader goroutine exits
-	ended     chan struct{} // closed at GOAWAY, the end, or a failed write: no more calls
-	endOnce   sync.Once
-	heard     atomic.Bool   // set on every frame received, cleared by keepalive
-	kick      chan struct{} // wakes the flusher
-	kicked    atomic.Bool   // a wake-up is pending: no need to send another
-	flusher   sync.Once     // starts the flusher on the first stream message
-	obs       observers
+	nc         net.Conn
+	out        *wire.Writer
+	rd         *wire.Reader
+	opts       Options
+	threshold  int
+	settings   wire.Settings
+	readerOut  chan struct{} // closed when the reader goroutine exits
+	readerWake chan struct{} // wakes the reader to take the reading role (role.go)
+	retake     time.Duration // readerRetake
+	ended      chan struct{} // closed at GOAWAY, the end, or a failed write: no more calls
+	endOnce    sync.Once
+	heard      atomic.Bool   // set on every frame received, cleared by keepalive
+	kick       chan struct{} // wakes the flusher
+	kicked     atomic.Bool   // a wake-up is pending: no need to send another
+	flusher    sync.Once     // starts the flusher on the first stream message
+	obs        observers
 
 	mu      sync.Mutex
 	nextID  uint32
@@ -162,6 +164,8 @@ type Conn struct {
 	pending map[uint32]*pending
 	err     error // set once: why the connection ended or drains
 	goAway  bool
+	role    uint8  // who reads the connection: roleFree, roleReader, roleCaller
+	reading uint32 // the call whose caller reads (roleCaller)
 }
 
 // pending is a call waiting for its answer.
@@ -222,15 +226,18 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		opts.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
 	c := &Conn{
-		nc:        nc,
-		out:       wire.NewWriter(halfCloser{nc}),
-		rd:        wire.NewReader(nc, opts.MaxMessageSize+wire.DefaultMaxFrameSize-wire.DefaultMaxMessageSize),
-		opts:      opts,
-		readerOut: make(chan struct{}),
-		ended:     make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		refs:      map[string]uint32{},
-		pending:   map[uint32]*pending{},
+		nc:         nc,
+		out:        wire.NewWriter(halfCloser{nc}),
+		rd:         wire.NewReader(nc, opts.MaxMessageSize+wire.DefaultMaxFrameSize-wire.DefaultMaxMessageSize),
+		opts:       opts,
+		readerOut:  make(chan struct{}),
+		readerWake: make(chan struct{}, 1),
+		retake:     readerRetake,
+		ended:      make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		refs:       map[string]uint32{},
+		pending:    map[uint32]*pending{},
+		role:       roleReader,
 	}
 	c.obs = newObservers(opts, c.tracedInvoke, c.tracedStream)
 	c.out.SetCodec(opts.Codec)
@@ -372,6 +379,7 @@ func (c *Conn) fail(err error) {
 	c.mu.Unlock()
 	c.endOnce.Do(func() { close(c.ended) })
 	_ = c.nc.Close()
+	c.wakeReader() // to read the end, if nobody reads
 	for _, p := range calls {
 		p.finish(err)
 	}
@@ -390,13 +398,15 @@ func (p *pending) finish(err error) {
 // start sends a REQUEST frame for method carrying msg (nil for a stream)
 // and the metadata of ctx and extra (key, value, ..., which replace the
 // same keys of ctx's), and registers p under its id. Ids are assigned inside the writer's lock,
-// so they reach the server in increasing order.
-func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending, extra []string) (uint32, error) {
+// so they reach the server in increasing order. reads reports that the
+// unary caller, alone on the connection, was given the reading role and
+// reads its answer itself (readOwn).
+func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending, extra []string) (id uint32, reads bool, err error) {
 	h := wire.RequestHeader{}
 	if d, ok := ctx.Deadline(); ok {
 		h.HasTimeout, h.Timeout = true, time.Until(d)
 		if h.Timeout <= 0 {
-			return 0, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+			return 0, false, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
 		}
 	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
@@ -410,9 +420,8 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending,
 		}
 	}
 	h.Metadata = append(h.Metadata, extra...)
-	var id uint32
 	var startErr error
-	err := c.out.Send(func(b []byte) []byte {
+	err = c.out.Send(func(b []byte) []byte {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.err != nil {
@@ -428,24 +437,25 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending,
 		h.MethodRef = ref
 		c.nextID++
 		id = c.nextID
+		reads = p.stream == nil && c.claimCaller(id)
 		c.pending[id] = p
 		return wire.AppendRequest(b, id, &h, msg, c.threshold)
 	})
 	if startErr != nil {
-		return 0, startErr
+		return 0, false, startErr
 	}
 	if err != nil {
 		// A failed Writer takes no more calls. If it had failed before,
 		// fn did not run: nothing of this call was written.
 		c.endOnce.Do(func() { close(c.ended) })
 		if id == 0 {
-			return 0, notProcessed(c.closedErr(err))
+			return 0, false, notProcessed(c.closedErr(err))
 		}
 	}
 	// A write that failed after the call was registered closed the
 	// sending side: the reader ends the call when the server's side ends,
 	// as it does the calls queued behind another caller's failed write.
-	return id, nil
+	return id, reads, nil
 }
 
 // hasKey reports whether the pairs kv (key, value, ...) have key k.
@@ -525,11 +535,14 @@ func (c *Conn) invoke(ctx context.Context, method string, args, reply any, md []
 	}
 	p := pendingPool.Get().(*pending)
 	p.reply = rep
-	id, err := c.start(ctx, method, msg, p, md)
+	id, reads, err := c.start(ctx, method, msg, p, md)
 	if err != nil {
 		p.reply = nil
 		pendingPool.Put(p)
 		return err
+	}
+	if reads {
+		c.readOwn(ctx, id, p)
 	}
 	if done := ctx.Done(); done == nil {
 		<-p.done // a context that never ends: no select needed
@@ -569,10 +582,36 @@ func (c *Conn) cancel(id uint32) {
 	_ = c.out.Send(func(b []byte) []byte { return wire.AppendFrame(b, wire.KindCancel, 0, id, nil) })
 }
 
-// read is the reader goroutine: it completes calls as answers arrive.
+// read is the reader goroutine: it completes calls as answers arrive,
+// while it holds the reading role (role.go).
 func (c *Conn) read() {
 	defer close(c.readerOut)
-	corked := false
+	var retake *time.Timer
+	for {
+		if !c.readBurst() {
+			return
+		}
+		// The role is free: a caller alone on the connection reads its
+		// own answer. Take it back when handed it or after readerRetake.
+		for claimed := false; !claimed; claimed = c.claimReader() {
+			if retake == nil {
+				retake = time.NewTimer(c.retake)
+			} else {
+				retake.Reset(c.retake)
+			}
+			select {
+			case <-c.readerWake:
+			case <-retake.C:
+			}
+		}
+	}
+}
+
+// readBurst reads and dispatches frames until, after one at least,
+// nothing is buffered and nothing is pending; then it gives the reading
+// role up and returns true. It returns false when the connection has ended.
+func (c *Conn) readBurst() bool {
+	corked, dispatched := false, false
 	var answered int   // unary calls the burst answered
 	var firstID uint32 // the first id a request sent during the burst gets
 	for {
@@ -583,10 +622,13 @@ func (c *Conn) read() {
 			_ = c.out.Uncork()
 			corked = false
 		}
+		if dispatched && !c.rd.HasFrame() && c.releaseReader() {
+			return true
+		}
 		f, err := c.rd.ReadFrame()
 		if err != nil {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
-			return
+			return false
 		}
 		if !c.heard.Load() { // a load, not a store per frame: the line stays shared
 			c.heard.Store(true)
@@ -605,8 +647,9 @@ func (c *Conn) read() {
 		}
 		if err := c.dispatch(f); err != nil {
 			c.fail(err)
-			return
+			return false
 		}
+		dispatched = true
 	}
 }
 

@@ -48,7 +48,7 @@ func (c *Conn) newStream(ctx context.Context, method string, onEnd func(), span 
 		return nil, status.FromContextError(err).Err()
 	}
 	s := &clientStream{c: c, ctx: ctx, ready: make(chan struct{}, 1), onEnd: onEnd, span: span}
-	id, err := c.start(ctx, method, nil, &pending{stream: s}, md)
+	id, _, err := c.start(ctx, method, nil, &pending{stream: s}, md)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,160 @@
+package tcpconn
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// The reading role: one goroutine at a time reads the connection. Usually
+// it is the reader goroutine, which completes each call by waking its
+// caller. A unary caller that is alone on the connection, with nothing else
+// pending, reads its answer itself instead (leader/followers, with the
+// caller as the leader), which saves the hand-off from the reader to the
+// caller: one goroutine wake-up and, on a multi-core machine, the second
+// thread the runtime wakes to look for the woken goroutine. That is most of
+// a round trip's client-side cost at one call in flight.
+//
+// The reader gives the role up when it has dispatched everything buffered
+// and nothing is pending, and takes it back when a caller hands it back
+// with calls still pending (wakeReader), or when it has been free for
+// readerRetake (a connection with no calls must still read the server's
+// PING, GOAWAY and end).
+const (
+	roleFree   = iota // nobody reads
+	roleReader        // the reader goroutine reads
+	roleCaller        // a unary caller reads its own answer
+)
+
+// readerRetake is how long the reading role may stay free before the
+// reader goroutine takes it back. Between two calls of a caller alone on
+// the connection the role is free for microseconds; the reader wakes this
+// often to notice a connection whose caller went away. A Conn copies it
+// when it starts (tests lengthen it).
+var readerRetake = 10 * time.Millisecond
+
+// claimCaller makes the caller of call id, about to register it as the
+// only pending call, the reader, if nobody reads. c.mu is held.
+func (c *Conn) claimCaller(id uint32) bool {
+	if c.role != roleFree || len(c.pending) != 0 {
+		return false
+	}
+	c.role, c.reading = roleCaller, id
+	return true
+}
+
+// releaseReader gives the reading role up, from the reader goroutine, if
+// nothing is pending: a caller alone on the connection then reads its own
+// answer.
+func (c *Conn) releaseReader() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) != 0 || c.err != nil {
+		return false
+	}
+	c.role = roleFree
+	return true
+}
+
+// claimReader takes the reading role for the reader goroutine if it is
+// free.
+func (c *Conn) claimReader() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.role != roleFree {
+		return false
+	}
+	c.role = roleReader
+	return true
+}
+
+// wakeReader wakes the reader goroutine to take the role back.
+func (c *Conn) wakeReader() {
+	select {
+	case c.readerWake <- struct{}{}:
+	default:
+	}
+}
+
+// releaseCaller gives the reading role up from a caller, and wakes the
+// reader if calls are pending (they wait for it) or the connection failed
+// (the reader ends it).
+func (c *Conn) releaseCaller() {
+	c.mu.Lock()
+	c.role, c.reading = roleFree, 0
+	wake := len(c.pending) != 0 || c.err != nil
+	c.mu.Unlock()
+	if wake {
+		c.wakeReader()
+	}
+}
+
+// interrupt cuts short the read of the caller of call id, whose context
+// ended, with a read deadline in the past.
+func (c *Conn) interrupt(id uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.role == roleCaller && c.reading == id {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// readOwn reads the connection, dispatching every frame, until call id's
+// answer has come (p.done is then ready), ctx ends, or the next frame is
+// larger than the read buffer (only a blocking read can finish it, so it is
+// left to the reader goroutine); then it gives the reading role up. The
+// caller waits on p.done and ctx.Done after it as it would have for the
+// reader.
+func (c *Conn) readOwn(ctx context.Context, id uint32, p *pending) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.interrupt(id) })
+	}
+	c.readUntil(ctx, p)
+	if stop != nil && !stop() {
+		// interrupt may have run: none can once c.reading is not id.
+		c.mu.Lock()
+		c.reading = 0
+		c.mu.Unlock()
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	c.releaseCaller()
+}
+
+// readUntil is readOwn's loop.
+func (c *Conn) readUntil(ctx context.Context, p *pending) {
+	for {
+		for !c.rd.HasFrame() {
+			before := c.rd.Buffered()
+			if err := c.rd.Fill(); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+					return // interrupted; the Reader is as it was
+				}
+				c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
+				return
+			}
+			if c.rd.Buffered() == before {
+				return // a frame larger than the buffer
+			}
+		}
+		f, err := c.rd.ReadFrame() // buffered: does not read the socket
+		if err != nil {
+			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
+			return
+		}
+		if !c.heard.Load() {
+			c.heard.Store(true)
+		}
+		if err := c.dispatch(f); err != nil {
+			c.fail(err)
+			return
+		}
+		if len(p.done) != 0 && !c.rd.HasFrame() {
+			return
+		}
+	}
+}
