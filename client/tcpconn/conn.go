@@ -437,7 +437,7 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending,
 		h.MethodRef = ref
 		c.nextID++
 		id = c.nextID
-		reads = p.stream == nil && c.claimCaller(id)
+		reads = c.claimRole(id, p.stream == nil)
 		c.pending[id] = p
 		return wire.AppendRequest(b, id, &h, msg, c.threshold)
 	})

@@ -37,14 +37,26 @@ const (
 // when it starts (tests lengthen it).
 var readerRetake = 10 * time.Millisecond
 
-// claimCaller makes the caller of call id, about to register it as the
-// only pending call, the reader, if nobody reads. c.mu is held.
-func (c *Conn) claimCaller(id uint32) bool {
-	if c.role != roleFree || len(c.pending) != 0 {
+// callerReads lets a caller alone on a connection read its own answer;
+// BenchmarkUnaryAlone turns it off, leaving the reader goroutine to read
+// everything, to measure the hand-off it saves.
+var callerReads = true
+
+// claimRole decides who reads the answer to call id, about to be
+// registered: its caller, if it is a unary call (unary), nobody reads and
+// nothing else is pending; otherwise the reader, which is woken if nobody
+// reads (a stream, or a call joining an abandoned one, must not wait for
+// readerRetake). It reports whether the caller reads. c.mu is held.
+func (c *Conn) claimRole(id uint32, unary bool) bool {
+	if c.role != roleFree {
 		return false
 	}
-	c.role, c.reading = roleCaller, id
-	return true
+	if unary && callerReads && len(c.pending) == 0 {
+		c.role, c.reading = roleCaller, id
+		return true
+	}
+	c.wakeReader()
+	return false
 }
 
 // releaseReader gives the reading role up, from the reader goroutine, if
@@ -53,7 +65,7 @@ func (c *Conn) claimCaller(id uint32) bool {
 func (c *Conn) releaseReader() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) != 0 || c.err != nil {
+	if len(c.pending) != 0 || c.err != nil || !callerReads {
 		return false
 	}
 	c.role = roleFree

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -321,5 +322,41 @@ func TestCallerReadLost(t *testing.T) {
 	if err := c.Invoke(context.Background(), calculatorv1.CalculatorService_Calculate_FullMethodName,
 		&calculatorv1.CalculateRequest{}, new(calculatorv1.CalculateResponse)); !errors.Is(err, ErrNotProcessed) {
 		t.Fatalf("call after the end: %v; want not processed", err)
+	}
+}
+
+// TestStreamWakesReader checks that a stream opened while nobody reads
+// (the reader gave the role up after the last answer) wakes the reader:
+// its messages arrive though the reader would not take the role back on
+// its own for an hour.
+func TestStreamWakesReader(t *testing.T) {
+	s, c := startRoleServer(t, time.Hour)
+	warm := call(context.Background(), c)
+	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
+	wait(t, warm)
+	waitRole(t, c, roleFree)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := c.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+		calculatorv1.CalculatorService_CalculateStream_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SendMsg(&calculatorv1.CalculateStreamRequest{Id: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f := s.next(t, wire.KindRequest)
+	msg, _ := proto.Marshal(&calculatorv1.CalculateStreamResponse{Id: 1})
+	s.out <- wire.AppendMessageFrame(nil, wire.KindMessage, f.ID, msg, 0)
+	got := make(chan error, 1)
+	go func() { got <- st.RecvMsg(new(calculatorv1.CalculateStreamResponse)) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream's message was not read")
 	}
 }
