@@ -166,6 +166,9 @@ type Conn struct {
 	goAway  bool
 	role    uint8  // who reads the connection: roleFree, roleReader, roleCaller
 	reading uint32 // the call whose caller reads (roleCaller)
+
+	callerReads bool        // callerReads, and nc has read deadlines
+	failed      atomic.Bool // fail ran: the reader reads no more
 }
 
 // pending is a call waiting for its answer.
@@ -253,6 +256,7 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
+	c.callerReads = callerReads && nc.SetReadDeadline(time.Time{}) == nil
 	c.threshold = opts.CompressThreshold
 	if c.threshold == 0 {
 		c.threshold = int(c.settings.CompressThreshold)
@@ -376,6 +380,7 @@ func (c *Conn) fail(err error) {
 	}
 	calls := c.pending
 	c.pending = map[uint32]*pending{}
+	c.failed.Store(true)
 	c.mu.Unlock()
 	c.endOnce.Do(func() { close(c.ended) })
 	_ = c.nc.Close()
@@ -451,6 +456,9 @@ func (c *Conn) start(ctx context.Context, method string, msg []byte, p *pending,
 		if id == 0 {
 			return 0, false, notProcessed(c.closedErr(err))
 		}
+	}
+	if reads {
+		reads = c.takeReserved(id)
 	}
 	// A write that failed after the call was registered closed the
 	// sending side: the reader ends the call when the server's side ends,
@@ -603,6 +611,9 @@ func (c *Conn) read() {
 			case <-c.readerWake:
 			case <-retake.C:
 			}
+		}
+		if c.failed.Load() { // failed while another read: nothing more to dispatch
+			return
 		}
 	}
 }

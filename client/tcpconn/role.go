@@ -3,7 +3,7 @@ package tcpconn
 import (
 	"context"
 	"errors"
-	"os"
+	"net"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -24,10 +24,18 @@ import (
 // with calls still pending (wakeReader), or when it has been free for
 // readerRetake (a connection with no calls must still read the server's
 // PING, GOAWAY and end).
+//
+// A caller only reserves the role until its request is written: a write
+// can block for as long as the server does not read, and a server may be
+// blocked writing to us, so the reader takes a reserved role after
+// readerRetake and reads meanwhile. Callers read only on connections with
+// read deadlines, which is how a caller's read is cut short when its
+// context ends; a failed connection dispatches nothing more.
 const (
-	roleFree   = iota // nobody reads
-	roleReader        // the reader goroutine reads
-	roleCaller        // a unary caller reads its own answer
+	roleFree     = iota // nobody reads
+	roleReader          // the reader goroutine reads
+	roleCaller          // a unary caller reads its own answer
+	roleReserved        // a unary caller will read once its request is written
 )
 
 // readerRetake is how long the reading role may stay free before the
@@ -51,12 +59,26 @@ func (c *Conn) claimRole(id uint32, unary bool) bool {
 	if c.role != roleFree {
 		return false
 	}
-	if unary && callerReads && len(c.pending) == 0 {
-		c.role, c.reading = roleCaller, id
+	if unary && c.callerReads && len(c.pending) == 0 {
+		// Reserved until the request is written (takeReserved): a caller
+		// blocked writing does not hold the role; the reader may take it.
+		c.role, c.reading = roleReserved, id
 		return true
 	}
 	c.wakeReader()
 	return false
+}
+
+// takeReserved turns call id's reservation into the reading role, once its
+// request is written, unless the reader took the role meanwhile.
+func (c *Conn) takeReserved(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.role != roleReserved || c.reading != id {
+		return false
+	}
+	c.role = roleCaller
+	return true
 }
 
 // releaseReader gives the reading role up, from the reader goroutine, if
@@ -65,7 +87,7 @@ func (c *Conn) claimRole(id uint32, unary bool) bool {
 func (c *Conn) releaseReader() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) != 0 || c.err != nil || !callerReads {
+	if len(c.pending) != 0 || c.err != nil || !c.callerReads {
 		return false
 	}
 	c.role = roleFree
@@ -77,10 +99,10 @@ func (c *Conn) releaseReader() bool {
 func (c *Conn) claimReader() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.role != roleFree {
+	if c.role != roleFree && c.role != roleReserved {
 		return false
 	}
-	c.role = roleReader
+	c.role, c.reading = roleReader, 0
 	return true
 }
 
@@ -143,7 +165,8 @@ func (c *Conn) readUntil(ctx context.Context, p *pending) {
 		for !c.rd.HasFrame() {
 			before := c.rd.Buffered()
 			if err := c.rd.Fill(); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && ctx.Err() != nil {
 					return // interrupted; the Reader is as it was
 				}
 				c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))

@@ -188,6 +188,7 @@ func TestCallerReadsAlone(t *testing.T) {
 	for _, pad := range []int{0, 3 * wire.ReadBufferSize} {
 		done := call(context.Background(), c)
 		f = s.next(t, wire.KindRequest)
+		waitRole(t, c, roleCaller)
 		if r, id := roleOf(c); r != roleCaller || id != f.ID {
 			t.Fatalf("call %d: role %d reading %d, want the caller's", f.ID, r, id)
 		}
@@ -233,6 +234,7 @@ func TestCallerReadsOthersAnswers(t *testing.T) {
 	fb := s.next(t, wire.KindRequest)
 	cc := call(context.Background(), c)
 	fc := s.next(t, wire.KindRequest)
+	waitRole(t, c, roleCaller)
 	if r, id := roleOf(c); r != roleCaller || id != fa.ID {
 		t.Fatalf("role %d reading %d, want call %d's caller", r, id, fa.ID)
 	}
@@ -264,6 +266,7 @@ func TestCallerReadEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := call(ctx, c)
 	f := s.next(t, wire.KindRequest)
+	waitRole(t, c, roleCaller)
 	if r, _ := roleOf(c); r != roleCaller {
 		t.Fatalf("role %d, want the caller's", r)
 	}
