@@ -83,35 +83,3 @@ func TestDetachedConnectionReset(t *testing.T) {
 	nc2, rd2 := dial(t, srv.TCPAddr, true)
 	add(t, nc2, rd2, 1, 1)
 }
-
-// TestParkerSleepsWhenNothingIsDue checks the parker's sweep schedule: a
-// sweep is due while a parked connection has a detach or an idle timeout
-// ahead of it, and none once every parked connection is detached and has
-// no idle timeout, so an idle server does not wake at all.
-func TestParkerSleepsWhenNothingIsDue(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		idle time.Duration
-	}{
-		{"no idle timeout", -1},
-		{"idle timeout", time.Hour},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tcpserver.SetDetachAfter(t, 200*time.Millisecond)
-			srv := start(t, tcpserver.Options{IdleTimeout: tc.idle})
-			for i := 1; i <= 2; i++ {
-				nc, rd := dial(t, srv.TCPAddr, true)
-				add(t, nc, rd, 1, 41)
-				waitFor(t, func() bool { d := tcpserver.NextSweep(srv.TCP); return d > 0 && d <= time.Second })
-				waitDetached(t, srv.TCP, i, "after the call")
-				waitFor(t, func() bool {
-					d := tcpserver.NextSweep(srv.TCP)
-					if tc.idle < 0 {
-						return d == 0
-					}
-					return d > 30*time.Minute // the idle timeouts, an hour out
-				})
-			}
-		})
-	}
-}

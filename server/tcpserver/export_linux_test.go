@@ -34,15 +34,3 @@ func LockParker(s *Server) (unlock func()) {
 	p.mu.Lock()
 	return p.mu.Unlock
 }
-
-// NextSweep is how long until s's parker sweeps next, or 0 if it sleeps
-// until an event.
-func NextSweep(s *Server) time.Duration {
-	p := s.idle.(*parker)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.nextSweep == 0 {
-		return 0
-	}
-	return max(p.nextSweep-monoNow(), time.Nanosecond)
-}

@@ -53,10 +53,6 @@ type parker struct {
 	running bool            // the loop goroutine is running
 	done    chan struct{}   // closed when the loop goroutine exits
 	detach  []*conn         // the sweep's scratch: connections to detach
-	// nextSweep is when the loop sweeps next, as a time on the monotonic
-	// clock since monoEpoch; 0 while nothing parked has anything due, when
-	// the loop waits for events alone.
-	nextSweep time.Duration
 }
 
 // parkState is a connection's place in the parker, guarded by parker.mu.
@@ -124,30 +120,7 @@ func (p *parker) tryPark(c *conn) bool {
 	}
 	c.park.parked = true
 	p.conns[c.park.fd] = c
-	if due := p.dueLocked(c); due != 0 && (p.nextSweep == 0 || due < p.nextSweep) {
-		// The loop waits for a later sweep, or none: have it wait less.
-		p.nextSweep = due
-		_, _ = syscall.Write(p.wakeW, []byte{0})
-	}
 	return true
-}
-
-// dueLocked is when the sweep next has something to do for parked c, its
-// idle timeout or its detach, as a time on the monotonic clock since
-// monoEpoch; 0 if nothing. p.mu is held.
-func (p *parker) dueLocked(c *conn) time.Duration {
-	var due time.Duration
-	if p.idle > 0 {
-		due = c.idleSince + p.idle
-	}
-	if c.flags.Load()&flagDetached == 0 {
-		if _, tcp := c.nc.(*net.TCPConn); tcp { // not a Unix socket
-			if d := c.idleSince + p.detachAfter; due == 0 || d < due {
-				due = d
-			}
-		}
-	}
-	return due
 }
 
 // closeConn closes c's socket, first taking c out of the parker if it is
@@ -395,29 +368,18 @@ func (p *parker) parked() int {
 const maxSweepPeriod = time.Second
 
 // loop is the parker's goroutine: it wakes connections whose sockets turn
-// readable, and sweeps for idle timeouts and detaches when one is due. A
-// sweep visits every parked connection, so sweeps are at least period
-// apart (a quarter of the idle timeout and of detachAfter, at most
-// maxSweepPeriod): a connection's timeout or detach comes up to period
-// late. With nothing due the loop sleeps until an event: an idle server
-// whose connections are all detached, or which has none, never wakes.
+// readable, and sweeps for idle timeouts.
 func (p *parker) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 256)
-	var drain [64]byte
 	period := maxSweepPeriod
 	if p.idle > 0 {
 		period = min(period, p.idle/4)
 	}
 	period = max(min(period, p.detachAfter/4), 10*time.Millisecond)
-	p.mu.Lock()
-	next := p.nextSweep
-	p.mu.Unlock()
+	nextSweep := time.Now().Add(period)
 	for {
-		wait := -1 // nothing due: until an event
-		if next != 0 {
-			wait = int(max(next-monoNow(), time.Millisecond) / time.Millisecond)
-		}
+		wait := int(max(time.Until(nextSweep), time.Millisecond) / time.Millisecond)
 		n, err := syscall.EpollWait(p.epfd, events, wait)
 		if err != nil && err != syscall.EINTR {
 			n = 0 // not expected; the sweep below still runs
@@ -425,63 +387,36 @@ func (p *parker) loop() {
 		p.mu.Lock()
 		for _, ev := range events[:max(n, 0)] {
 			if ev.Fd == int32(p.wakeR) {
-				if p.stopped {
-					p.close()
-					p.mu.Unlock()
-					return
-				}
-				for { // a park made nextSweep sooner
-					if k, _ := syscall.Read(p.wakeR, drain[:]); k <= 0 {
-						break
-					}
-				}
-				continue
+				p.close()
+				p.mu.Unlock()
+				return
 			}
 			if c := p.conns[ev.Fd]; c != nil {
 				p.wakeLocked(c)
 			}
 		}
-		if now := monoNow(); p.nextSweep != 0 && now >= p.nextSweep {
-			p.sweepLocked(now, period)
+		if !time.Now().Before(nextSweep) {
+			now := time.Now()
+			mono := now.Sub(monoEpoch)
+			for _, c := range p.conns {
+				switch since := mono - c.idleSince; {
+				case p.idle > 0 && since >= p.idle:
+					p.wakeLocked(c) // its goroutine sends GOAWAY, or waits on if busy
+				case since >= p.detachAfter && c.flags.Load()&flagDetached == 0 && len(p.detach) < maxDetachesPerSweep:
+					if _, tcp := c.nc.(*net.TCPConn); tcp { // not a Unix socket
+						p.detach = append(p.detach, c)
+					}
+				}
+			}
+			for _, c := range p.detach {
+				p.detachLocked(c)
+			}
+			clear(p.detach)
+			p.detach = p.detach[:0]
+			nextSweep = now.Add(period)
 		}
-		next = p.nextSweep
 		p.mu.Unlock()
 	}
-}
-
-// sweepLocked wakes the parked connections whose idle timeout has passed
-// and detaches those parked for detachAfter, then sets when the next sweep
-// is due: when the next connection's is, but at least period from now.
-// p.mu is held.
-func (p *parker) sweepLocked(now, period time.Duration) {
-	var next time.Duration
-	for _, c := range p.conns {
-		switch since := now - c.idleSince; {
-		case p.idle > 0 && since >= p.idle:
-			p.wakeLocked(c) // its goroutine sends GOAWAY, or waits on if busy
-			continue
-		case since >= p.detachAfter && c.flags.Load()&flagDetached == 0 && len(p.detach) < maxDetachesPerSweep:
-			if _, tcp := c.nc.(*net.TCPConn); tcp { // not a Unix socket
-				p.detach = append(p.detach, c)
-				continue // its due is after the detach
-			}
-		}
-		if due := p.dueLocked(c); due != 0 && (next == 0 || due < next) {
-			next = due
-		}
-	}
-	for _, c := range p.detach {
-		p.detachLocked(c)
-		if due := p.dueLocked(c); due != 0 && (next == 0 || due < next) {
-			next = due // its idle timeout, or the detach again if it was refused
-		}
-	}
-	clear(p.detach)
-	p.detach = p.detach[:0]
-	if next != 0 {
-		next = max(next, now+period)
-	}
-	p.nextSweep = next
 }
 
 // close wakes any connection still parked and releases the epoll instance
