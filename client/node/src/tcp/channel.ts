@@ -420,7 +420,7 @@ export class CalcTcpChannel extends EventEmitter {
     }
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await CalcTcpConnection.open(socket, { ...this.connectionOptions, connectTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)) });
+      return await CalcTcpConnection.open(socket, { ...this.connectionOptions, connectTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)) }, formatEndpoint(endpoint));
     } finally {
       signal.removeEventListener("abort", onAbort);
     }

@@ -145,7 +145,7 @@ export class CalcTcpConnection extends EventEmitter {
   private readonly socket: Carrier;
   private readonly conn: Connection;
 
-  private constructor(socket: Carrier, options: TcpConnectionOptions) {
+  private constructor(socket: Carrier, options: TcpConnectionOptions, peer: string | undefined) {
     super();
     this.socket = socket;
     this.conn = new Connection(
@@ -158,7 +158,9 @@ export class CalcTcpConnection extends EventEmitter {
       },
       { onGoaway: (g) => this.emit("goaway", g), onClose: (err) => this.emit("close", err) },
     );
-    const peer = socket instanceof net.Socket && socket.remoteAddress ? formatEndpoint({ host: socket.remoteAddress, port: socket.remotePort ?? 0 }) : "the server";
+    // The address dialled, else the socket's peer: a socket reset while
+    // connecting has no remote address any more.
+    peer ??= socket instanceof net.Socket && socket.remoteAddress ? formatEndpoint({ host: socket.remoteAddress, port: socket.remotePort ?? 0 }) : "the server";
     this.conn.attach(new SocketStream(socket, this.conn, peer, options.tlsServerName));
   }
 
@@ -182,7 +184,7 @@ export class CalcTcpConnection extends EventEmitter {
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     const started = performance.now();
     const socket = await dial(endpoint, { timeoutMs });
-    return CalcTcpConnection.open(socket, { ...options, connectTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)) });
+    return CalcTcpConnection.open(socket, { ...options, connectTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)) }, formatEndpoint(endpoint));
   }
 
   /**
@@ -191,9 +193,10 @@ export class CalcTcpConnection extends EventEmitter {
    * bytes): sends the preface and waits for the server's SETTINGS, within
    * options.connectTimeoutMs (10 s). A token over a plaintext net.Socket to
    * a peer that is not loopback is refused; over other carriers the caller
-   * decides. The TLS options are not used here: the socket is given.
+   * decides. The TLS options are not used here: the socket is given. peer
+   * names the server in errors (default: the socket's remote address).
    */
-  static async open(socket: Duplex, options: TcpConnectionOptions = {}): Promise<CalcTcpConnection> {
+  static async open(socket: Duplex, options: TcpConnectionOptions = {}, peer?: string): Promise<CalcTcpConnection> {
     if (socket instanceof net.Socket && !(socket instanceof tls.TLSSocket)) {
       try {
         checkToken(options.token, false, socket.remoteAddress ?? "");
@@ -202,7 +205,7 @@ export class CalcTcpConnection extends EventEmitter {
         throw e;
       }
     }
-    const c = new CalcTcpConnection(socket, options);
+    const c = new CalcTcpConnection(socket, options, peer);
     const ready = c.conn.handshake(options.connectTimeoutMs ?? 10_000);
     c.conn.begin();
     await ready;

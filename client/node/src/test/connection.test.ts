@@ -1,3 +1,4 @@
+import * as net from "node:net";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -313,5 +314,23 @@ both("streaming: REQUEST without message, MESSAGEs, HALF_CLOSE, metadata; typed 
   } finally {
     await transport.close().catch(() => {});
     await s.close();
+  }
+});
+
+test("a server that resets the connection before SETTINGS: the error names the address dialled", async () => {
+  // A reset socket no longer knows its peer's address; the message must still say where it was connecting.
+  const server = net.createServer((s) => s.resetAndDestroy());
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as net.AddressInfo;
+  try {
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(CalcTcpConnection.connect(`127.0.0.1:${port}`, { connectTimeoutMs: 5000 }), (e: CalcError) => {
+        assert.equal(e.code, Code.Unavailable);
+        assert.ok(e.rawMessage.startsWith(`connecting to 127.0.0.1:${port}: `), e.rawMessage);
+        return true;
+      });
+    }
+  } finally {
+    await new Promise((r) => server.close(r));
   }
 });
