@@ -641,9 +641,6 @@ func (c *Conn) readBurst() bool {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
 			return false
 		}
-		if !c.heard.Load() { // a load, not a store per frame: the line stays shared
-			c.heard.Store(true)
-		}
 		if !corked && c.rd.HasFrame() {
 			// A burst of answers: the requests their callers send next
 			// are queued and leave in one write after it (awaitCallers).
@@ -685,8 +682,12 @@ func (c *Conn) awaitCallers(firstID uint32, answered int) {
 	}
 }
 
-// dispatch handles one frame from the server.
+// dispatch handles one frame from the server, first marking it heard for
+// keepalive.
 func (c *Conn) dispatch(f wire.Frame) error {
+	if !c.heard.Load() { // a load, not a store per frame: the line stays shared
+		c.heard.Store(true)
+	}
 	switch f.Kind {
 	case wire.KindResponse:
 		p := c.take(f.ID)

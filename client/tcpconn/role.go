@@ -181,9 +181,6 @@ func (c *Conn) readUntil(ctx context.Context, p *pending) {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
 			return
 		}
-		if !c.heard.Load() {
-			c.heard.Store(true)
-		}
 		if err := c.dispatch(f); err != nil {
 			c.fail(err)
 			return

@@ -108,6 +108,18 @@ func (s *roleServer) next(t *testing.T, kind wire.Kind) wire.Frame {
 	}
 }
 
+// warm makes one call on c and answers it, after which the reader gives
+// the reading role up: the next caller alone on c reads its own answer.
+func (s *roleServer) warm(t *testing.T, c *Conn) {
+	t.Helper()
+	done := call(context.Background(), c)
+	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
+	if r := wait(t, done); r.err != nil {
+		t.Fatalf("warm-up call: %v", r.err)
+	}
+	waitRole(t, c, roleFree)
+}
+
 // answer is a RESPONSE frame for call id carrying result, plus pad bytes
 // in an unknown field (kept by proto.Unmarshal) to make it large.
 func answer(id uint32, result int64, pad int) []byte {
@@ -223,10 +235,7 @@ func TestReaderRetakes(t *testing.T) {
 // hands the role to the reader when it leaves them pending.
 func TestCallerReadsOthersAnswers(t *testing.T) {
 	s, c := startRoleServer(t, time.Hour)
-	warm := call(context.Background(), c)
-	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
-	wait(t, warm)
-	waitRole(t, c, roleFree)
+	s.warm(t, c)
 
 	a := call(context.Background(), c)
 	fa := s.next(t, wire.KindRequest)
@@ -258,10 +267,7 @@ func TestCallerReadsOthersAnswers(t *testing.T) {
 // connection working: a cancelled and a timed-out call, then a good one.
 func TestCallerReadEndsWithContext(t *testing.T) {
 	s, c := startRoleServer(t, time.Hour)
-	warm := call(context.Background(), c)
-	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
-	wait(t, warm)
-	waitRole(t, c, roleFree)
+	s.warm(t, c)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := call(ctx, c)
@@ -305,10 +311,7 @@ func TestCallerReadEndsWithContext(t *testing.T) {
 // server goes away gets UNAVAILABLE, and the connection ends.
 func TestCallerReadLost(t *testing.T) {
 	s, c := startRoleServer(t, time.Hour)
-	warm := call(context.Background(), c)
-	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
-	wait(t, warm)
-	waitRole(t, c, roleFree)
+	s.warm(t, c)
 
 	done := call(context.Background(), c)
 	s.next(t, wire.KindRequest)
@@ -334,10 +337,7 @@ func TestCallerReadLost(t *testing.T) {
 // its own for an hour.
 func TestStreamWakesReader(t *testing.T) {
 	s, c := startRoleServer(t, time.Hour)
-	warm := call(context.Background(), c)
-	s.out <- answer(s.next(t, wire.KindRequest).ID, 1, 0)
-	wait(t, warm)
-	waitRole(t, c, roleFree)
+	s.warm(t, c)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
