@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 )
 
 // ByteCounter counts the bytes read and written on the connections it
@@ -34,4 +36,15 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 	n, err := cc.Conn.Write(p)
 	cc.c.written.Add(uint64(n))
 	return n, err
+}
+
+// SyscallConn returns the wrapped connection's raw connection, so that a
+// client behind the counter still peeks at its socket (tcpconn's busy
+// polling), as it does without one.
+func (cc *countingConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := cc.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }

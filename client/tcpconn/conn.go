@@ -81,6 +81,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/calcrpc/calc/internal/busypoll"
 	"github.com/calcrpc/calc/internal/wire"
 )
 
@@ -136,12 +137,22 @@ type Options struct {
 	// protobuf-go, for programs that know a faster way for their messages
 	// (calccodec.Codec); nil means protobuf-go.
 	Codec wire.Codec
+	// BusyPoll is how long the reader, having read several answers at
+	// once, polls the socket for the next ones, yielding its processor
+	// between peeks, before it parks on the netpoller: with many calls in
+	// flight the server answers again within microseconds, and a parked
+	// reader costs a wake-up that takes longer (package busypoll has the
+	// rules that keep polling cheap). 0 means busypoll.Default (50 µs) and
+	// a negative value disables polling. A TLS connection does not poll.
+	BusyPoll time.Duration
 }
 
 // Conn is a raw TCP connection to a calc server. It is safe for concurrent
 // use.
 type Conn struct {
 	nc         net.Conn
+	sock       busypoll.Socket // nc's socket, for polling; nil if it cannot be peeked at
+	poller     busypoll.Poller // the reader's (conn.go, readBurst)
 	out        *wire.Writer
 	rd         *wire.Reader
 	opts       Options
@@ -228,8 +239,12 @@ func NewConn(ctx context.Context, nc net.Conn, opts Options) (*Conn, error) {
 	if opts.KeepaliveTimeout == 0 {
 		opts.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
+	if opts.BusyPoll == 0 {
+		opts.BusyPoll = busypoll.Default
+	}
 	c := &Conn{
 		nc:         nc,
+		sock:       busypoll.NewSocket(nc),
 		out:        wire.NewWriter(halfCloser{nc}),
 		rd:         wire.NewReader(nc, opts.MaxMessageSize+wire.DefaultMaxFrameSize-wire.DefaultMaxMessageSize),
 		opts:       opts,
@@ -596,7 +611,10 @@ func (c *Conn) read() {
 	defer close(c.readerOut)
 	var retake *time.Timer
 	for {
-		if !c.readBurst() {
+		readers.Add(1)
+		ok := c.readBurst()
+		readers.Add(-1)
+		if !ok {
 			return
 		}
 		// The role is free: a caller alone on the connection reads its
@@ -625,6 +643,8 @@ func (c *Conn) readBurst() bool {
 	corked, dispatched := false, false
 	var answered int   // unary calls the burst answered
 	var firstID uint32 // the first id a request sent during the burst gets
+	var read int       // frames dispatched since the buffer last ran dry
+	streamed := false  // … of which one carried a stream's message
 	for {
 		if corked && !c.rd.HasFrame() {
 			if answered > 1 {
@@ -636,11 +656,19 @@ func (c *Conn) readBurst() bool {
 		if dispatched && !c.rd.HasFrame() && c.releaseReader() {
 			return true
 		}
+		if c.rd.Buffered() == 0 {
+			if read > 1 && !streamed { // several answers: more are coming soon
+				c.poller.Poll(c.sock, c.opts.BusyPoll, &readers)
+			}
+			read, streamed = 0, false
+		}
 		f, err := c.rd.ReadFrame()
 		if err != nil {
 			c.fail(status.Errorf(codes.Unavailable, "tcpconn: connection lost: %v", err))
 			return false
 		}
+		read++
+		streamed = streamed || f.Kind == wire.KindMessage
 		if !corked && c.rd.HasFrame() {
 			// A burst of answers: the requests their callers send next
 			// are queued and leave in one write after it (awaitCallers).
@@ -660,6 +688,10 @@ func (c *Conn) readBurst() bool {
 		dispatched = true
 	}
 }
+
+// readers counts the reader goroutines reading (read), process-wide: a
+// reader polls only while there are few (busypoll.Poller.Poll).
+var readers atomic.Int32
 
 // maxCallerYields bounds how often the reader yields to the callers a burst
 // of answers woke (awaitCallers).

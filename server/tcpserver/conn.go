@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/calcrpc/calc/internal/busypoll"
 	"github.com/calcrpc/calc/internal/wire"
 )
 
@@ -48,10 +49,11 @@ type conn struct {
 	last      uint32 // highest call id accepted
 	served    uint32 // frames served in this burst
 
-	flags        atomic.Uint32 // flagCtxEnding, flagWriting, flagDetached
-	servedFrames bool          // this goroutine has served frames since its last idle wait
-	corked       bool          // the writer is corked for the burst being served
-	inStream     bool          // an inline stream runs on this goroutine (stream.go)
+	flags        atomic.Uint32   // flagCtxEnding, flagWriting, flagDetached
+	poller       busypoll.Poller // polls for the next burst (read.go)
+	servedFrames bool            // this goroutine has served frames since its last idle wait
+	corked       bool            // the writer is corked for the burst being served
+	inStream     bool            // an inline stream runs on this goroutine (stream.go)
 	// Written once by establish, under the server's mu, before any reader.
 	established bool
 	park        parkState // guarded by the idler
@@ -169,7 +171,9 @@ func (c *conn) run() {
 		}
 	}()
 	c.takeReader()
+	c.srv.serving.Add(1)
 	err := c.readFrames()
+	c.srv.serving.Add(-1)
 	if errors.Is(err, errIdle) {
 		c.dropReader()
 		c.srv.idle.park(c) // c's goroutine ends here; the idler runs it again

@@ -14,6 +14,10 @@ import (
 // Between bursts it waits in three steps, each cheaper to hold than the
 // last:
 //
+//  0. polling: after a burst of several unary calls, it yields its
+//     processor and peeks at its socket for up to Options.BusyPoll, so
+//     that a peer with more calls in flight finds it awake (package
+//     busypoll);
 //  1. hot: for hotReadWindow it reads directly, holding its read buffer, so
 //     a busy connection pays no readiness check;
 //  2. warm: it gives the buffer back and waits for readability, until
@@ -99,6 +103,9 @@ func (c *conn) serveFrame(mayIdle bool) error {
 func (c *conn) awaitBurst(mayIdle bool) error {
 	if mayIdle && !c.servedFrames {
 		return c.waitIdle()
+	}
+	if c.served > 1 && !c.inStream {
+		c.poller.Poll(c.ready.socket(), c.srv.opts.BusyPoll, &c.srv.serving)
 	}
 	now := time.Now()
 	c.idleSince = now.Sub(monoEpoch)

@@ -2,7 +2,11 @@
 
 package tcpserver
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/calcrpc/calc/internal/busypoll"
+)
 
 // readiness is a no-op on platforms without a readiness wait: the
 // connection waits in a read instead (awaitReadable), holding its buffer.
@@ -15,3 +19,6 @@ func (*readiness) canWait() bool { return false }
 
 // wait returns at once.
 func (*readiness) wait() error { return nil }
+
+// socket returns nil: connections here do not busy-poll.
+func (*readiness) socket() busypoll.Socket { return nil }

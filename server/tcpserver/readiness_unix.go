@@ -2,7 +2,11 @@
 
 package tcpserver
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/calcrpc/calc/internal/busypoll"
+)
 
 // readiness waits until a connection has bytes to read (or EOF, or an
 // error) without reading them, so the caller takes a read buffer only once
@@ -12,23 +16,38 @@ import "syscall"
 // passes. The callback is built once per connection, so a wait allocates
 // nothing.
 type readiness struct {
-	rc    syscall.RawConn // nil when the connection has no file descriptor
-	peek  [1]byte
-	check func(fd uintptr) bool
+	rc       syscall.RawConn // nil when the connection has no file descriptor
+	peek     [1]byte
+	probing  bool // Readable's check: never wait
+	readable bool // the last check's finding
+	check    func(fd uintptr) bool
 }
 
 func newReadiness(rc syscall.RawConn) *readiness {
 	r := &readiness{rc: rc}
 	r.check = func(fd uintptr) bool {
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), r.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
-		}
+		r.readable = busypoll.Peek(fd, &r.peek)
+		return r.readable || r.probing
 	}
 	return r
+}
+
+// socket returns r as the busypoll.Socket its connection polls, or nil
+// when it has no socket.
+func (r *readiness) socket() busypoll.Socket {
+	if r.rc == nil {
+		return nil
+	}
+	return r
+}
+
+// Readable reports whether the connection has bytes to read now, without
+// waiting (busypoll.Socket).
+func (r *readiness) Readable() bool {
+	r.probing, r.readable = true, false
+	err := r.rc.Read(r.check)
+	r.probing = false
+	return err != nil || r.readable // an error: the read reports it
 }
 
 // canWait reports whether wait can wait: the connection is a socket.

@@ -2,7 +2,11 @@
 
 package tcpserver
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/calcrpc/calc/internal/busypoll"
+)
 
 // readiness waits until a connection has bytes to read without reading
 // them. On Windows the runtime answers a RawConn.Read callback that reports
@@ -38,3 +42,6 @@ func (r *readiness) wait() error {
 	r.waited = false
 	return r.rc.Read(r.check)
 }
+
+// socket returns nil: connections here do not busy-poll.
+func (*readiness) socket() busypoll.Socket { return nil }

@@ -60,6 +60,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/calcrpc/calc/internal/busypoll"
 	"github.com/calcrpc/calc/internal/wire"
 	"github.com/calcrpc/calc/server/endpoint"
 )
@@ -196,6 +197,14 @@ type Options struct {
 	// WriteTimeout closes a connection whose writes make no progress for
 	// this long (a peer that does not read); 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// BusyPoll is how long a connection that has just served a burst of
+	// several frames polls its socket for the next burst, yielding its
+	// processor between peeks, before it parks on the netpoller: a peer
+	// with many calls in flight writes again within microseconds, and a
+	// parked connection costs a wake-up that takes longer (package
+	// busypoll has the rules that keep polling cheap). 0 means
+	// busypoll.Default (50 µs) and a negative value disables polling.
+	BusyPoll time.Duration
 
 	// TLSConfig, when set, serves every connection over TLS (PROTOCOL.md,
 	// TLS): the server uses a clone with TLS 1.3 at least and ALPN
@@ -239,6 +248,7 @@ func (o Options) withDefaults() Options {
 	defDur(&o.FrameTimeout, DefaultFrameTimeout)
 	defDur(&o.IdleTimeout, DefaultIdleTimeout)
 	defDur(&o.WriteTimeout, DefaultWriteTimeout)
+	defDur(&o.BusyPoll, busypoll.Default)
 	return o
 }
 
@@ -256,6 +266,7 @@ type Server struct {
 	frames   *wire.Budget                // memory of large frames being received, server-wide
 	readers  sync.Pool                   // *wire.Reader lent to connections while they read (conn.takeReader)
 	streams  atomic.Int64                // open streams, server-wide
+	serving  atomic.Int32                // connection goroutines reading (conn.run), for busypoll
 	counters counters                    // for Stats (stats.go)
 	pool     *pool                       // DispatchPool's workers, else nil
 

@@ -39,3 +39,41 @@ func TestConnectionAgeOnEveryTransport(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyPoll: --tcp-busy-poll (or CALCD_TCP_BUSY_POLL) sets the raw TCP
+// server's BusyPoll, 0 turns it off (a negative BusyPoll), and a negative
+// or malformed value is refused.
+func TestBusyPoll(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"default", nil, nil, 50 * time.Microsecond, false},
+		{"flag", []string{"--tcp-busy-poll", "20us"}, nil, 20 * time.Microsecond, false},
+		{"environment", nil, map[string]string{"CALCD_TCP_BUSY_POLL": "100us"}, 100 * time.Microsecond, false},
+		{"flag over environment", []string{"--tcp-busy-poll", "0"}, map[string]string{"CALCD_TCP_BUSY_POLL": "100us"}, -1, false},
+		{"off", []string{"--tcp-busy-poll", "0"}, nil, -1, false},
+		{"negative flag", []string{"--tcp-busy-poll", "-1us"}, nil, 0, true},
+		{"negative environment", nil, map[string]string{"CALCD_TCP_BUSY_POLL": "-1us"}, 0, true},
+		{"malformed environment", nil, map[string]string{"CALCD_TCP_BUSY_POLL": "soon"}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("parseConfig succeeded with BusyPoll %v, want an error", cfg.calcd.TCP.BusyPoll)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.calcd.TCP.BusyPoll; got != tc.want {
+				t.Errorf("BusyPoll = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

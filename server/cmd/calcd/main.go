@@ -118,6 +118,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/calcrpc/calc/internal/busypoll"
 	"github.com/calcrpc/calc/internal/otelenv"
 	"github.com/calcrpc/calc/internal/version"
 	"github.com/calcrpc/calc/server/auth"
@@ -256,6 +257,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	num(&t.MaxConcurrentStreams, "max-streams-per-conn", "CALCD_MAX_STREAMS_PER_CONN", tcpserver.DefaultMaxConcurrentStreams, "streams open on one connection, on both transports (gRPC: HTTP/2 MAX_CONCURRENT_STREAMS, which counts unary calls too)")
 	num(&t.MaxStreams, "max-streams", "CALCD_MAX_STREAMS", tcpserver.DefaultMaxStreams, "streams open on each transport in all")
 	num(&t.MaxPendingFrameBytes, "max-pending-frame-bytes", "CALCD_MAX_PENDING_FRAME_BYTES", tcpserver.DefaultMaxPendingFrameBytes, "raw TCP memory, in bytes, for frames over 16 KiB being received, all connections together")
+	var busyPoll time.Duration
+	busyPollEnv := env("CALCD_TCP_BUSY_POLL", busypoll.Default.String())
+	if d, err := time.ParseDuration(busyPollEnv); err != nil || d < 0 {
+		errs = append(errs, fmt.Errorf("invalid tcp-busy-poll %q (env CALCD_TCP_BUSY_POLL): want a duration such as 50us, or 0 for none", busyPollEnv))
+	} else {
+		busyPoll = d
+	}
+	fs.DurationVar(&busyPoll, "tcp-busy-poll", busyPoll, "how long a raw TCP connection that has just served several calls at once polls its socket for the next ones before it parks (BENCHMARKS.md: busy polling); 0 for never (env CALCD_TCP_BUSY_POLL)")
 	var dispatch string
 	str(&dispatch, "tcp-dispatch", "CALCD_TCP_DISPATCH", "inline", "where raw TCP unary handlers run: inline (cheap methods on the connection's goroutine, others in a goroutine each), goroutine (a goroutine per call) or pool (a worker per CPU fed by a bounded queue); BENCHMARKS.md compares them")
 	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -303,6 +312,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		if v <= 0 {
 			return cfg, errors.New("limits must be positive integers")
 		}
+	}
+	switch {
+	case busyPoll < 0:
+		return cfg, errors.New("--tcp-busy-poll must not be negative")
+	case busyPoll == 0:
+		t.BusyPoll = -1 // off
+	default:
+		t.BusyPoll = busyPoll
 	}
 	if t.HandshakeTimeout <= 0 {
 		return cfg, errors.New("--handshake-timeout must be positive")
