@@ -142,8 +142,9 @@ type Options struct {
 	// between peeks, before it parks on the netpoller: with many calls in
 	// flight the server answers again within microseconds, and a parked
 	// reader costs a wake-up that takes longer (package busypoll has the
-	// rules that keep polling cheap). 0 means busypoll.Default (50 µs) and
-	// a negative value disables polling. A TLS connection does not poll.
+	// rules that keep polling cheap). 0 means busypoll.Default (50 µs), a
+	// negative value disables polling, and more than busypoll.Max (1 ms)
+	// means busypoll.Max. A TLS connection does not poll.
 	BusyPoll time.Duration
 }
 

@@ -34,6 +34,10 @@ import (
 // say 0.
 const Default = 50 * time.Microsecond
 
+// Max is the longest a reader polls, whatever it is asked: a poll keeps a
+// processor busy, and past a millisecond a wake-up is cheap beside the wait.
+const Max = time.Millisecond
+
 // maxSkip is the most chances to poll a reader skips after polls that
 // found nothing.
 const maxSkip = 64
@@ -51,7 +55,8 @@ type Poller struct {
 	skip, backoff uint8
 }
 
-// Poll yields the processor and checks s, over and over, for at most d. It
+// Poll yields the processor and checks s, over and over, for at most d (and
+// at most Max). It
 // reports whether s became readable. It gives up early, without counting
 // the poll as failed, when more readers than half the processors are
 // active: active counts them, the caller included. It does not poll at
@@ -69,7 +74,7 @@ func (p *Poller) Poll(s Socket, d time.Duration, active *atomic.Int32) bool {
 	if active.Load() > limit {
 		return false
 	}
-	end := time.Now().Add(d)
+	end := time.Now().Add(min(d, Max))
 	for {
 		runtime.Gosched()
 		if active.Load() > limit {

@@ -180,3 +180,20 @@ func TestNewSocketNotASocket(t *testing.T) {
 		t.Errorf("NewSocket(net.Pipe) = %v, want nil", s)
 	}
 }
+
+// TestPollAtMostMax: a poll asked for an hour ends after about Max.
+func TestPollAtMostMax(t *testing.T) {
+	var p Poller
+	var active atomic.Int32
+	active.Store(1)
+	done := make(chan bool)
+	go func() { done <- p.Poll(&fakeSocket{}, time.Hour, &active) }()
+	select {
+	case found := <-done:
+		if found {
+			t.Error("Poll = true on a socket that never turns readable")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a poll asked for an hour still ran after a minute (Max is 1ms)")
+	}
+}

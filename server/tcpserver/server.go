@@ -203,7 +203,8 @@ type Options struct {
 	// with many calls in flight writes again within microseconds, and a
 	// parked connection costs a wake-up that takes longer (package
 	// busypoll has the rules that keep polling cheap). 0 means
-	// busypoll.Default (50 µs) and a negative value disables polling.
+	// busypoll.Default (50 µs), a negative value disables polling, and
+	// more than busypoll.Max (1 ms) means busypoll.Max.
 	BusyPoll time.Duration
 
 	// TLSConfig, when set, serves every connection over TLS (PROTOCOL.md,

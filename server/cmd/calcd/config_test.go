@@ -57,6 +57,7 @@ func TestBusyPoll(t *testing.T) {
 		{"flag over environment", []string{"--tcp-busy-poll", "0"}, map[string]string{"CALCD_TCP_BUSY_POLL": "100us"}, -1, false},
 		{"off", []string{"--tcp-busy-poll", "0"}, nil, -1, false},
 		{"negative flag", []string{"--tcp-busy-poll", "-1us"}, nil, 0, true},
+		{"over the maximum", []string{"--tcp-busy-poll", "2ms"}, nil, 0, true},
 		{"negative environment", nil, map[string]string{"CALCD_TCP_BUSY_POLL": "-1us"}, 0, true},
 		{"malformed environment", nil, map[string]string{"CALCD_TCP_BUSY_POLL": "soon"}, 0, true},
 	} {

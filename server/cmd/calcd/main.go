@@ -264,7 +264,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	} else {
 		busyPoll = d
 	}
-	fs.DurationVar(&busyPoll, "tcp-busy-poll", busyPoll, "how long a raw TCP connection that has just served several calls at once polls its socket for the next ones before it parks (BENCHMARKS.md: busy polling); 0 for never (env CALCD_TCP_BUSY_POLL)")
+	fs.DurationVar(&busyPoll, "tcp-busy-poll", busyPoll, "how long a raw TCP connection that has just served several calls at once polls its socket for the next ones before it parks (BENCHMARKS.md: busy polling), at most 1ms; 0 for never (env CALCD_TCP_BUSY_POLL)")
 	var dispatch string
 	str(&dispatch, "tcp-dispatch", "CALCD_TCP_DISPATCH", "inline", "where raw TCP unary handlers run: inline (cheap methods on the connection's goroutine, others in a goroutine each), goroutine (a goroutine per call) or pool (a worker per CPU fed by a bounded queue); BENCHMARKS.md compares them")
 	str(&level, "log-level", "CALCD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -314,8 +314,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 	switch {
-	case busyPoll < 0:
-		return cfg, errors.New("--tcp-busy-poll must not be negative")
+	case busyPoll < 0 || busyPoll > busypoll.Max:
+		return cfg, fmt.Errorf("--tcp-busy-poll must be between 0 and %v", busypoll.Max)
 	case busyPoll == 0:
 		t.BusyPoll = -1 // off
 	default:
