@@ -690,8 +690,9 @@ func (c *Conn) readBurst() bool {
 	}
 }
 
-// readers counts the reader goroutines reading (read), process-wide: a
-// reader polls only while there are few (busypoll.Poller.Poll).
+// readers counts the goroutines reading a connection, process-wide: the
+// reader goroutines in readBurst and the callers reading their own answer
+// (readOwn). A reader polls only while there are few (busypoll.Poller.Poll).
 var readers atomic.Int32
 
 // maxCallerYields bounds how often the reader yields to the callers a burst

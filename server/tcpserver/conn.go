@@ -171,9 +171,11 @@ func (c *conn) run() {
 		}
 	}()
 	c.takeReader()
-	c.srv.serving.Add(1)
-	err := c.readFrames()
-	c.srv.serving.Add(-1)
+	err := func() error {
+		c.srv.serving.Add(1) // counted for busypoll, even if reading panics
+		defer c.srv.serving.Add(-1)
+		return c.readFrames()
+	}()
 	if errors.Is(err, errIdle) {
 		c.dropReader()
 		c.srv.idle.park(c) // c's goroutine ends here; the idler runs it again
