@@ -612,10 +612,7 @@ func (c *Conn) read() {
 	defer close(c.readerOut)
 	var retake *time.Timer
 	for {
-		readers.Add(1)
-		ok := c.readBurst()
-		readers.Add(-1)
-		if !ok {
+		if !c.readBurst() {
 			return
 		}
 		// The role is free: a caller alone on the connection reads its
@@ -642,6 +639,11 @@ func (c *Conn) read() {
 // role up and returns true. It returns false when the connection has ended.
 func (c *Conn) readBurst() bool {
 	corked, dispatched := false, false
+	defer func() {
+		if dispatched {
+			readers.Add(-1)
+		}
+	}()
 	var answered int   // unary calls the burst answered
 	var firstID uint32 // the first id a request sent during the burst gets
 	var read int       // frames dispatched since the buffer last ran dry
@@ -682,17 +684,21 @@ func (c *Conn) readBurst() bool {
 		if f.Kind == wire.KindResponse || f.Kind == wire.KindStatus {
 			answered++
 		}
+		if !dispatched {
+			readers.Add(1) // busy from its first frame on (busypoll)
+		}
+		dispatched = true
 		if err := c.dispatch(f); err != nil {
 			c.fail(err)
 			return false
 		}
-		dispatched = true
 	}
 }
 
-// readers counts the goroutines reading a connection, process-wide: the
-// reader goroutines in readBurst and the callers reading their own answer
-// (readOwn). A reader polls only while there are few (busypoll.Poller.Poll).
+// readers counts the busy readers, process-wide: reader goroutines that
+// have dispatched a frame since they took the reading role (readBurst),
+// not those waiting on a quiet connection. A reader polls only while there
+// are few (busypoll.Poller.Poll).
 var readers atomic.Int32
 
 // maxCallerYields bounds how often the reader yields to the callers a burst

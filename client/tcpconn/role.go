@@ -148,9 +148,7 @@ func (c *Conn) readOwn(ctx context.Context, id uint32, p *pending) {
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { c.interrupt(id) })
 	}
-	readers.Add(1)
 	c.readUntil(ctx, p)
-	readers.Add(-1)
 	if stop != nil && !stop() {
 		// interrupt may have run: none can once c.reading is not id.
 		c.mu.Lock()

@@ -16,12 +16,21 @@
 //     away, and polling would only burn the wait;
 //   - a poll that ends empty makes its reader skip the next 1, 2, 4, … up
 //     to 64 chances to poll, and a poll that finds data resets that, so a
-//     connection whose peer is slow soon stops spending CPU on it;
-//   - readers poll only while no more of them are active in the process
-//     than half its processors (GOMAXPROCS/2, at least 1). A polling
+//     reader whose peer does not answer within the poll soon stops
+//     spending CPU on it;
+//   - a reader polls only while no more readers are busy than half the
+//     processors (GOMAXPROCS/2), and never on one processor: a polling
 //     goroutine keeps its processor from checking the netpoller, so with
-//     more busy connections than that it would delay their bursts, and
-//     they keep the processors from idling anyway.
+//     more busy connections it would delay their bursts (and they keep
+//     the processors from idling anyway), and on one processor the peer
+//     it waits for, if local, needs that processor to answer. Who counts
+//     as busy is the caller's to say: a server counts its connections
+//     that served a burst in the last millisecond, a client its readers
+//     with calls in flight.
+//
+// A peer that keeps sending small bursts just within the poll keeps its
+// reader polling, and so can make it spend a processor: no more than
+// GOMAXPROCS/2 of them in all.
 package busypoll
 
 import (
@@ -55,13 +64,13 @@ type Poller struct {
 	skip, backoff uint8
 }
 
-// Poll yields the processor and checks s, over and over, for at most d (and
-// at most Max). It
-// reports whether s became readable. It gives up early, without counting
-// the poll as failed, when more readers than half the processors are
-// active: active counts them, the caller included. It does not poll at
-// all when d is not positive, when the Poller is skipping chances after
-// empty polls, or when s is nil.
+// Poll yields the processor and checks s, over and over, for at most d
+// (and at most Max). It reports whether s became readable. active counts
+// the busy readers, the caller included; Poll gives up early, without
+// counting the poll as failed, when there are more than half the
+// processors. It does not poll at all when d is not positive, when the
+// Poller is skipping chances after empty polls, when s is nil, or on one
+// processor.
 func (p *Poller) Poll(s Socket, d time.Duration, active *atomic.Int32) bool {
 	if d <= 0 || s == nil {
 		return false
@@ -70,8 +79,8 @@ func (p *Poller) Poll(s Socket, d time.Duration, active *atomic.Int32) bool {
 		p.skip--
 		return false
 	}
-	limit := int32(max(1, runtime.GOMAXPROCS(0)/2))
-	if active.Load() > limit {
+	limit := int32(runtime.GOMAXPROCS(0) / 2)
+	if limit == 0 || active.Load() > limit {
 		return false
 	}
 	end := time.Now().Add(min(d, Max))

@@ -5,20 +5,22 @@ package busypoll
 import (
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// rawSocket peeks at a socket with a one-byte MSG_PEEK|MSG_DONTWAIT
-// receive. Its callback is built once, so a check allocates nothing.
+// rawSocket checks a socket with Ready. Its callback is built once, so a
+// check allocates nothing.
 type rawSocket struct {
 	rc       syscall.RawConn
-	peek     [1]byte
 	readable bool
 	check    func(fd uintptr) bool
 }
 
-// NewSocket returns the Socket of nc, or nil when nc is not a socket the
-// process can peek at (a TLS connection, whose records the socket's bytes
-// are not, or a pipe).
+// NewSocket returns the Socket of nc, or nil when nc does not expose a
+// socket (a TLS connection, whose socket carries records, not the bytes
+// its reader reads; a pipe). A wrapper that exposes its socket
+// (syscall.Conn) must read the socket's bytes as they are.
 func NewSocket(nc net.Conn) Socket {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -30,22 +32,24 @@ func NewSocket(nc net.Conn) Socket {
 	}
 	s := &rawSocket{rc: rc}
 	s.check = func(fd uintptr) bool {
-		s.readable = Peek(fd, &s.peek)
+		s.readable = Ready(fd)
 		return true // never wait
 	}
 	return s
 }
 
-// Peek reports whether socket fd has bytes (or an end, or an error) to
-// read, with a one-byte MSG_PEEK|MSG_DONTWAIT receive into b that leaves
-// them in the socket.
-func Peek(fd uintptr, b *[1]byte) bool {
+// Ready reports whether socket fd has bytes (or an end, or an error) to
+// read, with a poll(2) that does not wait. It takes nothing from the
+// socket: unlike a MSG_PEEK receive, it leaves a pending error (a reset)
+// for the read to report.
+func Ready(fd uintptr) bool {
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if err == syscall.EINTR {
+		n, err := unix.Poll(fds[:], 0)
+		if err == unix.EINTR {
 			continue
 		}
-		return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+		return err != nil || n > 0
 	}
 }
 

@@ -49,11 +49,10 @@ type conn struct {
 	last      uint32 // highest call id accepted
 	served    uint32 // frames served in this burst
 
-	flags        atomic.Uint32   // flagCtxEnding, flagWriting, flagDetached
-	poller       busypoll.Poller // polls for the next burst (read.go)
-	servedFrames bool            // this goroutine has served frames since its last idle wait
-	corked       bool            // the writer is corked for the burst being served
-	inStream     bool            // an inline stream runs on this goroutine (stream.go)
+	flags        atomic.Uint32 // flagCtxEnding, flagWriting, flagDetached
+	servedFrames bool          // this goroutine has served frames since its last idle wait
+	corked       bool          // the writer is corked for the burst being served
+	inStream     bool          // an inline stream runs on this goroutine (stream.go)
 	// Written once by establish, under the server's mu, before any reader.
 	established bool
 	park        parkState // guarded by the idler
@@ -63,6 +62,9 @@ type conn struct {
 	wakeMu  sync.Mutex
 	waiting bool // in awaitWakeable's wait
 	woken   bool // wake was called and the wait has not yet seen it
+	// poller is the connection goroutine's (read.go), not wakeMu's: it
+	// sits in the padding before mu, so that a conn stays within 384 bytes.
+	poller busypoll.Poller
 
 	draining bool // GOAWAY being sent: no new calls
 	goneAway bool // GOAWAY queued: the last answer closes the connection
@@ -172,7 +174,7 @@ func (c *conn) run() {
 	}()
 	c.takeReader()
 	err := func() error {
-		c.srv.serving.Add(1) // counted for busypoll, even if reading panics
+		c.srv.serving.Add(1) // busy, for busypoll, but for its waits (awaitBurst)
 		defer c.srv.serving.Add(-1)
 		return c.readFrames()
 	}()

@@ -14,10 +14,12 @@ import (
 // Between bursts it waits in three steps, each cheaper to hold than the
 // last:
 //
-//  0. polling: after a burst of several unary calls, it yields its
-//     processor and peeks at its socket for up to Options.BusyPoll, so
-//     that a peer with more calls in flight finds it awake (package
-//     busypoll);
+//  0. polling: after a burst of several frames, outside an inline stream,
+//     it yields its processor and checks its socket for up to
+//     Options.BusyPoll, so that a peer with more calls in flight finds it
+//     awake (package busypoll). A connection counts as busy for polling
+//     (Server.serving) while it serves a burst and in the hot step after
+//     it, not in the warm and idle waits;
 //  1. hot: for hotReadWindow it reads directly, holding its read buffer, so
 //     a busy connection pays no readiness check;
 //  2. warm: it gives the buffer back and waits for readability, until
@@ -102,6 +104,8 @@ func (c *conn) serveFrame(mayIdle bool) error {
 // mayIdle the warm wait has no end but wake.
 func (c *conn) awaitBurst(mayIdle bool) error {
 	if mayIdle && !c.servedFrames {
+		c.srv.serving.Add(-1) // idle: not busy (busypoll)
+		defer c.srv.serving.Add(1)
 		return c.waitIdle()
 	}
 	if c.served > 1 && !c.inStream {
@@ -114,6 +118,8 @@ func (c *conn) awaitBurst(mayIdle bool) error {
 		return err
 	}
 	c.rd.Release()
+	c.srv.serving.Add(-1) // warm: no longer busy (busypoll)
+	defer c.srv.serving.Add(1)
 	if !mayIdle {
 		return c.awaitWakeable()
 	}

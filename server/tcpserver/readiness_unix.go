@@ -10,23 +10,23 @@ import (
 
 // readiness waits until a connection has bytes to read (or EOF, or an
 // error) without reading them, so the caller takes a read buffer only once
-// there is something to put in it. The check is a one-byte MSG_PEEK receive;
-// when it would block, the runtime parks the goroutine on the netpoller
-// (epoll, kqueue) until the socket becomes readable or the read deadline
-// passes. The callback is built once per connection, so a wait allocates
-// nothing.
+// there is something to put in it. The check is a poll(2) that does not
+// wait (busypoll.Ready), which leaves a pending error for the read to
+// report; when it finds nothing, the runtime parks the goroutine on the
+// netpoller (epoll, kqueue) until the socket becomes readable or the read
+// deadline passes. The callback is built once per connection, so a wait
+// allocates nothing.
 type readiness struct {
 	rc       syscall.RawConn // nil when the connection has no file descriptor
-	peek     [1]byte
-	probing  bool // Readable's check: never wait
-	readable bool // the last check's finding
+	probing  bool            // Readable's check: never wait
+	readable bool            // the last check's finding
 	check    func(fd uintptr) bool
 }
 
 func newReadiness(rc syscall.RawConn) *readiness {
 	r := &readiness{rc: rc}
 	r.check = func(fd uintptr) bool {
-		r.readable = busypoll.Peek(fd, &r.peek)
+		r.readable = busypoll.Ready(fd)
 		return r.readable || r.probing
 	}
 	return r

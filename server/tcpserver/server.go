@@ -267,7 +267,7 @@ type Server struct {
 	frames   *wire.Budget                // memory of large frames being received, server-wide
 	readers  sync.Pool                   // *wire.Reader lent to connections while they read (conn.takeReader)
 	streams  atomic.Int64                // open streams, server-wide
-	serving  atomic.Int32                // connection goroutines reading (conn.run), for busypoll
+	serving  atomic.Int32                // connections busy reading (read.go), for busypoll
 	counters counters                    // for Stats (stats.go)
 	pool     *pool                       // DispatchPool's workers, else nil
 

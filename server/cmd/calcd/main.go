@@ -315,7 +315,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	switch {
 	case busyPoll < 0 || busyPoll > busypoll.Max:
-		return cfg, fmt.Errorf("--tcp-busy-poll must be between 0 and %v", busypoll.Max)
+		return cfg, fmt.Errorf("--tcp-busy-poll (CALCD_TCP_BUSY_POLL) must be between 0 and %v", busypoll.Max)
 	case busyPoll == 0:
 		t.BusyPoll = -1 // off
 	default:
