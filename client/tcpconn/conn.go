@@ -139,7 +139,7 @@ type Options struct {
 	Codec wire.Codec
 	// BusyPoll is how long the reader, having read several answers at
 	// once, polls the socket for the next ones, yielding its processor
-	// between peeks, before it parks on the netpoller: with many calls in
+	// between checks, before it parks on the netpoller: with many calls in
 	// flight the server answers again within microseconds, and a parked
 	// reader costs a wake-up that takes longer (package busypoll has the
 	// rules that keep polling cheap). 0 means busypoll.Default (50 µs), a
@@ -152,7 +152,7 @@ type Options struct {
 // use.
 type Conn struct {
 	nc         net.Conn
-	sock       busypoll.Socket // nc's socket, for polling; nil if it cannot be peeked at
+	sock       busypoll.Socket // nc's socket, for polling; nil if it cannot be checked
 	poller     busypoll.Poller // the reader's (conn.go, readBurst)
 	out        *wire.Writer
 	rd         *wire.Reader

@@ -6,7 +6,7 @@
 // next write must wake it, which on a virtual machine takes 30–50 µs (a
 // timeline of one connection at 64 callers on this project's 2-CPU test
 // machine showed both ends spending more of each round trip waking than
-// working). A reader that yields its processor and peeks at the socket
+// working). A reader that yields its processor and checks the socket
 // meanwhile sees the peer's next burst within a microsecond or two. This
 // is the spin-then-park strategy of Aeron's BackoffIdleStrategy and of
 // Go's own scheduler, applied to one socket:

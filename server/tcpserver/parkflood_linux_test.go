@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -18,14 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	calculatorv1 "github.com/calcrpc/calc/gen/calculator/v1"
-	"github.com/calcrpc/calc/internal/calccodec"
 	"github.com/calcrpc/calc/internal/wire"
-	"github.com/calcrpc/calc/server/calculator"
 	"github.com/calcrpc/calc/server/tcpserver"
 )
 
@@ -48,13 +43,6 @@ const floodBound = 30 * time.Second
 // calculator's codec, inline methods and leak check are start's.
 func startSmallSendBuffer(t *testing.T, opts tcpserver.Options, sndbuf int) *testServer {
 	t.Helper()
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // registered first, so it runs last
-	opts.InlineMethods = calculator.CheapMethods
-	opts.Codec = calccodec.Codec{}
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := tcpserver.New(opts)
-	calculatorv1.RegisterCalculatorServiceServer(srv, calculator.New())
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		return setSockopt(rc, syscall.SO_SNDBUF, sndbuf)
 	}}
@@ -62,19 +50,7 @@ func startSmallSendBuffer(t *testing.T, opts tcpserver.Options, sndbuf int) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, tcpserver.ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-	})
-	return &testServer{TCP: srv, TCPAddr: lis.Addr().String()}
+	return startServiceOn(t, opts, nil, lis)
 }
 
 // setSockopt sets the SOL_SOCKET option opt of rc's socket to v.

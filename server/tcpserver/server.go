@@ -199,7 +199,7 @@ type Options struct {
 	WriteTimeout time.Duration
 	// BusyPoll is how long a connection that has just served a burst of
 	// several frames polls its socket for the next burst, yielding its
-	// processor between peeks, before it parks on the netpoller: a peer
+	// processor between checks, before it parks on the netpoller: a peer
 	// with many calls in flight writes again within microseconds, and a
 	// parked connection costs a wake-up that takes longer (package
 	// busypoll has the rules that keep polling cheap). 0 means

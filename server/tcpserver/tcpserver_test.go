@@ -37,6 +37,16 @@ func start(t testing.TB, opts tcpserver.Options) *testServer {
 
 func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.CalculatorServiceServer) *testServer {
 	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServiceOn(t, opts, svc, lis)
+}
+
+// startServiceOn is startService serving on lis, a loopback listener.
+func startServiceOn(t testing.TB, opts tcpserver.Options, svc calculatorv1.CalculatorServiceServer, lis net.Listener) *testServer {
+	t.Helper()
 	before := goleak.IgnoreCurrent()                   // a benchmark's parents, say
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // registered first, so it runs last
 	if svc == nil {
@@ -49,10 +59,6 @@ func startService(t testing.TB, opts tcpserver.Options, svc calculatorv1.Calcula
 	}
 	srv := tcpserver.New(opts)
 	calculatorv1.RegisterCalculatorServiceServer(srv, svc)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
